@@ -1,0 +1,106 @@
+# fewshot - the one build description (luarocks' build.type "make" calls it too).
+#
+#   make            build fewshot/core.so, the static core library and the embedding example
+#   make test       install missing Debian packages, build, run every spec -> "N passed, N failed"
+#   make demo       install missing Debian packages, build, run the main job
+#   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
+#   make sanitize   ASan + UBSan build, then the specs under it
+#   make install    used by luarocks: LIBDIR / LUADIR receive core.so and the Lua files
+#   make clean
+
+LUA        ?= lua5.4
+PKG_CONFIG ?= pkg-config
+LUA_PC     ?= lua5.4
+CC         ?= cc
+
+DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libpng-dev lua-busted luarocks pkg-config \
+               zlib1g-dev make gcc
+
+PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) openblas libpng zlib 2>/dev/null)
+PC_LIBS   := $(shell $(PKG_CONFIG) --libs openblas libpng zlib 2>/dev/null)
+
+OPT        ?= -O3 -march=native
+FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp \
+              -fvisibility=hidden $(OPT) -Icsrc/core -Icsrc/lua $(PC_CFLAGS) $(SAN)
+FS_LDLIBS   = $(PC_LIBS) -lm -fopenmp $(SAN)
+
+BUILD       = build$(if $(SAN),-san)
+CORE_SRC    = $(sort $(wildcard csrc/core/*.c))
+LUA_SRC     = $(sort $(wildcard csrc/lua/*.c))
+CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
+LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
+HEADERS     = $(wildcard csrc/core/*.h csrc/lua/*.h)
+
+SO          = fewshot/core.so
+CORE_LIB    = $(BUILD)/libfewshot_core.a
+HOST        = $(BUILD)/embed-host
+
+LUA_ENV     = LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./?.so;;"
+BUSTED      = $(LUA_ENV) $(LUA) /usr/bin/busted
+
+.PHONY: all deps test demo bench sanitize install clean
+
+all: $(SO) $(CORE_LIB) $(HOST)
+
+# Installs what is missing (and only then runs apt-get update); quiet when all is there.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(BUILD)/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(FS_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(SO): $(CORE_OBJ) $(LUA_OBJ)
+	@mkdir -p fewshot
+	$(CC) -shared -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
+
+$(CORE_LIB): $(CORE_OBJ)
+	ar rcs $@ $^
+
+# A C program that hosts Lua 5.4 and runs a script using fewshot (how an application embeds it).
+$(HOST): examples/embed/host.c
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -Wall -Wextra -Wpedantic $(OPT) $(PC_CFLAGS) $< -o $@ \
+	  $$($(PKG_CONFIG) --libs $(LUA_PC)) $(SAN)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(BUSTED) -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA_ENV) $(LUA) examples/tour.lua
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA_ENV) $(LUA) bench/run.lua
+
+# Sanitizers: the .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
+sanitize: deps
+	@$(MAKE) --no-print-directory clean-so
+	@$(MAKE) --no-print-directory $(SO) SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
+	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SKIP_SLOW=1 \
+	  $(BUSTED) -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
+	@$(MAKE) --no-print-directory clean-so
+
+clean-so:
+	rm -f $(SO)
+
+LIBDIR ?= /usr/local/lib/lua/5.4
+LUADIR ?= /usr/local/share/lua/5.4
+install: $(SO)
+	mkdir -p $(LIBDIR)/fewshot $(LUADIR)/fewshot
+	cp $(SO) $(LIBDIR)/fewshot/core.so
+	cp lua/fewshot/*.lua $(LUADIR)/fewshot/
+
+clean:
+	rm -rf build build-san fewshot

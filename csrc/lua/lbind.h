@@ -1,0 +1,68 @@
+/* lbind.h - helpers shared by the binding files: the Tensor userdata, argument checks,
+ * option tables, and the one way results and errors go back to Lua.
+ *
+ * Pattern for a function returning a tensor (the userdata exists before the core allocates,
+ * so an error leaves nothing half-built):
+ *
+ *     static int l_exp(lua_State *L) {
+ *         fs_tensor *a = fs_lua_check_tensor(L, 1);
+ *         fs_tensor **box = fs_lua_new_box(L);
+ *         return fs_lua_return(L, box, fs_unary(FS_EXP, a));
+ *     }
+ *
+ * fs_lua_return raises fs_error() when the core returned NULL, and reports the bytes the core
+ * allocated since the last report to Lua's collector, so loops need no collectgarbage().
+ *
+ * Lua indices and dims are 1-based; fs_lua_check_dim converts to 0-based (negative counts
+ * from the end).
+ */
+#ifndef FS_LBIND_H
+#define FS_LBIND_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "tensor.h"
+
+#define FS_TENSOR_MT "fewshot.Tensor"
+#define FS_GENERATOR_MT "fewshot.Generator"
+
+#if defined(__GNUC__)
+#define FS_EXPORT __attribute__((visibility("default")))
+#else
+#define FS_EXPORT
+#endif
+
+/* Tensor userdata */
+fs_tensor **fs_lua_new_box(lua_State *L);            /* pushes an empty Tensor userdata */
+int fs_lua_return(lua_State *L, fs_tensor **box, fs_tensor *t); /* fills it; 1 or raises */
+void fs_lua_push_tensor(lua_State *L, fs_tensor *t); /* takes the reference; raises on NULL */
+fs_tensor *fs_lua_check_tensor(lua_State *L, int idx);
+fs_tensor *fs_lua_test_tensor(lua_State *L, int idx); /* NULL when not a Tensor */
+/* A Tensor, or a number turned into a 0-d tensor (pushed in place of the number). */
+fs_tensor *fs_lua_to_tensor(lua_State *L, int idx);
+int fs_lua_error(lua_State *L);                      /* raises fs_error() */
+void fs_lua_account(lua_State *L);                   /* report new core bytes to the GC */
+
+/* Arguments */
+/* A shape from a table {2, 3} or from integers at idx, idx+1, ... up to the first non-number. */
+int fs_lua_check_shape(lua_State *L, int idx, int64_t *size);
+int fs_lua_check_dim(lua_State *L, int idx, int ndim);   /* 1-based/negative -> 0-based */
+int fs_lua_opt_dim(lua_State *L, int idx, int ndim, int def);
+
+/* Option tables (idx may be absent or nil) */
+bool fs_lua_opt_bool(lua_State *L, int idx, const char *key, bool def);
+lua_Number fs_lua_opt_number(lua_State *L, int idx, const char *key, lua_Number def);
+lua_Integer fs_lua_opt_integer(lua_State *L, int idx, const char *key, lua_Integer def);
+const char *fs_lua_opt_string(lua_State *L, int idx, const char *key, const char *def);
+/* The `generator` option, or the default generator. */
+fs_generator *fs_lua_opt_generator(lua_State *L, int idx);
+/* After creating a tensor: apply the `requires_grad` option. */
+void fs_lua_apply_requires_grad(lua_State *L, int opts, fs_tensor *t);
+
+/* Each area registers its functions into the module table at the top of the stack. */
+void fs_lua_open_tensor(lua_State *L);
+void fs_lua_open_autograd(lua_State *L);
+void fs_lua_open_random(lua_State *L);
+
+#endif
