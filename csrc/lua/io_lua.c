@@ -1,0 +1,135 @@
+/* io_lua.c - fs.io.load/save (safetensors) and fs.io.load_npy/save_npy.
+ *
+ *   fs.io.load(path)                      -> {name = Tensor, ...}, {key = "value", ...}
+ *   fs.io.save(path, {name = Tensor, ...}, {metadata = {key = "value"}})
+ *   fs.io.load_npy(path)                  -> Tensor (float32)
+ *   fs.io.save_npy(path, tensor)
+ *
+ * Data errors (missing, truncated or corrupt files) raise an error naming the file. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lbind.h"
+#include "npy.h"
+#include "safetensors.h"
+
+static int l_load(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    fs_tensor_dict d;
+    lua_createtable(L, 0, 0); /* allocate Lua-side first */
+    lua_createtable(L, 0, 0);
+    if (fs_safetensors_load(path, &d) < 0)
+        return fs_lua_error(L);
+    for (int64_t i = 0; i < d.nmeta; i++) {
+        lua_pushstring(L, d.meta_values[i]);
+        lua_setfield(L, -2, d.meta_keys[i]);
+    }
+    for (int64_t i = 0; i < d.n; i++) {
+        fs_tensor *t = d.tensors[i];
+        d.tensors[i] = NULL; /* the userdata takes the reference */
+        fs_lua_push_tensor(L, t);
+        lua_setfield(L, -3, d.names[i]);
+    }
+    fs_tensor_dict_free(&d);
+    fs_lua_account(L);
+    return 2;
+}
+
+/* Builds a dict from the table at idx (borrowed tensors, retained by the dict). */
+static void check_tensor_table(lua_State *L, int idx, const char *op, fs_tensor_dict *d)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            fs_tensor_dict_free(d);
+            luaL_error(L, "%s: tensor table keys must be strings (got a %s)", op,
+                       luaL_typename(L, -2));
+        }
+        fs_tensor *t = fs_lua_test_tensor(L, -1);
+        if (!t) {
+            const char *name = lua_tostring(L, -2);
+            fs_tensor_dict_free(d);
+            luaL_error(L, "%s: value of '%s' must be a Tensor (got a %s)", op, name,
+                       luaL_typename(L, -1));
+        }
+        if (fs_tensor_dict_add(d, lua_tostring(L, -2), t) < 0) {
+            fs_tensor_dict_free(d);
+            fs_lua_error(L);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static int l_save(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    fs_tensor_dict d;
+    fs_tensor_dict_init(&d);
+    /* metadata first (its checks may raise before the dict holds anything) */
+    if (lua_type(L, 3) == LUA_TTABLE) {
+        lua_getfield(L, 3, "metadata");
+        if (!lua_isnil(L, -1)) {
+            int m = lua_gettop(L);
+            luaL_argexpected(L, lua_istable(L, m), 3, "metadata table");
+            lua_pushnil(L);
+            while (lua_next(L, m)) {
+                if (lua_type(L, -2) != LUA_TSTRING ||
+                    (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
+                    fs_tensor_dict_free(&d);
+                    return luaL_error(L, "fs.io.save: metadata keys and values must be strings");
+                }
+                const char *v = luaL_tolstring(L, -1, NULL);
+                int rc = fs_tensor_dict_add_meta(&d, lua_tostring(L, -3), v);
+                lua_pop(L, 2);
+                if (rc < 0) {
+                    fs_tensor_dict_free(&d);
+                    return fs_lua_error(L);
+                }
+            }
+        }
+        lua_pop(L, 1);
+    } else if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+    }
+    check_tensor_table(L, 2, "fs.io.save", &d);
+    int rc = fs_safetensors_save(path, &d);
+    fs_tensor_dict_free(&d);
+    if (rc < 0)
+        return fs_lua_error(L);
+    return 0;
+}
+
+static int l_load_npy(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    fs_tensor **box = fs_lua_new_box(L);
+    return fs_lua_return(L, box, fs_npy_load(path));
+}
+
+static int l_save_npy(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    fs_tensor *t = fs_lua_check_tensor(L, 2);
+    if (fs_npy_save(path, t) < 0)
+        return fs_lua_error(L);
+    return 0;
+}
+
+void fs_lua_open_io(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"load", l_load}, {"save", l_save}, {"load_npy", l_load_npy}, {"save_npy", l_save_npy},
+        {NULL, NULL}};
+    lua_getfield(L, -1, "io"); /* shared with other areas: create only when absent */
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "io");
+    }
+    luaL_setfuncs(L, fns, 0);
+    lua_pop(L, 1);
+}
