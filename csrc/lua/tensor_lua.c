@@ -687,9 +687,9 @@ static int m_backward(lua_State *L)
 {
     fs_tensor *t = CHECK(1);
     fs_tensor *g = fs_lua_test_tensor(L, 2);
-    int opts = g ? 3 : 2;
     if (!g && !lua_isnoneornil(L, 2) && !lua_istable(L, 2))
         return luaL_typeerror(L, 2, "tensor or options table");
+    int opts = (!g && lua_istable(L, 2)) ? 2 : 3; /* backward(opts) or backward(grad|nil, opts) */
     bool retain = fs_lua_opt_bool(L, opts, "retain_graph", false);
     if (fs_backward(t, g, retain) < 0)
         return fs_lua_error(L);
