@@ -1,0 +1,180 @@
+/* resnet.c - torchvision's ResNet-18 as a module tree, with torchvision's layout, names and
+ * initialisation:
+ *
+ *   conv1 7x7/2 (C -> 64, no bias), bn1, relu, maxpool 3x3/2 pad 1,
+ *   layer1..layer4: 2 BasicBlocks each, 64/128/256/512 channels, stride 2 in the first block
+ *   of layer2..4 with downsample = (1x1/2 conv, bn), avgpool (adaptive 1x1), flatten, fc.
+ *   BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + identity).
+ *
+ * Init: conv weights N(0, 2 / fan_out) (kaiming_normal_, mode fan_out, relu), BN weight 1,
+ * bias 0, fc PyTorch's Linear default. x: (N, C, H, W) -> (N, 512) or (N, num_classes). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "module.h"
+#include "ops.h"
+
+static fs_tensor *child_forward(fs_module *m, const char *name, fs_tensor *x)
+{
+    fs_module *c = fs_module_child(m, name);
+    return c ? fs_module_forward(c, x) : fs_tensor_retain(x);
+}
+
+/* Runs children by name in order; releases intermediates. */
+static fs_tensor *chain(fs_module *m, fs_tensor *x, int n, const char *const *names)
+{
+    fs_tensor *cur = fs_tensor_retain(x);
+    for (int i = 0; i < n && cur; i++) {
+        fs_tensor *next = child_forward(m, names[i], cur);
+        fs_tensor_release(cur);
+        cur = next;
+    }
+    return cur;
+}
+
+static fs_tensor *block_forward(fs_module *m, fs_tensor *x)
+{
+    static const char *const main_path[] = {"conv1", "bn1", "relu", "conv2", "bn2"};
+    fs_tensor *out = chain(m, x, 5, main_path);
+    if (!out)
+        return NULL;
+    fs_tensor *identity = child_forward(m, "downsample", x);
+    if (!identity) {
+        fs_tensor_release(out);
+        return NULL;
+    }
+    fs_tensor *sum = fs_binary(FS_ADD, out, identity);
+    fs_tensor_release(out);
+    fs_tensor_release(identity);
+    if (!sum)
+        return NULL;
+    fs_tensor *y = fs_relu(sum);
+    fs_tensor_release(sum);
+    return y;
+}
+
+static fs_tensor *resnet_forward(fs_module *m, fs_tensor *x)
+{
+    if (x->ndim != 4 || x->size[1] != m->extra[0])
+        return fs_set_error("resnet18: expected input (N, %lld, H, W), got %s",
+                            (long long)m->extra[0], FS_SHAPE(x)), NULL;
+    static const char *const names[] = {"conv1",  "bn1",    "relu",   "maxpool", "layer1",
+                                        "layer2", "layer3", "layer4", "avgpool"};
+    fs_tensor *h = chain(m, x, 9, names);
+    if (!h)
+        return NULL;
+    fs_tensor *flat = fs_view(h, 2, (int64_t[]){h->size[0], h->size[1]});
+    fs_tensor_release(h);
+    if (!flat || !fs_module_child(m, "fc"))
+        return flat;
+    fs_tensor *y = child_forward(m, "fc", flat);
+    fs_tensor_release(flat);
+    return y;
+}
+
+static void resnet_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    int n;
+    if (spec && m->extra[1] > 0)
+        n = snprintf(b + *len, cap - *len, "resnet18{in_channels=%lld, num_classes=%lld}",
+                     (long long)m->extra[0], (long long)m->extra[1]);
+    else if (spec)
+        n = snprintf(b + *len, cap - *len, "resnet18{in_channels=%lld}", (long long)m->extra[0]);
+    else
+        n = snprintf(b + *len, cap - *len, "ResNet-18(in_channels=%lld, %s%lld)",
+                     (long long)m->extra[0], m->extra[1] > 0 ? "num_classes=" : "embedding=",
+                     (long long)(m->extra[1] > 0 ? m->extra[1] : 512));
+    if (n > 0)
+        *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+static fs_module *conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad,
+                       fs_generator *g)
+{
+    fs_conv2d_args a = FS_CONV2D_ARGS_DEFAULT;
+    a.stride[0] = a.stride[1] = stride;
+    a.padding[0] = a.padding[1] = pad;
+    fs_module *m = fs_nn_conv2d(in, out, k, k, &a, false, g);
+    if (m && fs_tensor_normal_(m->entries[0].t, g, 0.0f,
+                               (float)sqrt(2.0 / (double)(out * k * k))) < 0) {
+        fs_module_release(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Adds child (taking over the caller's reference); keeps going only while rc == 0. */
+static int add(int rc, fs_module *parent, const char *name, fs_module *child)
+{
+    if (rc == 0)
+        rc = child ? fs_module_add_child(parent, name, child) : -1;
+    fs_module_release(child);
+    return rc;
+}
+
+static fs_module *basic_block(int64_t in, int64_t out, int64_t stride, fs_generator *g)
+{
+    fs_module *m = fs_module_new("BasicBlock", block_forward);
+    if (!m)
+        return NULL;
+    int rc = add(0, m, "conv1", conv(in, out, 3, stride, 1, g));
+    rc = add(rc, m, "bn1", fs_nn_batchnorm2d(out, 1e-5, 0.1));
+    rc = add(rc, m, "relu", fs_nn_relu());
+    rc = add(rc, m, "conv2", conv(out, out, 3, 1, 1, g));
+    rc = add(rc, m, "bn2", fs_nn_batchnorm2d(out, 1e-5, 0.1));
+    if (rc == 0 && (stride != 1 || in != out)) {
+        fs_module *ds[2] = {conv(in, out, 1, stride, 0, g), fs_nn_batchnorm2d(out, 1e-5, 0.1)};
+        fs_module *seq = ds[0] && ds[1] ? fs_nn_sequential(2, ds) : NULL;
+        fs_module_release(ds[0]);
+        fs_module_release(ds[1]);
+        rc = add(rc, m, "downsample", seq);
+    }
+    if (rc < 0) {
+        fs_module_release(m);
+        return NULL;
+    }
+    return m;
+}
+
+fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g)
+{
+    if (in_channels < 1)
+        return fs_set_error("resnet18: in_channels must be >= 1, got %lld",
+                            (long long)in_channels), NULL;
+    fs_module *m = fs_module_new("ResNet", resnet_forward);
+    if (!m)
+        return NULL;
+    m->describe = resnet_describe;
+    m->extra[0] = in_channels;
+    m->extra[1] = num_classes > 0 ? num_classes : 0;
+    int rc = add(0, m, "conv1", conv(in_channels, 64, 7, 2, 3, g));
+    rc = add(rc, m, "bn1", fs_nn_batchnorm2d(64, 1e-5, 0.1));
+    rc = add(rc, m, "relu", fs_nn_relu());
+    fs_pool2d_args pa = {{3, 3}, {2, 2}, {1, 1}, false, true};
+    rc = add(rc, m, "maxpool", fs_nn_maxpool2d(&pa));
+    int64_t in = 64;
+    for (int l = 0; l < 4; l++) {
+        int64_t out = 64 << l;
+        fs_module *blocks[2] = {basic_block(in, out, l ? 2 : 1, g), NULL};
+        if (blocks[0])
+            blocks[1] = basic_block(out, out, 1, g);
+        fs_module *seq = blocks[0] && blocks[1] ? fs_nn_sequential(2, blocks) : NULL;
+        fs_module_release(blocks[0]);
+        fs_module_release(blocks[1]);
+        char name[16];
+        snprintf(name, sizeof name, "layer%d", l + 1);
+        rc = add(rc, m, name, seq);
+        in = out;
+    }
+    rc = add(rc, m, "avgpool", fs_nn_adaptive_avgpool2d(1, 1));
+    if (num_classes > 0)
+        rc = add(rc, m, "fc", fs_nn_linear(512, num_classes, true, g));
+    if (rc == 0)
+        rc = fs_module_flatten(m);
+    if (rc < 0) {
+        fs_module_release(m);
+        return NULL;
+    }
+    return m;
+}
