@@ -13,6 +13,7 @@ int luaopen_fewshot_core(lua_State *L)
     fs_lua_open_random(L);
     fs_lua_open_io(L);
     fs_lua_open_module(L);
+    fs_lua_open_optim(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;

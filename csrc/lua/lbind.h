@@ -66,5 +66,6 @@ void fs_lua_open_autograd(lua_State *L);
 void fs_lua_open_random(lua_State *L);
 void fs_lua_open_io(lua_State *L);
 void fs_lua_open_module(lua_State *L);
+void fs_lua_open_optim(lua_State *L);
 
 #endif

@@ -10,7 +10,8 @@
  *   fs.nn.load(path): a module saved with model:save(path)
  *
  * Module methods: forward(x) (also model(x)), train([on]), eval(), is_training(),
- * parameters(), named_parameters(), state_dict(), load_state_dict(sd, {strict=true,
+ * parameters(), named_parameters(), state_dict(), state_dict_keys() (ordered),
+ * load_state_dict(sd, {strict=true,
  * adapt_conv1="sum"}), save(path), zero_grad(), num_parameters(), child("layer1.0"),
  * flat_parameters() / flat_grad() (the flat buffers as 1-D tensors), tostring(model). */
 #include <ctype.h>
@@ -154,6 +155,26 @@ static int push_entries(lua_State *L, bool params_only, bool named, bool alias)
 static int m_parameters(lua_State *L) { return push_entries(L, true, false, false); }
 static int m_named_parameters(lua_State *L) { return push_entries(L, true, true, false); }
 static int m_state_dict(lua_State *L) { return push_entries(L, false, true, true); }
+
+static int keys_cb(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
+{
+    (void)e;
+    (void)owner;
+    push_ud *p = ud;
+    lua_pushstring(p->L, name);
+    lua_rawseti(p->L, p->table, ++p->k);
+    return 0;
+}
+
+/* The state_dict keys in order (PyTorch's state_dict().keys()). */
+static int m_state_dict_keys(lua_State *L)
+{
+    fs_module *m = CHECK(1);
+    lua_newtable(L);
+    push_ud p = {L, lua_gettop(L), 0, false, false, false};
+    fs_module_visit(m, keys_cb, &p);
+    return 1;
+}
 
 static int m_load_state_dict(lua_State *L)
 {
@@ -540,6 +561,7 @@ static const luaL_Reg methods[] = {
     {"forward", m_forward}, {"train", m_train}, {"eval", m_eval},
     {"is_training", m_is_training}, {"parameters", m_parameters},
     {"named_parameters", m_named_parameters}, {"state_dict", m_state_dict},
+    {"state_dict_keys", m_state_dict_keys},
     {"load_state_dict", m_load_state_dict}, {"save", m_save}, {"zero_grad", m_zero_grad},
     {"num_parameters", m_num_parameters}, {"child", m_child},
     {"flat_parameters", m_flat_parameters}, {"flat_grad", m_flat_grad}, {"close", m_gc},

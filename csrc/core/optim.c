@@ -1,0 +1,262 @@
+/* optim.c - SGD / Adam / AdamW steps (optim.h). Each update is written element by element
+ * in PyTorch's operation order, in float32:
+ *   Adam:  g' = g + wd*p;  m = m*b1 + (1-b1)*g';  v = v*b2 + ((1-b2)*g')*g';
+ *          denom = sqrt(v) / sqrt(1-b2^t) + eps;  p = p + ((-lr/(1-b1^t)) * m) / denom
+ *   AdamW: p = p * (1 - lr*wd), then Adam without the g' term.
+ *   SGD:   g' = g + wd*p;  buf = g' (first step) or buf*mu + (1-dampening)*g';
+ *          d = nesterov ? g' + mu*buf : buf;  p = p + (-lr)*d
+ * Scalars derived in double (as Python does) are rounded to float before use. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim.h"
+
+const char *fs_optim_name(fs_optim_kind kind)
+{
+    return kind == FS_OPTIM_SGD ? "sgd" : kind == FS_OPTIM_ADAM ? "adam" : "adamw";
+}
+
+void fs_optim_free(fs_optim *o)
+{
+    if (!o)
+        return;
+    for (int i = 0; i < o->n; i++)
+        fs_tensor_release(o->params[i]);
+    free(o->params);
+    free(o->offsets);
+    free(o->steps);
+    fs_free(o->exp_avg);
+    fs_free(o->exp_avg_sq);
+    fs_free(o->max_exp_avg_sq);
+    fs_free(o->momentum_buffer);
+    free(o->buffer_set);
+    free(o);
+}
+
+static float *zeros(int64_t n)
+{
+    float *p = fs_alloc((size_t)(n ? n : 1) * sizeof *p);
+    if (p)
+        memset(p, 0, (size_t)(n ? n : 1) * sizeof *p);
+    return p;
+}
+
+fs_optim *fs_optim_new(fs_optim_kind kind, int n, fs_tensor *const *params,
+                       const fs_optim_config *c)
+{
+    const char *name = fs_optim_name(kind);
+    if (!(c->lr >= 0))
+        return fs_set_error("%s: lr must be >= 0, got %g", name, c->lr), NULL;
+    if (!(c->weight_decay >= 0))
+        return fs_set_error("%s: weight_decay must be >= 0, got %g", name, c->weight_decay), NULL;
+    if (kind != FS_OPTIM_SGD) {
+        if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+            return fs_set_error("%s: betas must be in [0, 1), got (%g, %g)", name, c->beta1,
+                                c->beta2), NULL;
+        if (!(c->eps >= 0))
+            return fs_set_error("%s: eps must be >= 0, got %g", name, c->eps), NULL;
+    } else {
+        if (!(c->momentum >= 0))
+            return fs_set_error("sgd: momentum must be >= 0, got %g", c->momentum), NULL;
+        if (c->nesterov && (c->momentum <= 0 || c->dampening != 0))
+            return fs_set_error("sgd: nesterov needs momentum > 0 and dampening 0"), NULL;
+    }
+    if (n < 1)
+        return fs_set_error("%s: no parameters to optimize", name), NULL;
+    for (int i = 0; i < n; i++) {
+        if (!fs_is_contiguous(params[i]))
+            return fs_set_error("%s: parameter %d of shape %s is not contiguous", name, i + 1,
+                                FS_SHAPE(params[i])), NULL;
+        if (params[i]->grad_fn)
+            return fs_set_error("%s: parameter %d of shape %s is not a leaf (it was computed "
+                                "by an operation)", name, i + 1, FS_SHAPE(params[i])), NULL;
+    }
+    fs_optim *o = calloc(1, sizeof *o);
+    if (!o)
+        return fs_set_error("%s: out of memory", name), NULL;
+    o->kind = kind;
+    o->c = *c;
+    o->n = n;
+    o->params = calloc((size_t)n, sizeof *o->params);
+    o->offsets = calloc((size_t)n, sizeof *o->offsets);
+    o->steps = calloc((size_t)n, sizeof *o->steps);
+    o->buffer_set = calloc((size_t)n, 1);
+    if (!o->params || !o->offsets || !o->steps || !o->buffer_set)
+        goto oom;
+    for (int i = 0; i < n; i++) {
+        o->params[i] = fs_tensor_retain(params[i]);
+        o->offsets[i] = o->total;
+        o->total += fs_numel(params[i]);
+    }
+    if (kind == FS_OPTIM_SGD) {
+        if (c->momentum != 0 && !(o->momentum_buffer = zeros(o->total)))
+            goto oom;
+    } else {
+        if (!(o->exp_avg = zeros(o->total)) || !(o->exp_avg_sq = zeros(o->total)))
+            goto oom;
+        if (c->amsgrad && !(o->max_exp_avg_sq = zeros(o->total)))
+            goto oom;
+    }
+    return o;
+oom:
+    fs_optim_free(o);
+    return fs_set_error("%s: out of memory for the optimizer state", name), NULL;
+}
+
+/* The parameters (and their gradients) are consecutive in one storage each. */
+bool fs_optim_is_flat(const fs_optim *o)
+{
+    const fs_tensor *p0 = o->params[0];
+    if (!p0->grad || !fs_is_contiguous(p0->grad))
+        return false;
+    for (int i = 0; i < o->n; i++) {
+        const fs_tensor *p = o->params[i], *g = p->grad;
+        if (!g || p->storage != p0->storage || p->offset != p0->offset + o->offsets[i] ||
+            g->storage != p0->grad->storage || g->offset != p0->grad->offset + o->offsets[i] ||
+            !fs_is_contiguous(g) || !fs_same_shape(g, p) || o->steps[i] != o->steps[0] ||
+            o->buffer_set[i] != o->buffer_set[0])
+            return false;
+    }
+    return true;
+}
+
+typedef struct {
+    float b1, omb1, b2, omb2, wd, decay, bc2s, eps, neg_step;
+    bool amsgrad, adamw;
+} adam_k;
+
+static void adam_range(float *restrict p, const float *restrict g, float *restrict m,
+                       float *restrict v, float *restrict vmax, int64_t n, const adam_k *k)
+{
+    const adam_k K = *k;
+#pragma omp parallel for schedule(static) if (n > FS_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i], pi = p[i];
+        if (K.adamw)
+            pi = pi * K.decay;
+        else if (K.wd != 0.0f)
+            gi = gi + K.wd * pi;
+        float mi = m[i] * K.b1;
+        mi = mi + K.omb1 * gi;
+        float vi = v[i] * K.b2;
+        vi = vi + K.omb2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float s = vi;
+        if (K.amsgrad) {
+            s = vmax[i] > vi ? vmax[i] : vi;
+            vmax[i] = s;
+        }
+        float denom = sqrtf(s) / K.bc2s + K.eps;
+        p[i] = pi + K.neg_step * mi / denom;
+    }
+}
+
+typedef struct { float wd, mu, omd, neg_lr; bool momentum, first, nesterov; } sgd_k;
+
+static void sgd_range(float *restrict p, const float *restrict g, float *restrict buf, int64_t n,
+                      const sgd_k *k)
+{
+    const sgd_k K = *k;
+#pragma omp parallel for schedule(static) if (n > FS_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (K.wd != 0.0f)
+            d = d + K.wd * p[i];
+        if (K.momentum) {
+            float b = K.first ? d : buf[i] * K.mu + K.omd * d;
+            buf[i] = b;
+            d = K.nesterov ? d + K.mu * b : b;
+        }
+        p[i] = p[i] + K.neg_lr * d;
+    }
+}
+
+static void adam_constants(const fs_optim *o, int64_t step, adam_k *k)
+{
+    const fs_optim_config *c = &o->c;
+    double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
+    k->b1 = (float)c->beta1;
+    k->omb1 = (float)(1.0 - c->beta1);
+    k->b2 = (float)c->beta2;
+    k->omb2 = (float)(1.0 - c->beta2);
+    k->wd = (float)c->weight_decay;
+    k->decay = (float)(1.0 - c->lr * c->weight_decay);
+    k->bc2s = (float)sqrt(bc2);
+    k->eps = (float)c->eps;
+    k->neg_step = (float)(-(c->lr / bc1));
+    k->amsgrad = c->amsgrad;
+    k->adamw = o->kind == FS_OPTIM_ADAMW;
+}
+
+static void sgd_constants(const fs_optim *o, bool first, sgd_k *k)
+{
+    k->wd = (float)o->c.weight_decay;
+    k->mu = (float)o->c.momentum;
+    k->omd = (float)(1.0 - o->c.dampening);
+    k->neg_lr = (float)(-o->c.lr);
+    k->momentum = o->c.momentum != 0;
+    k->first = first;
+    k->nesterov = o->c.nesterov;
+}
+
+/* One parameter range: param data p, grad g, state at offset off, n elements. */
+static void step_range(fs_optim *o, int i, float *p, const float *g, int64_t off, int64_t n)
+{
+    if (o->kind == FS_OPTIM_SGD) {
+        sgd_k k;
+        sgd_constants(o, !o->buffer_set[i], &k);
+        sgd_range(p, g, o->momentum_buffer ? o->momentum_buffer + off : NULL, n, &k);
+    } else {
+        adam_k k;
+        adam_constants(o, o->steps[i], &k);
+        adam_range(p, g, o->exp_avg + off, o->exp_avg_sq + off,
+                   o->max_exp_avg_sq ? o->max_exp_avg_sq + off : NULL, n, &k);
+    }
+}
+
+int fs_optim_step(fs_optim *o)
+{
+    for (int i = 0; i < o->n; i++) {
+        const fs_tensor *p = o->params[i];
+        if (p->grad && !fs_same_shape(p->grad, p))
+            return fs_set_error("%s: gradient of shape %s for parameter %d of shape %s",
+                                fs_optim_name(o->kind), FS_SHAPE(p->grad), i + 1, FS_SHAPE(p));
+        if (!fs_is_contiguous(p))
+            return fs_set_error("%s: parameter %d of shape %s is not contiguous",
+                                fs_optim_name(o->kind), i + 1, FS_SHAPE(p));
+    }
+    if (fs_optim_is_flat(o)) {
+        for (int i = 0; i < o->n; i++)
+            o->steps[i]++;
+        step_range(o, 0, fs_data(o->params[0]), fs_data(o->params[0]->grad), 0, o->total);
+        memset(o->buffer_set, 1, (size_t)o->n);
+        return 0;
+    }
+    for (int i = 0; i < o->n; i++) {
+        fs_tensor *p = o->params[i];
+        if (!p->grad)
+            continue;
+        fs_tensor *g = fs_is_contiguous(p->grad) ? fs_tensor_retain(p->grad)
+                                                 : fs_tensor_contiguous_copy(p->grad);
+        if (!g)
+            return -1;
+        o->steps[i]++;
+        step_range(o, i, fs_data(p), fs_data(g), o->offsets[i], fs_numel(p));
+        o->buffer_set[i] = 1;
+        fs_tensor_release(g);
+    }
+    return 0;
+}
+
+void fs_optim_zero_grad(fs_optim *o)
+{
+    if (fs_optim_is_flat(o)) {
+        memset(fs_data(o->params[0]->grad), 0, (size_t)o->total * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < o->n; i++)
+        if (o->params[i]->grad)
+            fs_tensor_fill_(o->params[i]->grad, 0.0f);
+}
