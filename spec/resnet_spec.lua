@@ -63,10 +63,10 @@ describe("fs.nn.resnet18", function()
     assert.equal(11176512, fs.nn.resnet18{seed = 1}:num_parameters())
   end)
 
-  it("matches PyTorch in eval mode (rel 1e-4)", function()
+  it("matches PyTorch in eval mode (scaled 1e-5)", function()
     model:eval()
     local y = fs.no_grad(function() return model(fixture("resnet_x")) end)
-    assert.tensor_near(y, fixture("resnet_eval_out"), 1e-4)
+    assert.tensor_near(y, fixture("resnet_eval_out"), 1e-5)
   end)
 
   it("matches PyTorch in train mode: output, gradients and running stats", function()
@@ -85,9 +85,9 @@ describe("fs.nn.resnet18", function()
       for _, v in ipairs(expected:contiguous():view(-1):totable()) do
         scale = math.max(scale, math.abs(v))
       end
-      -- gradients: absolute error within 1e-3 of the tensor's largest gradient
+      -- gradients: absolute error within 3e-4 of the tensor's largest gradient
       local diff = (p[name].grad - expected):abs():max():item()
-      assert.is_true(diff <= 1e-3 * scale, name .. ": max |diff| " .. diff .. ", scale " .. scale)
+      assert.is_true(diff <= 3e-4 * scale, name .. ": max |diff| " .. diff .. ", scale " .. scale)
     end
     local sd = m:state_dict()
     for _, name in ipairs{"bn1.running_mean", "bn1.running_var", "layer4.1.bn2.running_var",

@@ -5,7 +5,9 @@
  *   AdamW: p = p * (1 - lr*wd), then Adam without the g' term.
  *   SGD:   g' = g + wd*p;  buf = g' (first step) or buf*mu + (1-dampening)*g';
  *          d = nesterov ? g' + mu*buf : buf;  p = p + (-lr)*d
- * Scalars derived in double (as Python does) are rounded to float before use. */
+ * Scalars derived in double (as Python does) are rounded to float before use. Every
+ * "a + alpha * b" (add_ with alpha, addcmul_) is one fused multiply-add, as in PyTorch's AVX2
+ * kernels: the trajectories of spec/optim_spec.lua are then bit-identical to torch.optim's. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,11 +138,9 @@ static void adam_range(float *restrict p, const float *restrict g, float *restri
         if (K.adamw)
             pi = pi * K.decay;
         else if (K.wd != 0.0f)
-            gi = gi + K.wd * pi;
-        float mi = m[i] * K.b1;
-        mi = mi + K.omb1 * gi;
-        float vi = v[i] * K.b2;
-        vi = vi + K.omb2 * gi * gi;
+            gi = fmaf(K.wd, pi, gi);
+        float mi = fmaf(K.omb1, gi, m[i] * K.b1);
+        float vi = fmaf(K.omb2 * gi, gi, v[i] * K.b2);
         m[i] = mi;
         v[i] = vi;
         float s = vi;
@@ -163,13 +163,13 @@ static void sgd_range(float *restrict p, const float *restrict g, float *restric
     for (int64_t i = 0; i < n; i++) {
         float d = g[i];
         if (K.wd != 0.0f)
-            d = d + K.wd * p[i];
+            d = fmaf(K.wd, p[i], d);
         if (K.momentum) {
-            float b = K.first ? d : buf[i] * K.mu + K.omd * d;
+            float b = K.first ? d : fmaf(K.omd, d, buf[i] * K.mu);
             buf[i] = b;
-            d = K.nesterov ? d + K.mu * b : b;
+            d = K.nesterov ? fmaf(K.mu, b, d) : b;
         }
-        p[i] = p[i] + K.neg_lr * d;
+        p[i] = fmaf(K.neg_lr, d, p[i]);
     }
 }
 
