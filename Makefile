@@ -60,7 +60,7 @@ $(BUILD)/%.o: csrc/%.c $(HEADERS)
 
 $(SO): $(CORE_OBJ) $(LUA_OBJ)
 	@mkdir -p fewshot
-	$(CC) -shared -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
+	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
 
 $(CORE_LIB): $(CORE_OBJ)
 	ar rcs $@ $^
@@ -88,7 +88,7 @@ sanitize: deps
 	@$(MAKE) --no-print-directory clean-so
 	@$(MAKE) --no-print-directory $(SO) SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
 	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SKIP_SLOW=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
 	  $(BUSTED) -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
 	@$(MAKE) --no-print-directory clean-so
 
