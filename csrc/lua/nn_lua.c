@@ -5,6 +5,7 @@
  * are 1-based integers, from a table or a tensor of integer values.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lbind.h"
@@ -265,9 +266,12 @@ static int64_t *check_labels(lua_State *L, int idx, const char *op, int64_t ncla
             v = lua_tonumber(L, -1);
             lua_pop(L, 1);
         }
-        if (v != floor(v) || v < 1 || v > (double)nclasses)
-            luaL_error(L, "%s: label %g at position %d is not an integer in 1..%d (labels are "
-                          "1-based)", op, v, (int)(k + 1), (int)nclasses);
+        if (v != floor(v) || v < 1 || v > (double)nclasses) {
+            char num[32];
+            snprintf(num, sizeof num, "%g", v);
+            luaL_error(L, "%s: label %s at position %d is not an integer in 1..%d (labels are "
+                          "1-based)", op, num, (int)(k + 1), (int)nclasses);
+        }
         lab[k] = (int64_t)v - 1;
     }
     if (t)
