@@ -67,5 +67,7 @@ void fs_lua_open_random(lua_State *L);
 void fs_lua_open_io(lua_State *L);
 void fs_lua_open_module(lua_State *L);
 void fs_lua_open_optim(lua_State *L);
+void fs_lua_open_nn(lua_State *L);
+void fs_lua_open_clock(lua_State *L);
 
 #endif
