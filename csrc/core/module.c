@@ -232,8 +232,16 @@ static int repoint(fs_tensor *t, const fs_tensor *base, int64_t off)
     return 0;
 }
 
+static _Thread_local int defer_depth;
+
+void fs_module_defer_flatten(bool on) { defer_depth += on ? 1 : -1; }
+
+/* Copies each parameter into one new storage and re-points it there. The gradient buffer
+ * comes later (fs_module_ensure_grad), so a model used only for inference never has one. */
 int fs_module_flatten(fs_module *m)
 {
+    if (defer_depth > 0)
+        return 0;
     tlist l = {0};
     int rc = fs_module_visit(m, collect_params, &l);
     if (rc) {
@@ -248,22 +256,49 @@ int fs_module_flatten(fs_module *m)
         free(l.v);
         return 0;
     }
-    fs_tensor *flat = fs_tensor_new(1, &total), *grad = fs_tensor_zeros(1, &total);
-    if (!flat || !grad) {
-        fs_tensor_release(flat);
-        fs_tensor_release(grad);
+    fs_tensor *flat = fs_tensor_new(1, &total);
+    if (!flat) {
         free(l.v);
         return -1;
     }
     int64_t off = 0;
+    bool any_grad = false;
     for (int i = 0; i < l.n && rc == 0; i++) {
         fs_tensor *t = l.v[i];
-        int64_t n = fs_numel(t);
         fs_tensor_read(t, fs_data(flat) + off);
+        rc = repoint(t, flat, off);
+        any_grad = any_grad || t->grad;
+        off += fs_numel(t);
+    }
+    free(l.v);
+    m->flat = flat;
+    if (rc == 0 && any_grad) /* gradients accumulated so far move into the new buffer */
+        rc = fs_module_ensure_grad(m);
+    return rc;
+}
+
+/* Gives every parameter a .grad that is a view of one zeroed flat gradient buffer laid out
+ * like m->flat (existing gradient values are kept). */
+int fs_module_ensure_grad(fs_module *m)
+{
+    if (!m->flat || m->flat_grad)
+        return 0;
+    tlist l = {0};
+    int rc = fs_module_visit(m, collect_params, &l);
+    fs_tensor *grad = rc ? NULL : fs_tensor_zeros(1, m->flat->size);
+    if (!grad) {
+        free(l.v);
+        return -1;
+    }
+    for (int i = 0; i < l.n && rc == 0; i++) {
+        fs_tensor *t = l.v[i];
+        if (t->storage != m->flat->storage)
+            continue; /* moved elsewhere since: its gradient stays its own */
+        int64_t off = t->offset - m->flat->offset;
         if (t->grad && fs_same_shape(t->grad, t))
             fs_tensor_read(t->grad, fs_data(grad) + off);
-        fs_tensor *g = fs_tensor_alias(t);   /* any header of t's shape */
-        if (!g || repoint(t, flat, off) < 0 || repoint(g, grad, off) < 0) {
+        fs_tensor *g = fs_tensor_alias(t); /* a header of t's shape */
+        if (!g || repoint(g, grad, off) < 0) {
             fs_tensor_release(g);
             rc = -1;
             break;
@@ -271,10 +306,8 @@ int fs_module_flatten(fs_module *m)
         g->requires_grad = false;
         fs_tensor_release(t->grad);
         t->grad = g;
-        off += n;
     }
     free(l.v);
-    m->flat = flat;
     m->flat_grad = grad;
     return rc;
 }
@@ -283,6 +316,8 @@ int fs_module_flatten(fs_module *m)
 
 fs_tensor *fs_module_forward(fs_module *m, fs_tensor *x)
 {
+    if (m->flat && !m->flat_grad && fs_grad_enabled() && fs_module_ensure_grad(m) < 0)
+        return NULL;
     if (!m->forward)
         return fs_set_error("%s: this module has no forward", m->kind), NULL;
     return m->forward(m, x);
@@ -307,10 +342,9 @@ static int zero_cb(void *ud, const char *name, fs_module_entry *e, fs_module *ow
 
 void fs_module_zero_grad(fs_module *m)
 {
-    if (m->flat_grad) { /* the common case: one memset */
+    if (m->flat_grad) /* the common case: one memset */
         memset(fs_data(m->flat_grad), 0, (size_t)fs_numel(m->flat_grad) * sizeof(float));
-        /* parameters that left the flat buffer (grad replaced by the user) still get zeroed */
-    }
+    /* parameters whose grad left the flat buffer (replaced by the user) get zeroed here */
     fs_module_visit(m, zero_cb, NULL);
 }
 

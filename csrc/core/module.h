@@ -6,8 +6,10 @@
  * buffers, then each child's in order.
  *
  * Flat buffers: fs_module_flatten(root) moves every parameter of the tree into ONE contiguous
- * float storage, depth-first in parameter order, and gives every parameter a .grad that is a
- * view of ONE flat gradient storage of the same layout. Parameter tensors keep their identity
+ * float storage, depth-first in parameter order; fs_module_ensure_grad (called by the first
+ * forward in grad mode, by the optimizers and by zero_grad) gives every parameter a .grad that
+ * is a view of ONE flat gradient storage of the same layout (an inference-only model never
+ * allocates it). Parameter tensors keep their identity
  * (their headers are re-pointed), so tensors already handed out stay valid. The tape's leaf
  * accumulation adds in place into .grad, so gradients land in the flat buffer; an optimizer
  * sees a contiguous range of parameters (and of gradients) and runs one loop over it.
@@ -73,6 +75,10 @@ int fs_module_add_buffer(fs_module *m, const char *name, fs_tensor *t);
 int fs_module_add_child(fs_module *m, const char *name, fs_module *child);
 fs_module *fs_module_child(const fs_module *m, const char *name);
 int fs_module_flatten(fs_module *m);
+int fs_module_ensure_grad(fs_module *m);
+/* While on (nestable), constructors skip flattening: a model built from many modules is
+ * flattened once at the end, without a copy per nesting level. */
+void fs_module_defer_flatten(bool on);
 
 /* ---- use ---- */
 fs_tensor *fs_module_forward(fs_module *m, fs_tensor *x);

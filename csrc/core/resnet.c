@@ -145,6 +145,7 @@ fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g
     fs_module *m = fs_module_new("ResNet", resnet_forward);
     if (!m)
         return NULL;
+    fs_module_defer_flatten(true);
     m->describe = resnet_describe;
     m->extra[0] = in_channels;
     m->extra[1] = num_classes > 0 ? num_classes : 0;
@@ -170,6 +171,7 @@ fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g
     rc = add(rc, m, "avgpool", fs_nn_adaptive_avgpool2d(1, 1));
     if (num_classes > 0)
         rc = add(rc, m, "fc", fs_nn_linear(512, num_classes, true, g));
+    fs_module_defer_flatten(false);
     if (rc == 0)
         rc = fs_module_flatten(m);
     if (rc < 0) {

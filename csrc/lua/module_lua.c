@@ -256,6 +256,8 @@ static int m_child(lua_State *L)
 static int m_flat(lua_State *L, bool grad)
 {
     fs_module *m = CHECK(1);
+    if (grad && fs_module_ensure_grad(m) < 0)
+        return fs_lua_error(L);
     fs_tensor *t = grad ? m->flat_grad : m->flat;
     if (!t) {
         lua_pushnil(L);

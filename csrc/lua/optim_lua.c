@@ -89,7 +89,7 @@ static int make(lua_State *L, fs_optim_kind kind)
     plist l = {0};
     fs_module *m = fs_lua_test_module(L, 1);
     if (m) {
-        if (fs_module_visit(m, collect_cb, &l) != 0) {
+        if (fs_module_ensure_grad(m) < 0 || fs_module_visit(m, collect_cb, &l) != 0) {
             free(l.v);
             return fs_lua_error(L);
         }
