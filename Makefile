@@ -20,7 +20,7 @@ PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) openblas libpng zlib 2>/de
 PC_LIBS   := $(shell $(PKG_CONFIG) --libs openblas libpng zlib 2>/dev/null)
 
 OPT        ?= -O3 -march=native
-FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp \
+FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp -fno-math-errno \
               -fvisibility=hidden $(OPT) -Icsrc/core -Icsrc/lua $(PC_CFLAGS) $(SAN)
 FS_LDLIBS   = $(PC_LIBS) -lm -fopenmp $(SAN)
 

@@ -14,6 +14,11 @@
 
 #include "optim.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+
 const char *fs_optim_name(fs_optim_kind kind)
 {
     return kind == FS_OPTIM_SGD ? "sgd" : kind == FS_OPTIM_ADAM ? "adam" : "adamw";
@@ -128,28 +133,61 @@ typedef struct {
     bool amsgrad, adamw;
 } adam_k;
 
-static void adam_range(float *restrict p, const float *restrict g, float *restrict m,
-                       float *restrict v, float *restrict vmax, int64_t n, const adam_k *k)
+/* One specialised loop per flag combination (the flags are constants after inlining); with
+ * -fno-math-errno (Makefile) sqrtf vectorizes. */
+static inline void adam_loop(float *restrict p, const float *restrict g,
+                                            float *restrict m, float *restrict v,
+                                            float *restrict vmax, int64_t n, const adam_k *k,
+                                            const bool amsgrad, const bool adamw, const bool wd)
 {
-    const adam_k K = *k;
-#pragma omp parallel for schedule(static) if (n > FS_PARALLEL_MIN)
+    const float b1 = k->b1, omb1 = k->omb1, b2 = k->b2, omb2 = k->omb2, wdf = k->wd,
+                decay = k->decay, bc2s = k->bc2s, eps = k->eps, neg_step = k->neg_step;
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i], pi = p[i];
-        if (K.adamw)
-            pi = pi * K.decay;
-        else if (K.wd != 0.0f)
-            gi = fmaf(K.wd, pi, gi);
-        float mi = fmaf(K.omb1, gi, m[i] * K.b1);
-        float vi = fmaf(K.omb2 * gi, gi, v[i] * K.b2);
+        if (adamw)
+            pi = pi * decay;
+        else if (wd)
+            gi = fmaf(wdf, pi, gi);
+        float mi = fmaf(omb1, gi, m[i] * b1);
+        float vi = fmaf(omb2 * gi, gi, v[i] * b2);
         m[i] = mi;
         v[i] = vi;
         float s = vi;
-        if (K.amsgrad) {
+        if (amsgrad) {
             s = vmax[i] > vi ? vmax[i] : vi;
             vmax[i] = s;
         }
-        float denom = sqrtf(s) / K.bc2s + K.eps;
-        p[i] = pi + K.neg_step * mi / denom;
+        float denom = sqrtf(s) / bc2s + eps;
+        p[i] = pi + neg_step * mi / denom;
+    }
+}
+
+/* Threads take contiguous chunks; each runs the specialised, vectorized loop. */
+static void adam_range(float *restrict p, const float *restrict g, float *restrict m,
+                       float *restrict v, float *restrict vmax, int64_t n, const adam_k *k)
+{
+    const bool wd = k->wd != 0.0f, ams = k->amsgrad, adamw = k->adamw;
+#pragma omp parallel if (n > FS_PARALLEL_MIN)
+    {
+        int64_t lo = 0, hi = n;
+#ifdef _OPENMP
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t chunk = (n / nt + 15) / 16 * 16;
+        lo = chunk * t < n ? chunk * t : n;
+        hi = t == nt - 1 ? n : (lo + chunk < n ? lo + chunk : n);
+#endif
+        float *pp = p + lo, *mm = m + lo, *vv = v + lo, *xx = vmax ? vmax + lo : NULL;
+        const float *gg = g + lo;
+        int64_t len = hi - lo;
+        if (ams) {
+            if (adamw) adam_loop(pp, gg, mm, vv, xx, len, k, true, true, false);
+            else if (wd) adam_loop(pp, gg, mm, vv, xx, len, k, true, false, true);
+            else adam_loop(pp, gg, mm, vv, xx, len, k, true, false, false);
+        } else {
+            if (adamw) adam_loop(pp, gg, mm, vv, xx, len, k, false, true, false);
+            else if (wd) adam_loop(pp, gg, mm, vv, xx, len, k, false, false, true);
+            else adam_loop(pp, gg, mm, vv, xx, len, k, false, false, false);
+        }
     }
 }
 

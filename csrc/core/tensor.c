@@ -297,6 +297,21 @@ static fs_tensor *broadcast_to(const char *op, const fs_tensor *src, const fs_te
 
 static int copy_or_add(fs_tensor *dst, const fs_tensor *src, int add, const char *op)
 {
+    if (fs_same_shape(dst, src) && fs_is_contiguous(dst) && fs_is_contiguous(src)) {
+        /* the common case (gradient accumulation into a leaf's .grad): one flat loop */
+        float *restrict o = fs_data(dst);
+        const float *restrict i = fs_data(src);
+        int64_t n = fs_numel(dst);
+        if (!add) {
+            if (o != i)
+                memmove(o, i, (size_t)n * sizeof(float));
+            return 0;
+        }
+#pragma omp parallel for schedule(static) if (n > FS_PARALLEL_MIN)
+        for (int64_t k = 0; k < n; k++)
+            o[k] += i[k];
+        return 0;
+    }
     fs_tensor *s = broadcast_to(op, src, dst);
     if (!s)
         return -1;
