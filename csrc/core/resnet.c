@@ -163,7 +163,7 @@ fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g
         fs_module *seq = blocks[0] && blocks[1] ? fs_nn_sequential(2, blocks) : NULL;
         fs_module_release(blocks[0]);
         fs_module_release(blocks[1]);
-        char name[16];
+        char name[24];
         snprintf(name, sizeof name, "layer%d", l + 1);
         rc = add(rc, m, name, seq);
         in = out;
