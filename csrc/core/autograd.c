@@ -240,6 +240,13 @@ int fs_backward(fs_tensor *root, const fs_tensor *grad, bool retain_graph)
             }
     }
     bool was_enabled = fs_set_grad_enabled(false); /* kernels below must not record */
+    /* Without retain_graph the graph is spent as it is walked: once a node's backward has run,
+     * its links to intermediate results are cut, so activations are freed during backward
+     * (not when the collector finds the last tensor Lua holds of this graph). The nodes are
+     * retained for the walk, since a cut may drop the last other reference to one. */
+    if (!retain_graph)
+        for (size_t k = 0; k < order.n; k++)
+            order.v[k]->refcount++;
     if (rc == 0)
         top->dout = g0;
     else
@@ -274,31 +281,22 @@ int fs_backward(fs_tensor *root, const fs_tensor *grad, bool retain_graph)
         free(dinputs);
         fs_tensor_release(n->dout);
         n->dout = NULL;
-        if (!retain_graph)
+        if (!retain_graph) {
             node_free_saved(n);
-    }
-    for (size_t k = 0; k < order.n; k++) { /* after an error, drop partial gradients */
-        fs_tensor_release(order.v[k]->dout);
-        order.v[k]->dout = NULL;
-    }
-    if (rc == 0 && !retain_graph) {
-        /* The walked graph is spent: cut the links to intermediate results so that they are
-         * freed now rather than when the collector finds the last tensor Lua holds of this
-         * graph (a training loop would otherwise keep one or two steps of activations).
-         * The nodes are retained while cutting, since a cut may free a node of the list. */
-        for (size_t k = 0; k < order.n; k++)
-            order.v[k]->refcount++;
-        for (size_t k = 0; k < order.n; k++) {
-            fs_node *n = order.v[k];
             for (int i = 0; i < n->ninputs; i++)
                 if (n->inputs[i] && n->inputs[i]->grad_fn) {
                     fs_tensor_release(n->inputs[i]);
                     n->inputs[i] = NULL;
                 }
         }
+    }
+    for (size_t k = 0; k < order.n; k++) { /* after an error, drop partial gradients */
+        fs_tensor_release(order.v[k]->dout);
+        order.v[k]->dout = NULL;
+    }
+    if (!retain_graph)
         for (size_t k = 0; k < order.n; k++)
             fs_node_release(order.v[k]);
-    }
     free(order.v);
     fs_set_grad_enabled(was_enabled);
     return rc;
