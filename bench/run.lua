@@ -171,6 +171,13 @@ print(string.format("fewshot %s bench: ResNet-18 at 64x64, median of %d runs aft
   .. "peak %.0f GFLOP/s per core (%.0f MHz, %d-lane FMA)", fs._VERSION, REPS, mhz_peak, mhz, lanes))
 print(string.format("forward %.3f GFLOP/image; a training step of 27 images %.1f GFLOP", flops_fwd / 1e9,
   27 * (3 * flops_fwd - conv1) / 1e9))
+do -- timings on a shared machine depend on what else runs: say so
+  local f = io.open("/proc/loadavg")
+  if f then
+    print("load average before the run: " .. f:read("l"):match("^(%S+ %S+ %S+)"))
+    f:close()
+  end
+end
 print()
 print(string.format("%-38s %9s %8s %7s %6s %8s | %9s %8s | %6s %6s",
   "workload", "ms", "img/s", "GFLOP/s", "%peak", "RSS MB", "torch ms", "torch MB", "ratio", "RSS"))
