@@ -153,6 +153,12 @@ describe("fs.nn.resnet18", function()
     assert.tensor_near(b, a, 0)
   end)
 
+  it("refuses to save a part that cannot describe its constructor", function()
+    local ok, err = pcall(model:child("layer1").save, model:child("layer1"), os.tmpname())
+    assert.is_false(ok)
+    assert.truthy(err:find("a BasicBlock module has no constructor description"), err)
+  end)
+
   it("loads a state_dict written by fs.io.save (the torchvision export path)", function()
     local path = os.tmpname()
     fs.io.save(path, model:state_dict())

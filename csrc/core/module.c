@@ -534,11 +534,27 @@ char *fs_module_format(fs_module *m)
     return buf;
 }
 
-char *fs_module_spec(fs_module *m)
+/* The first module of the tree whose constructor cannot be described (containers describe
+ * their children; other kinds describe themselves whole). */
+static const fs_module *undescribable(const fs_module *m)
 {
     if (!m->describe)
-        return fs_set_error("save: a %s module has no constructor description; save its "
-                            "state_dict with fs.io.save instead", m->kind), NULL;
+        return m;
+    if (strcmp(m->kind, "Sequential") == 0)
+        for (int i = 0; i < m->nchildren; i++) {
+            const fs_module *u = undescribable(m->children[i]);
+            if (u)
+                return u;
+        }
+    return NULL;
+}
+
+char *fs_module_spec(fs_module *m)
+{
+    const fs_module *u = undescribable(m);
+    if (u)
+        return fs_set_error("save: a %s module has no constructor description; save the "
+                            "state_dict with fs.io.save instead", u->kind), NULL;
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
     if (!buf)
@@ -841,10 +857,8 @@ static void sequential_describe(fs_module *m, bool spec, char *b, size_t cap, si
         fs_module *c = m->children[i];
         if (i)
             bprintf(b, cap, len, ", ");
-        if (c->describe)
+        if (c->describe) /* fs_module_spec checked that all can be described */
             c->describe(c, true, b, cap, len);
-        else
-            bprintf(b, cap, len, "nil --[[ %s cannot be described ]]", c->kind), *len = cap - 1;
     }
     bprintf(b, cap, len, "}");
 }
