@@ -21,8 +21,67 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nn_internal.h"
+
+/* ---- threads: one pool (OpenMP) for the whole kernel ----
+ * OpenMP workers spin for a while after each parallel region; OpenBLAS's own threads then
+ * fight them for the cores (measured: 2 threads slower than 1). So inside a conv kernel
+ * OpenBLAS runs single-threaded and each GEMM is split over the OpenMP threads by blocks of
+ * C's columns (or rows), every thread calling sgemm on its block. */
+
+typedef struct { int saved; } blas_guard;
+
+static blas_guard blas_single_begin(void)
+{
+    blas_guard g = {openblas_get_num_threads()};
+    if (g.saved != 1)
+        openblas_set_num_threads(1);
+    return g;
+}
+
+static void blas_single_end(blas_guard g)
+{
+    if (g.saved != 1)
+        openblas_set_num_threads(g.saved);
+}
+
+/* C (M, N) = op(A) op(B) + beta C (row-major, alpha 1), split over the OpenMP threads. */
+static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    int nt = fs_get_num_threads();
+    if (nt <= 1 || (double)M * N * K < 4e6 || (M < 32 && N < 32)) {
+        cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
+                    (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+    const bool split_cols = N >= M;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int64_t len = split_cols ? N : M;
+        int64_t b0 = (len * t / T) & ~(int64_t)15, b1 = t == T - 1 ? len : (len * (t + 1) / T) & ~(int64_t)15;
+        if (b1 > b0) {
+            if (split_cols)
+                cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(b1 - b0), (int)K, 1.0f, A,
+                            (int)lda, tb ? B + b0 * ldb : B + b0, (int)ldb, beta, C + b0,
+                            (int)ldc);
+            else
+                cblas_sgemm(CblasRowMajor, TA, TB, (int)(b1 - b0), (int)N, (int)K, 1.0f,
+                            ta ? A + b0 : A + b0 * lda, (int)lda, B, (int)ldb, beta,
+                            C + b0 * ldc, (int)ldc);
+        }
+    }
+}
 
 /* ---- workspace ---- */
 
@@ -341,8 +400,8 @@ static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t 
 
 /* ---- kernels ---- */
 
-int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                      const fs_conv2d_shape *s)
+static int conv_forward(float *y, const float *x, const float *w, const float *b,
+                        const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
@@ -351,9 +410,8 @@ int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
     if (use_direct(s)) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t g = 0; g < G; g++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)P, (int)Cg,
-                            1.0f, w + g * Og * K, (int)K, x + (n * s->c + g * Cg) * HW, (int)HW,
-                            0.0f, y + (n * s->o + g * Og) * P, (int)P);
+                gemm(false, false, Og, P, Cg, w + g * Og * K, K, x + (n * s->c + g * Cg) * HW, HW,
+                     0.0f, y + (n * s->o + g * Og) * P, P);
         if (b)
             add_bias(y, b, N, s->o, P);
         return 0;
@@ -367,17 +425,16 @@ int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
         int64_t cur = N - n0 < nb ? N - n0 : nb;
         for (int64_t g = 0; g < G; g++) {
             im2col(col, x, s, n0, cur, g * Cg, Cg);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)(cur * P),
-                        (int)K, 1.0f, w + g * Og * K, (int)K, col, (int)(cur * P), 0.0f, tmp,
-                        (int)(cur * P));
+            gemm(false, false, Og, cur * P, K, w + g * Og * K, K, col, cur * P, 0.0f, tmp,
+                 cur * P);
             scatter_rows(y, tmp, b, s->o, P, n0, cur, g * Og, Og);
         }
     }
     return 0;
 }
 
-int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, const fs_conv2d_shape *s)
+static int conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
@@ -394,13 +451,11 @@ int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const f
             for (int64_t n = 0; n < N; n++) {
                 const float *dyn = dy + (n * s->o + g * Og) * P;
                 if (dw)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)Cg, (int)P,
-                                1.0f, dyn, (int)P, x + (n * s->c + g * Cg) * HW, (int)HW,
-                                n ? 1.0f : 0.0f, dw + g * Og * K, (int)K);
+                    gemm(false, true, Og, Cg, P, dyn, P, x + (n * s->c + g * Cg) * HW, HW,
+                         n ? 1.0f : 0.0f, dw + g * Og * K, K);
                 if (dx)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Og,
-                                1.0f, w + g * Og * K, (int)K, dyn, (int)P, 0.0f,
-                                dx + (n * s->c + g * Cg) * HW, (int)HW);
+                    gemm(true, false, Cg, P, Og, w + g * Og * K, K, dyn, P, 0.0f,
+                         dx + (n * s->c + g * Cg) * HW, HW);
             }
         return 0;
     }
@@ -415,18 +470,34 @@ int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const f
             gather_rows(dyg, dy, s->o, P, n0, cur, g * Og, Og);
             if (dw) {
                 im2col(col, x, s, n0, cur, g * Cg, Cg);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)np,
-                            1.0f, dyg, (int)np, col, (int)np, n0 ? 1.0f : 0.0f, dw + g * Og * K,
-                            (int)K);
+                gemm(false, true, Og, K, np, dyg, np, col, np, n0 ? 1.0f : 0.0f, dw + g * Og * K,
+                     K);
             }
             if (dx) { /* col is free again: reuse it for dcol */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
-                            1.0f, w + g * Og * K, (int)K, dyg, (int)np, 0.0f, col, (int)np);
+                gemm(true, false, K, np, Og, w + g * Og * K, K, dyg, np, 0.0f, col, np);
                 col2im(dx, col, s, n0, cur, g * Cg, Cg);
             }
         }
     }
     return 0;
+}
+
+int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+                      const fs_conv2d_shape *s)
+{
+    blas_guard g = blas_single_begin();
+    int rc = conv_forward(y, x, w, b, s);
+    blas_single_end(g);
+    return rc;
+}
+
+int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, const fs_conv2d_shape *s)
+{
+    blas_guard g = blas_single_begin();
+    int rc = conv_backward(dx, dw, db, dy, x, w, s);
+    blas_single_end(g);
+    return rc;
 }
 
 /* ---- differentiable ops ---- */
