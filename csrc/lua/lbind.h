@@ -64,5 +64,7 @@ void fs_lua_apply_requires_grad(lua_State *L, int opts, fs_tensor *t);
 void fs_lua_open_tensor(lua_State *L);
 void fs_lua_open_autograd(lua_State *L);
 void fs_lua_open_random(lua_State *L);
+void fs_lua_open_nn(lua_State *L);
+void fs_lua_open_clock(lua_State *L);
 
 #endif
