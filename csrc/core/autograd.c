@@ -4,6 +4,7 @@
  * all nodes that consume its output (reverse topological order of the recording), then visit
  * them once each, passing dout to the node's kernel and adding the input gradients into the
  * producing node's dout (non-leaf) or the leaf's .grad. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,12 @@ fs_node *fs_node_new(const char *name, fs_backward_fn fn, int ninputs, fs_tensor
 {
     fs_node *n = calloc(1, sizeof *n);
     if (!n) {
+        fs_set_error("%s: out of memory recording the graph", name);
+        return NULL;
+    }
+    n->inputs = calloc(ninputs > 0 ? (size_t)ninputs : 1, sizeof *n->inputs);
+    if (!n->inputs) {
+        free(n);
         fs_set_error("%s: out of memory recording the graph", name);
         return NULL;
     }
@@ -106,6 +113,7 @@ void fs_node_release(fs_node *n)
         fs_tensor_release(m->dout);
         for (int i = 0; i < m->ninputs; i++)
             fs_tensor_release(m->inputs[i]); /* may queue more nodes */
+        free(m->inputs);
         free(m);
     }
     draining = false;
@@ -231,6 +239,7 @@ int fs_backward(fs_tensor *root, const fs_tensor *grad, bool retain_graph)
                 break;
             }
     }
+    bool was_enabled = fs_set_grad_enabled(false); /* kernels below must not record */
     if (rc == 0)
         top->dout = g0;
     else
@@ -239,7 +248,11 @@ int fs_backward(fs_tensor *root, const fs_tensor *grad, bool retain_graph)
         fs_node *n = order.v[k];
         if (!n->dout)
             continue; /* no gradient reached this node */
-        fs_tensor *dinputs[FS_NODE_MAX_INPUTS] = {0};
+        fs_tensor **dinputs = calloc((size_t)n->ninputs + 1, sizeof *dinputs);
+        if (!dinputs) {
+            rc = fs_set_error("backward: out of memory");
+            break;
+        }
         if (n->backward(n, n->dout, dinputs) < 0) {
             char msg[1024];
             strncpy(msg, fs_error(), sizeof msg - 1);
@@ -258,6 +271,7 @@ int fs_backward(fs_tensor *root, const fs_tensor *grad, bool retain_graph)
             }
             fs_tensor_release(d);
         }
+        free(dinputs);
         fs_tensor_release(n->dout);
         n->dout = NULL;
         if (!retain_graph)
@@ -268,6 +282,7 @@ int fs_backward(fs_tensor *root, const fs_tensor *grad, bool retain_graph)
         order.v[k]->dout = NULL;
     }
     free(order.v);
+    fs_set_grad_enabled(was_enabled);
     return rc;
 }
 

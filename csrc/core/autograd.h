@@ -23,7 +23,6 @@
 
 #include "tensor.h"
 
-#define FS_NODE_MAX_INPUTS 8
 #define FS_NODE_MAX_SAVED 8
 
 typedef int (*fs_backward_fn)(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs);
@@ -33,7 +32,7 @@ struct fs_node {
     const char *name;                       /* op name, for errors */
     fs_backward_fn backward;
     int ninputs;
-    fs_tensor *inputs[FS_NODE_MAX_INPUTS];  /* retained; NULL where the op had no tensor */
+    fs_tensor **inputs;                     /* ninputs, retained; NULL where no tensor */
     fs_tensor *saved[FS_NODE_MAX_SAVED];    /* retained; released when the graph is freed */
     double f[8];                            /* op parameters (scalars) */
     int64_t i[FS_MAX_DIM * 2];              /* op parameters (dims, sizes) */

@@ -28,12 +28,12 @@ fs_tensor *fs_where(fs_tensor *cond, fs_tensor *a, fs_tensor *b); /* cond != 0 ?
 const char *fs_binary_name(fs_binary_op op);
 const char *fs_unary_name(fs_unary_op op);
 
-/* ---- reductions (reduce.c); dim < 0 in the *_all forms means all elements ---- */
+/* ---- reductions (reduce.c); dim FS_ALL_DIMS reduces all elements, negative dims count from the end ---- */
 fs_tensor *fs_sum(fs_tensor *a, int dim, bool keepdim);     /* dim = FS_ALL_DIMS for all */
 fs_tensor *fs_mean(fs_tensor *a, int dim, bool keepdim);
 fs_tensor *fs_var(fs_tensor *a, int dim, bool keepdim, bool unbiased);
-/* Max/min over a dim: values (differentiable) and 0-based indices (int64 stored as floats
- * are not used: indices come back as an int64 array the caller frees with fs_free). */
+/* Max/min over a dim: values (differentiable); the 0-based indices come back, when asked,
+ * as an int64 array of one entry per output element that the caller frees with fs_free. */
 fs_tensor *fs_max_dim(fs_tensor *a, int dim, bool keepdim, bool is_min, int64_t **indices);
 fs_tensor *fs_max_all(fs_tensor *a, bool is_min, int64_t *flat_index);
 #define FS_ALL_DIMS (-100)

@@ -1,0 +1,93 @@
+/* autograd_lua.c - grad mode from Lua: fs.no_grad(fn), `local g <close> = fs.no_grad()`,
+ * fs.is_grad_enabled(), fs.set_grad_enabled(on); threads and memory figures. */
+#include "autograd.h"
+#include "lbind.h"
+
+#define GUARD_MT "fewshot.NoGradGuard"
+
+typedef struct { bool previous; bool active; } grad_guard;
+
+static int guard_close(lua_State *L)
+{
+    grad_guard *g = luaL_checkudata(L, 1, GUARD_MT);
+    if (g->active) {
+        fs_set_grad_enabled(g->previous);
+        g->active = false;
+    }
+    return 0;
+}
+
+/* fs.no_grad(fn, ...) runs fn with recording off and returns its results (the mode is restored
+ * even when fn raises); fs.no_grad() returns a guard to close. */
+static int l_no_grad(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        grad_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+        g->previous = fs_set_grad_enabled(false);
+        g->active = true;
+        luaL_setmetatable(L, GUARD_MT);
+        return 1;
+    }
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    int nargs = lua_gettop(L) - 1;
+    bool previous = fs_set_grad_enabled(false);
+    int status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    fs_set_grad_enabled(previous);
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int l_is_grad_enabled(lua_State *L)
+{
+    lua_pushboolean(L, fs_grad_enabled());
+    return 1;
+}
+
+static int l_set_grad_enabled(lua_State *L)
+{
+    lua_pushboolean(L, fs_set_grad_enabled(lua_toboolean(L, 1)));
+    return 1;
+}
+
+static int l_set_num_threads(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1)
+        return luaL_error(L, "set_num_threads: expected a positive count, got %d", (int)n);
+    fs_set_num_threads((int)n);
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L)
+{
+    lua_pushinteger(L, fs_get_num_threads());
+    return 1;
+}
+
+/* fs.memory() -> {live_bytes=, total_bytes=}: tensor storage now alive, and ever allocated. */
+static int l_memory(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, fs_bytes_live());
+    lua_setfield(L, -2, "live_bytes");
+    lua_pushinteger(L, fs_bytes_allocated_total());
+    lua_setfield(L, -2, "total_bytes");
+    return 1;
+}
+
+static const luaL_Reg functions[] = {
+    {"no_grad", l_no_grad}, {"is_grad_enabled", l_is_grad_enabled},
+    {"set_grad_enabled", l_set_grad_enabled}, {"set_num_threads", l_set_num_threads},
+    {"get_num_threads", l_get_num_threads}, {"memory", l_memory}, {NULL, NULL}};
+
+void fs_lua_open_autograd(lua_State *L)
+{
+    luaL_newmetatable(L, GUARD_MT);
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, functions, 0);
+}

@@ -1,0 +1,202 @@
+/* bind_util.c - the helpers declared in lbind.h: Tensor userdata boxes, argument checks,
+ * option tables, and reporting core allocations to Lua's garbage collector. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "autograd.h"
+#include "lbind.h"
+
+fs_tensor **fs_lua_new_box(lua_State *L)
+{
+    fs_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    luaL_setmetatable(L, FS_TENSOR_MT);
+    return box;
+}
+
+/* Lua's collector sees only the small userdata; the core's bytes are reported here as
+ * "allocated" so that the collector runs in step with tensor memory (no collectgarbage()). */
+void fs_lua_account(lua_State *L)
+{
+    static _Atomic int64_t reported;
+    int64_t total = fs_bytes_allocated_total();
+    int64_t delta = total - atomic_load(&reported);
+    if (delta >= (256 << 10)) {
+        atomic_store(&reported, total);
+        int64_t kb = delta >> 10;
+        lua_gc(L, LUA_GCSTEP, (int)(kb > (1 << 30) ? (1 << 30) : kb));
+    }
+}
+
+int fs_lua_error(lua_State *L) { return luaL_error(L, "%s", fs_error()); }
+
+int fs_lua_return(lua_State *L, fs_tensor **box, fs_tensor *t)
+{
+    if (!t)
+        return fs_lua_error(L);
+    *box = t;
+    fs_lua_account(L);
+    return 1;
+}
+
+void fs_lua_push_tensor(lua_State *L, fs_tensor *t)
+{
+    if (!t)
+        fs_lua_error(L);
+    fs_tensor **box = fs_lua_new_box(L);
+    *box = t;
+    fs_lua_account(L);
+}
+
+fs_tensor *fs_lua_test_tensor(lua_State *L, int idx)
+{
+    fs_tensor **box = luaL_testudata(L, idx, FS_TENSOR_MT);
+    if (!box)
+        return NULL;
+    if (!*box)
+        luaL_error(L, "attempt to use a closed tensor");
+    return *box;
+}
+
+fs_tensor *fs_lua_check_tensor(lua_State *L, int idx)
+{
+    fs_tensor **box = luaL_testudata(L, idx, FS_TENSOR_MT);
+    if (!box)
+        luaL_typeerror(L, idx, "fewshot.Tensor");
+    if (!*box)
+        luaL_error(L, "attempt to use a closed tensor");
+    return *box;
+}
+
+fs_tensor *fs_lua_to_tensor(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        float v = (float)lua_tonumber(L, idx);
+        fs_tensor **box = fs_lua_new_box(L);
+        fs_lua_return(L, box, fs_tensor_scalar(v));
+        lua_replace(L, idx);
+        return *box;
+    }
+    return fs_lua_check_tensor(L, idx);
+}
+
+int fs_lua_check_shape(lua_State *L, int idx, int64_t *size)
+{
+    int n = 0;
+    if (lua_istable(L, idx)) {
+        lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+        if (len > FS_MAX_DIM)
+            luaL_error(L, "shape has %d dims, at most %d are supported", (int)len, FS_MAX_DIM);
+        for (lua_Integer k = 1; k <= len; k++) {
+            lua_rawgeti(L, idx, k);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            lua_pop(L, 1);
+            if (!ok || v < 0)
+                luaL_error(L, "shape entry %d must be a non-negative integer", (int)k);
+            size[n++] = v;
+        }
+        return n;
+    }
+    while (lua_type(L, idx + n) == LUA_TNUMBER) {
+        if (n == FS_MAX_DIM)
+            luaL_error(L, "shape has more than %d dims", FS_MAX_DIM);
+        lua_Integer v = luaL_checkinteger(L, idx + n);
+        if (v < 0)
+            luaL_error(L, "shape entry %d must be a non-negative integer", n + 1);
+        size[n] = v;
+        n++;
+    }
+    if (n == 0 && !lua_isnoneornil(L, idx))
+        luaL_typeerror(L, idx, "shape table");
+    return n;
+}
+
+int fs_lua_check_dim(lua_State *L, int idx, int ndim)
+{
+    lua_Integer d = luaL_checkinteger(L, idx);
+    lua_Integer z = d > 0 ? d - 1 : d + ndim;
+    if (d == 0 || z < 0 || z >= ndim)
+        luaL_error(L, "dim %d out of range for a tensor with %d dims (dims are 1-based; "
+                      "negative counts from the end)", (int)d, ndim);
+    return (int)z;
+}
+
+int fs_lua_opt_dim(lua_State *L, int idx, int ndim, int def)
+{
+    return lua_isnoneornil(L, idx) ? def : fs_lua_check_dim(L, idx, ndim);
+}
+
+static bool opt_field(lua_State *L, int idx, const char *key)
+{
+    if (lua_isnoneornil(L, idx))
+        return false;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    return true;
+}
+
+bool fs_lua_opt_bool(lua_State *L, int idx, const char *key, bool def)
+{
+    if (!opt_field(L, idx, key))
+        return def;
+    bool v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Number fs_lua_opt_number(lua_State *L, int idx, const char *key, lua_Number def)
+{
+    if (!opt_field(L, idx, key))
+        return def;
+    if (!lua_isnumber(L, -1))
+        luaL_error(L, "option '%s' must be a number", key);
+    lua_Number v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Integer fs_lua_opt_integer(lua_State *L, int idx, const char *key, lua_Integer def)
+{
+    if (!opt_field(L, idx, key))
+        return def;
+    int ok;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok)
+        luaL_error(L, "option '%s' must be an integer", key);
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *fs_lua_opt_string(lua_State *L, int idx, const char *key, const char *def)
+{
+    if (!opt_field(L, idx, key))
+        return def;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "option '%s' must be a string", key);
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the options table keeps the string alive */
+    return s;
+}
+
+fs_generator *fs_lua_opt_generator(lua_State *L, int idx)
+{
+    if (!opt_field(L, idx, "generator"))
+        return fs_default_generator();
+    fs_generator *g = luaL_testudata(L, -1, FS_GENERATOR_MT);
+    if (!g)
+        luaL_error(L, "option 'generator' must be a fewshot.Generator (fs.generator(seed))");
+    lua_pop(L, 1);
+    return g;
+}
+
+void fs_lua_apply_requires_grad(lua_State *L, int opts, fs_tensor *t)
+{
+    if (fs_lua_opt_bool(L, opts, "requires_grad", false))
+        t->requires_grad = true;
+}
