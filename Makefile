@@ -60,7 +60,7 @@ $(BUILD)/%.o: csrc/%.c $(HEADERS)
 
 $(SO): $(CORE_OBJ) $(LUA_OBJ)
 	@mkdir -p fewshot
-	$(CC) -shared -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
+	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
 
 $(CORE_LIB): $(CORE_OBJ)
 	ar rcs $@ $^

@@ -99,6 +99,10 @@ void fs_spect_bin_sinogram(const float *fine, int n_angles, int n_fine, int k, f
 /* Means over k x k blocks: (n*k, n*k) -> (n, n). */
 void fs_spect_downsample(const float *fine, int n_fine, int k, float *coarse);
 
+/* Plurality label of each k x k block (ties: myocardium > ventricle > liver > other > 0):
+ * labels (n*k, n*k) -> (n, n). */
+void fs_spect_downsample_labels(const float *fine, int n_fine, int k, float *coarse);
+
 /* ---- reconstruction (spect_recon.c) ---- */
 /* OSEM on the plan's system model; x (n, n) holds the start image (all ones if x0 == 0). */
 int fs_spect_osem(const fs_spect_plan *p, const float *sino, int iterations, int subsets,

@@ -89,6 +89,27 @@ void fs_spect_downsample(const float *fine, int n_fine, int k, float *coarse)
         }
 }
 
+void fs_spect_downsample_labels(const float *fine, int n_fine, int k, float *coarse)
+{
+    static const int rank[5] = {0, 3, 4, 2, 1}; /* tie-break priority by label */
+    int n = n_fine / k;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            int count[5] = {0, 0, 0, 0, 0};
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) {
+                    int l = (int)fine[((size_t)y * k + i) * n_fine + (size_t)x * k + j];
+                    if (l >= 0 && l < 5)
+                        count[l]++;
+                }
+            int best = 0;
+            for (int l = 1; l < 5; l++)
+                if (count[l] > count[best] || (count[l] == count[best] && rank[l] > rank[best]))
+                    best = l;
+            coarse[(size_t)y * n + x] = (float)best;
+        }
+}
+
 /* ---- OSEM ---- */
 
 int fs_spect_osem(const fs_spect_plan *p, const float *sino, int iterations, int subsets, float *x)
