@@ -369,10 +369,11 @@ static int m_permute(lua_State *L)
     int n = 0;
     if (lua_istable(L, 2)) {
         n = (int)lua_rawlen(L, 2);
+        lua_settop(L, 2);
         for (int k = 0; k < n && k < FS_MAX_DIM; k++) {
             lua_rawgeti(L, 2, k + 1);
-            lua_replace(L, 3);
             perm[k] = fs_lua_check_dim(L, 3, t->ndim);
+            lua_pop(L, 1);
         }
     } else
         for (; n < t->ndim && !lua_isnoneornil(L, 2 + n); n++)
@@ -583,6 +584,7 @@ static fs_tensor **tensor_list(lua_State *L, int idx, const char *op, int *n)
 static int l_cat(lua_State *L)
 {
     int n;
+    lua_settop(L, 2);
     fs_tensor **ts = tensor_list(L, 1, "cat", &n);
     int dim = lua_isnoneornil(L, 2) ? 0 : fs_lua_check_dim(L, 2, ts[0]->ndim);
     fs_tensor **box = fs_lua_new_box(L);
@@ -592,6 +594,7 @@ static int l_cat(lua_State *L)
 static int l_stack(lua_State *L)
 {
     int n;
+    lua_settop(L, 2);
     fs_tensor **ts = tensor_list(L, 1, "stack", &n);
     int dim = lua_isnoneornil(L, 2) ? 0 : fs_lua_check_dim(L, 2, ts[0]->ndim + 1);
     fs_tensor **box = fs_lua_new_box(L);
@@ -684,9 +687,9 @@ static int m_backward(lua_State *L)
 {
     fs_tensor *t = CHECK(1);
     fs_tensor *g = fs_lua_test_tensor(L, 2);
-    int opts = g ? 3 : 2;
     if (!g && !lua_isnoneornil(L, 2) && !lua_istable(L, 2))
         return luaL_typeerror(L, 2, "tensor or options table");
+    int opts = (!g && lua_istable(L, 2)) ? 2 : 3; /* backward(opts) or backward(grad|nil, opts) */
     bool retain = fs_lua_opt_bool(L, opts, "retain_graph", false);
     if (fs_backward(t, g, retain) < 0)
         return fs_lua_error(L);
@@ -726,16 +729,18 @@ static const luaL_Reg methods[] = {
 /* t.grad, t.grad_fn, then methods. */
 static int m_index(lua_State *L)
 {
-    fs_tensor *t = CHECK(1);
+    fs_tensor **box = luaL_checkudata(L, 1, FS_TENSOR_MT);
     const char *key = lua_tostring(L, 2);
-    if (key && strcmp(key, "grad") == 0) {
+    bool field = key && (strcmp(key, "grad") == 0 || strcmp(key, "grad_fn") == 0);
+    fs_tensor *t = field ? CHECK(1) : *box; /* methods check for themselves; close works twice */
+    if (field && strcmp(key, "grad") == 0) {
         if (!t->grad)
             lua_pushnil(L);
         else
             fs_lua_push_tensor(L, fs_tensor_retain(t->grad));
         return 1;
     }
-    if (key && strcmp(key, "grad_fn") == 0) {
+    if (field) { /* grad_fn */
         if (t->grad_fn)
             lua_pushstring(L, t->grad_fn->name);
         else
