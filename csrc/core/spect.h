@@ -69,6 +69,7 @@ typedef struct fs_spect_geometry {
     double arc_deg;        /* 180 or 360 */
     double start_deg;      /* default 225 (RAO 45) */
     double radius_mm;      /* centre of rotation to collimator face; default 250 */
+    const double *radii_mm; /* (n_angles) per-view radius (body-contour orbit) or NULL */
     double sigma0_mm;      /* PSF sigma(d) = sigma0 + slope * d; both 0: no blur */
     double slope;
     double scatter_fraction; /* scatter/primary ratio s: p = primary + s * G_broad primary */
@@ -76,6 +77,11 @@ typedef struct fs_spect_geometry {
 } fs_spect_geometry;
 
 void fs_spect_geometry_defaults(fs_spect_geometry *g, int n, double pixel_mm);
+
+/* Body-contour orbit: for each view the distance from the centre of rotation to the farthest
+ * pixel with mu > 0 along the view direction, plus clearance_mm. radii: (n_angles). */
+int fs_spect_contour_orbit(const fs_spect_geometry *g, const float *mu, double clearance_mm,
+                           double *radii);
 
 typedef struct fs_spect_plan fs_spect_plan;
 /* mu: (n, n) 1/cm or NULL for no attenuation. The plan copies what it needs. */

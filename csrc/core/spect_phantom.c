@@ -108,6 +108,26 @@ static int in_gap(const heart *h, vec2 p)
     return 0;
 }
 
+/* Where the label maps are drawn in the cycle (0 end-diastole, 1 end-systole). */
+#define LABEL_PHASE 0.4
+
+/* The heart at phase f: cavity shrinks (radially by k_rad, lengthwise by k_long), the wall
+ * thickens by 1 + f * thick, the epicardial apex stays put (the base descends). */
+static heart heart_phase(const heart *ed, double f, double k_rad, double k_long, double thick)
+{
+    heart h = *ed;
+    double sr = 1 - f * (1 - k_rad), sl = 1 - f * (1 - k_long), sw = 1 + f * thick;
+    h.Bi *= sr;
+    h.ri *= sr;
+    h.Ai *= sl;
+    h.base_len *= sl;
+    h.w *= sw;
+    h.wa *= sw;
+    double apex_ed = ed->base_len + ed->Ai + ed->wa, apex = h.base_len + h.Ai + h.wa;
+    h.O = add(ed->O, scale(ed->ea, apex_ed - apex));
+    return h;
+}
+
 /* Smooth wedge weight in [0, 1]: 1 inside the half-width, tapering over 10 degrees. */
 static double wedge(vec2 d, vec2 centre_dir, double half_deg)
 {
@@ -305,6 +325,15 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     body_in.r1 -= 8;
     body_in.r2 -= 8;
 
+    /* ---- cardiac motion: an ungated acquisition averages the cycle ---- */
+    double ef = unif(g, 0.5, 0.7), thick = unif(g, 0.3, 0.6);
+    double k_rad = cbrt(1.0 - ef), k_long = sqrt(k_rad);
+    enum { NPHASE = 5 };
+    heart ph_h[NPHASE];
+    for (int k = 0; k < NPHASE; k++)
+        ph_h[k] = heart_phase(&h, (double)k / (NPHASE - 1), k_rad, k_long, thick);
+    heart hl = heart_phase(&h, LABEL_PHASE, k_rad, k_long, thick); /* labels and landmarks */
+
     /* ---- rasterise ---- */
     double cx = 0, cy = 0, cn = 0;
     for (int y = 0; y < n; y++)
@@ -332,35 +361,43 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
                     mu = 0.15f;
                     lab = FS_LABEL_OTHER;
                 }
-                int heart_px = 0;
-                if (h.has_la && in_ell(&h.la, q) && !lv_epi(&h, q)) {
+                if (h.has_la && in_ell(&h.la, q) && !lv_epi(&hl, q)) {
                     act = (float)up_blood;
                     lab = FS_LABEL_OTHER;
-                    heart_px = 1;
+                    mu = 0.15f;
                 }
-                if (h.has_rv && in_ell(&h.rv_out, q) && !lv_epi(&h, q)) {
+                if (h.has_rv && in_ell(&h.rv_out, q) && !lv_epi(&hl, q)) {
                     act = in_ell(&h.rv_in, q) ? (float)up_blood : (float)up_rv;
                     lab = FS_LABEL_OTHER;
-                    heart_px = 1;
+                    mu = 0.15f;
                 }
-                if (lv_epi(&h, q)) {
-                    heart_px = 1;
-                    if (lv_endo(&h, q) || in_gap(&h, q)) {
-                        act = (float)up_blood;
+                /* LV: activity averaged over the phases, labels from the label phase */
+                double defect = has_defect ? sev * wedge(sub(q, h.H), ddir, dhalf) : 0.0;
+                double sum = 0.0;
+                int any = 0;
+                for (int k = 0; k < NPHASE; k++) {
+                    if (lv_epi(&ph_h[k], q)) {
+                        any = 1;
+                        sum += (lv_endo(&ph_h[k], q) || in_gap(&ph_h[k], q)) ? up_blood : 1.0 - defect;
+                    } else {
+                        sum += act;
+                    }
+                }
+                if (any) {
+                    act = (float)(sum / NPHASE);
+                    mu = 0.15f;
+                }
+                if (lv_epi(&hl, q)) {
+                    mu = 0.15f;
+                    if (lv_endo(&hl, q) || in_gap(&hl, q)) {
                         lab = FS_LABEL_VENTRICLE;
                         cx += q.x;
                         cy += q.y;
                         cn += 1;
                     } else {
-                        double u = 1.0;
-                        if (has_defect)
-                            u -= sev * wedge(sub(q, h.H), ddir, dhalf);
-                        act = (float)u;
                         lab = FS_LABEL_MYOCARDIUM;
                     }
                 }
-                if (heart_px)
-                    mu = 0.15f;
             }
             p->activity[i] = act;
             p->attenuation[i] = mu;
@@ -374,20 +411,20 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     p->blood_uptake = up_blood;
 
     /* ---- landmarks ---- */
-    vec2 centre = cn > 0 ? v2(cx / cn, cy / cn) : h.H;
+    vec2 centre = cn > 0 ? v2(cx / cn, cy / cn) : hl.H;
     if (o->view != FS_SPECT_SHORT_AXIS)
-        add_landmark(p, "lv_apex", add(h.O, scale(h.ea, h.base_len + h.Ai + h.wa)));
+        add_landmark(p, "lv_apex", add(hl.O, scale(hl.ea, hl.base_len + hl.Ai + hl.wa)));
     add_landmark(p, "lv_centre", centre);
     if (o->view != FS_SPECT_SHORT_AXIS)
-        add_landmark(p, "mitral_valve", h.O);
+        add_landmark(p, "mitral_valve", hl.O);
     if (h.has_rv) {
         /* where the RV outer wall meets the LV epicardium */
         vec2 pts[8];
         int np = 0;
-        int prev = lv_epi(&h, ell_point(&h.rv_out, 0));
+        int prev = lv_epi(&hl, ell_point(&h.rv_out, 0));
         for (int k = 1; k <= 720 && np < 8; k++) {
             vec2 q = ell_point(&h.rv_out, 2 * M_PI * k / 720);
-            int cur = lv_epi(&h, q);
+            int cur = lv_epi(&hl, q);
             if (cur != prev)
                 pts[np++] = q;
             prev = cur;
@@ -401,12 +438,12 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
         }
     }
     if (o->view == FS_SPECT_SHORT_AXIS) {
-        add_landmark(p, "lv_inferior_wall", add(h.H, v2(0, h.ri + 0.5 * h.w)));
-        add_landmark(p, "lv_lateral_wall", add(h.H, v2(h.ri + 0.5 * h.w, 0)));
+        add_landmark(p, "lv_inferior_wall", add(hl.H, v2(0, hl.ri + 0.5 * hl.w)));
+        add_landmark(p, "lv_lateral_wall", add(hl.H, v2(hl.ri + 0.5 * hl.w, 0)));
     }
     if (o->view == FS_SPECT_LONG_AXIS) {
-        add_landmark(p, "lv_base_anterior", sub(h.O, scale(h.eb, h.Bi + 0.5 * h.w)));
-        add_landmark(p, "lv_base_inferior", add(h.O, scale(h.eb, h.Bi + 0.5 * h.w)));
+        add_landmark(p, "lv_base_anterior", sub(hl.O, scale(hl.eb, hl.Bi + 0.5 * hl.w)));
+        add_landmark(p, "lv_base_inferior", add(hl.O, scale(hl.eb, hl.Bi + 0.5 * hl.w)));
     }
     add_landmark(p, "liver_dome", dome);
     return 0;

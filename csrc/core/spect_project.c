@@ -23,8 +23,8 @@
 struct fs_spect_plan {
     fs_spect_geometry g;
     double *cosv, *sinv;      /* (n_angles) */
-    int *hw;                  /* (n) half-width of the PSF kernel per depth row */
-    float *kern;              /* (n, kmax + 1) one side of each symmetric kernel */
+    int *hw;                  /* (n_angles, n) half-width of the PSF kernel per depth row */
+    float *kern;              /* (n_angles, n, kmax + 1) one side of each symmetric kernel */
     int kmax;
     float *w;                 /* (n_angles, n, n) attenuation factors, NULL without mu */
     float *skern;             /* (shw + 1) scatter kernel, NULL without scatter */
@@ -110,6 +110,26 @@ static inline void bilinear_add(double *img, int n, double col, double row, doub
     }
 }
 
+int fs_spect_contour_orbit(const fs_spect_geometry *g, const float *mu, double clearance_mm,
+                           double *radii)
+{
+    int n = g->n;
+    double c = 0.5 * (n - 1);
+    for (int a = 0; a < g->n_angles; a++) {
+        double phi = (g->start_deg + a * g->arc_deg / g->n_angles) * M_PI / 180.0;
+        double ex = cos(phi), ey = sin(phi), far = 0.0;
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x++)
+                if (mu[(size_t)y * n + x] > 0) {
+                    double s = ((x - c) * ex + (y - c) * ey) * g->pixel_mm + 0.5 * g->pixel_mm;
+                    if (s > far)
+                        far = s;
+                }
+        radii[a] = far + clearance_mm;
+    }
+    return 0;
+}
+
 fs_spect_plan *fs_spect_plan_new(const fs_spect_geometry *g, const float *mu)
 {
     if (g->n < 2 || g->n > 4096 || g->n_angles < 1 || g->n_angles > 4096 || !(g->pixel_mm > 0)) {
@@ -123,9 +143,10 @@ fs_spect_plan *fs_spect_plan_new(const fs_spect_geometry *g, const float *mu)
         return NULL;
     memset(p, 0, sizeof *p);
     p->g = *g;
+    p->g.radii_mm = NULL; /* not owned: radii are read here only */
     p->cosv = fs_alloc(sizeof(double) * (size_t)g->n_angles);
     p->sinv = fs_alloc(sizeof(double) * (size_t)g->n_angles);
-    p->hw = fs_alloc(sizeof(int) * (size_t)n);
+    p->hw = fs_alloc(sizeof(int) * (size_t)n * g->n_angles);
     if (!p->cosv || !p->sinv || !p->hw)
         goto fail;
     for (int a = 0; a < g->n_angles; a++) {
@@ -133,24 +154,31 @@ fs_spect_plan *fs_spect_plan_new(const fs_spect_geometry *g, const float *mu)
         p->cosv[a] = cos(phi);
         p->sinv[a] = sin(phi);
     }
-    /* PSF kernels per depth row */
+    /* PSF kernels per view and depth row */
     double c = 0.5 * (n - 1);
-    double dmax = g->radius_mm + c * g->pixel_mm;
+    double rmax = g->radius_mm;
+    for (int a = 0; g->radii_mm && a < g->n_angles; a++)
+        rmax = fmax(rmax, g->radii_mm[a]);
+    double dmax = rmax + c * g->pixel_mm;
     double smax = (g->sigma0_mm + g->slope * (dmax > 0 ? dmax : 0)) / g->pixel_mm;
     p->kmax = (int)ceil(3.0 * smax) + 1;
     if (p->kmax > n)
         p->kmax = n;
-    p->kern = fs_alloc(sizeof(float) * (size_t)n * (size_t)(p->kmax + 1));
+    p->kern = fs_alloc(sizeof(float) * (size_t)g->n_angles * n * (size_t)(p->kmax + 1));
     if (!p->kern)
         goto fail;
-    for (int v = 0; v < n; v++) {
-        double d = g->radius_mm - (v - c) * g->pixel_mm;
-        if (d < 0)
-            d = 0;
-        double sig = (g->sigma0_mm + g->slope * d) / g->pixel_mm;
-        if (g->sigma0_mm <= 0 && g->slope <= 0)
-            sig = 0;
-        p->hw[v] = gauss_kernel(sig, p->kmax, p->kern + (size_t)v * (p->kmax + 1));
+    for (int a = 0; a < g->n_angles; a++) {
+        double radius = g->radii_mm ? g->radii_mm[a] : g->radius_mm;
+        for (int v = 0; v < n; v++) {
+            double d = radius - (v - c) * g->pixel_mm;
+            if (d < 0)
+                d = 0;
+            double sig = (g->sigma0_mm + g->slope * d) / g->pixel_mm;
+            if (g->sigma0_mm <= 0 && g->slope <= 0)
+                sig = 0;
+            size_t row = (size_t)a * n + v;
+            p->hw[row] = gauss_kernel(sig, p->kmax, p->kern + row * (p->kmax + 1));
+        }
     }
     if (g->scatter_fraction > 0) {
         double ss = g->scatter_sigma_mm / g->pixel_mm;
@@ -255,7 +283,7 @@ int fs_spect_project(const fs_spect_plan *p, const float *img, float *sino, cons
                     double q = bilinear(img, n, col, rr);
                     row[u] = w ? q * w[(size_t)v * n + u] : q;
                 }
-                conv_sym(row, tmp, n, p->kern + (size_t)v * kst, p->hw[v]);
+                conv_sym(row, tmp, n, p->kern + ((size_t)a * n + v) * kst, p->hw[(size_t)a * n + v]);
                 for (int u = 0; u < n; u++)
                     prim[u] += tmp[u];
             }
@@ -316,7 +344,7 @@ int fs_spect_backproject(const fs_spect_plan *p, const float *sino, float *img, 
                 }
                 const float *w = p->w ? p->w + (size_t)a * n * n : NULL;
                 for (int v = 0; v < n; v++) {
-                    conv_sym(q, tmp, n, p->kern + (size_t)v * kst, p->hw[v]);
+                    conv_sym(q, tmp, n, p->kern + ((size_t)a * n + v) * kst, p->hw[(size_t)a * n + v]);
                     for (int u = 0; u < n; u++) {
                         double val = w ? tmp[u] * w[(size_t)v * n + u] : tmp[u];
                         if (val == 0.0)

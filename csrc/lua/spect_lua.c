@@ -55,7 +55,25 @@ static void read_geometry(lua_State *L, int opts, fs_spect_geometry *g, int n, i
     g->n_angles = n_angles;
     g->arc_deg = fs_lua_opt_number(L, opts, "arc", 180.0);
     g->start_deg = fs_lua_opt_number(L, opts, "start_deg", 225.0);
-    g->radius_mm = fs_lua_opt_number(L, opts, "radius_mm", 250.0);
+    if (!lua_isnoneornil(L, opts) && (lua_getfield(L, opts, "radius_mm"), lua_istable(L, -1))) {
+        /* per-view radii (a body-contour orbit): kept alive on the Lua stack as a userdata */
+        int t = lua_gettop(L);
+        if ((int)lua_rawlen(L, t) != n_angles)
+            luaL_error(L, "spect: radius_mm lists %d radii for %d angles", (int)lua_rawlen(L, t),
+                       n_angles);
+        double *r = lua_newuserdatauv(L, sizeof(double) * (size_t)n_angles, 0);
+        for (int a = 0; a < n_angles; a++) {
+            lua_rawgeti(L, t, a + 1);
+            r[a] = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        g->radii_mm = r;
+        g->radius_mm = r[0];
+    } else {
+        if (!lua_isnoneornil(L, opts))
+            lua_pop(L, 1);
+        g->radius_mm = fs_lua_opt_number(L, opts, "radius_mm", 250.0);
+    }
     if (!lua_isnoneornil(L, opts)) {
         lua_getfield(L, opts, "psf");
         if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
@@ -336,7 +354,33 @@ static int l_downsample(lua_State *L)
     return 1;
 }
 
+/* fs.spect.orbit(attenuation, {angles=64, arc=180, start_deg=225, pixel_mm=, clearance_mm=30})
+ * -> list of per-view radii (mm) of a body-contour orbit */
+static int l_orbit(lua_State *L)
+{
+    fs_tensor *mu = check_image(L, 1, "spect.orbit", "attenuation");
+    int n = (int)mu->size[0];
+    int na = (int)fs_lua_opt_integer(L, 2, "angles", 64);
+    if (na < 1 || na > 4096)
+        return luaL_error(L, "spect.orbit: angles must be in [1, 4096], got %d", na);
+    fs_spect_geometry g;
+    fs_spect_geometry_defaults(&g, n, fs_lua_opt_number(L, 2, "pixel_mm", 6.4));
+    g.n_angles = na;
+    g.arc_deg = fs_lua_opt_number(L, 2, "arc", 180.0);
+    g.start_deg = fs_lua_opt_number(L, 2, "start_deg", 225.0);
+    double clearance = fs_lua_opt_number(L, 2, "clearance_mm", 30.0);
+    double *r = lua_newuserdatauv(L, sizeof(double) * (size_t)na, 0);
+    fs_spect_contour_orbit(&g, fs_data(mu), clearance, r);
+    lua_createtable(L, na, 0);
+    for (int a = 0; a < na; a++) {
+        lua_pushnumber(L, r[a]);
+        lua_rawseti(L, -2, a + 1);
+    }
+    return 1;
+}
+
 static const luaL_Reg spect_funcs[] = {
+    {"orbit", l_orbit},
     {"phantom", l_phantom}, {"project", l_project}, {"backproject", l_backproject},
     {"acquire", l_acquire}, {"reconstruct", l_reconstruct}, {"butterworth", l_butterworth},
     {"bin", l_bin}, {"downsample", l_downsample}, {NULL, NULL}};
