@@ -88,7 +88,7 @@ sanitize: deps
 	@$(MAKE) --no-print-directory clean-so
 	@$(MAKE) --no-print-directory $(SO) SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
 	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SKIP_SLOW=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
 	  $(BUSTED) -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
 	@$(MAKE) --no-print-directory clean-so
 

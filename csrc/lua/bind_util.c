@@ -6,6 +6,8 @@
 #include "autograd.h"
 #include "lbind.h"
 
+#define FS_GC_MIN_BYTES ((int64_t)64 << 20)
+
 fs_tensor **fs_lua_new_box(lua_State *L)
 {
     fs_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -14,18 +16,21 @@ fs_tensor **fs_lua_new_box(lua_State *L)
     return box;
 }
 
-/* Lua's collector sees only the small userdata; the core's bytes are reported here as
- * "allocated" so that the collector runs in step with tensor memory (no collectgarbage()). */
+/* Lua's collector sees only the small userdata, not the core's tensor bytes. Incremental
+ * steps sized by those bytes do not help under the generational mode that the standalone
+ * lua5.4 uses (boxes age into the old generation within a step or two and only a major
+ * collection, paced by Lua's own bytes, frees them). So tensor memory gets a pause rule of its
+ * own: when live tensor bytes exceed twice what was live after the last full collection (and
+ * at least 64 MB), run a full collection. Memory stays bounded near 2x the live set with no
+ * collectgarbage() in user code; the cost is one full mark of the Lua heap per doubling. */
 void fs_lua_account(lua_State *L)
 {
-    static _Atomic int64_t reported;
-    int64_t total = fs_bytes_allocated_total();
-    int64_t delta = total - atomic_load(&reported);
-    if (delta >= (256 << 10)) {
-        atomic_store(&reported, total);
-        int64_t kb = delta >> 10;
-        lua_gc(L, LUA_GCSTEP, (int)(kb > (1 << 30) ? (1 << 30) : kb));
-    }
+    static _Atomic int64_t threshold = FS_GC_MIN_BYTES;
+    if (fs_bytes_live() <= atomic_load(&threshold))
+        return;
+    lua_gc(L, LUA_GCCOLLECT);
+    int64_t live = fs_bytes_live();
+    atomic_store(&threshold, live * 2 > FS_GC_MIN_BYTES ? live * 2 : FS_GC_MIN_BYTES);
 }
 
 int fs_lua_error(lua_State *L) { return luaL_error(L, "%s", fs_error()); }
