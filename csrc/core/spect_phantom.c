@@ -349,8 +349,6 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
                     act = (float)up_lung;
                     mu = 0.04f;
                 }
-                if (in_ell(&spine, q))
-                    mu = 0.27f;
                 if (in_ell(&liver, q) && in_ell(&body_in, q)) {
                     act = (float)up_liver;
                     mu = 0.15f;
@@ -360,6 +358,11 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
                     act = (float)hot_up;
                     mu = 0.15f;
                     lab = FS_LABEL_OTHER;
+                }
+                if (in_ell(&spine, q)) { /* bone: never liver */
+                    act = (float)up_body;
+                    mu = 0.27f;
+                    lab = FS_LABEL_BACKGROUND;
                 }
                 if (h.has_la && in_ell(&h.la, q) && !lv_epi(&hl, q)) {
                     act = (float)up_blood;

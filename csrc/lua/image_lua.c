@@ -5,7 +5,10 @@
  * info tables: spacing_mm lists the spacing in the tensor's dim order ((z, y, x) for a volume,
  * (y, x) for a slice); the file-order fields (pixdim, dim) are kept as stored.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io.h"
@@ -201,6 +204,45 @@ static int l_save_interfile(lua_State *L)
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* fs.io.listdir(path) -> sorted list of entry names (without "." and ".."); raises when the
+ * directory cannot be opened. */
+static int l_listdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    if (!d)
+        return luaL_error(L, "listdir: %s: cannot open (%s)", path, strerror(errno));
+    lua_newtable(L);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++n);
+    }
+    closedir(d);
+    /* sort in place through a C array of the (table-anchored) strings */
+    const char **names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n > 0 ? n : 1), 0);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, i + 1);
+        names[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    qsort(names, (size_t)n, sizeof(char *), cmp_str);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 static void open_subtable(lua_State *L, const char *name, const luaL_Reg *funcs)
 {
     lua_getfield(L, -1, name);
@@ -218,7 +260,8 @@ static const luaL_Reg image_funcs[] = {
     {"read", l_image_read}, {"write", l_image_write}, {NULL, NULL}};
 static const luaL_Reg io_funcs[] = {
     {"load_nifti", l_load_nifti}, {"save_nifti", l_save_nifti},
-    {"load_interfile", l_load_interfile}, {"save_interfile", l_save_interfile}, {NULL, NULL}};
+    {"load_interfile", l_load_interfile}, {"save_interfile", l_save_interfile},
+    {"listdir", l_listdir}, {NULL, NULL}};
 
 void fs_lua_open_image(lua_State *L)
 {
