@@ -132,7 +132,10 @@ fs_tensor *fs_interfile_read(const char *path, fs_interfile_info *info)
                         err = errbuf;
                         break;
                     }
-                    (is_m ? msize : scale)[idx - 1] = d;
+                    if (is_m)
+                        msize[idx - 1] = d;
+                    else
+                        scale[idx - 1] = d;
                 }
             } else if (isnum) {
                 if (strcmp(key, "numberofbytesperpixel") == 0) bpp = d;
@@ -212,7 +215,12 @@ fs_tensor *fs_interfile_read(const char *path, fs_interfile_info *info)
     } else {
         const char *slash = strrchr(path, '/');
         int dirlen = slash ? (int)(slash - path + 1) : 0;
-        snprintf(info->data_file, sizeof info->data_file, "%.*s%s", dirlen, path, datafile);
+        if (dirlen + strlen(datafile) >= sizeof info->data_file) {
+            fs_set_error("load_interfile: %s: data file path too long", path);
+            return NULL;
+        }
+        memcpy(info->data_file, path, (size_t)dirlen);
+        strcpy(info->data_file + dirlen, datafile);
     }
     info->dim[0] = (int64_t)msize[0];
     info->dim[1] = (int64_t)msize[1];
