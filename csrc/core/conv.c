@@ -1,0 +1,750 @@
+/* conv.c - 2-D convolution and transposed convolution: im2col/col2im + cblas_sgemm.
+ *
+ * x (N, C, H, W), w (O, Cg, kh, kw), y (N, O, OH, OW), with G groups, Cg = C/G, Og = O/G,
+ * K = Cg*kh*kw (the length of a column) and P = OH*OW (output pixels of one image).
+ *
+ * A chunk of Nb images is unfolded per group into col (K, Nb*P), so that ONE GEMM
+ *     out (Og, Nb*P) = w_g (Og, K) @ col
+ * covers the chunk: late ResNet stages have P = 4..64 per image, where per-image GEMMs would
+ * be tiny and slow. out is then scattered into y (N, O, P) with the bias added. Backward:
+ *     dy_g (Og, Nb*P) gathered from dy;  dw_g += dy_g @ col^T;  dcol = w_g^T @ dy_g -> col2im.
+ * A 1x1, stride-1, unpadded convolution over large images multiplies the images in place
+ * (no col, no copy). col is recomputed in backward rather than kept (memory).
+ *
+ * conv_transpose2d(x, w) is the data-gradient of conv2d: its forward is conv2d's backward-data
+ * on the "conv" shape whose input is the transposed output, and its backward is conv2d's
+ * forward (for dx) and conv2d's weight gradient with the roles of x and dy swapped (for dw).
+ *
+ * The column buffers live in one cached workspace per thread (grown on demand, kept between
+ * calls, released by fs_conv_workspace_release): allocating 16-32 MB per call costs page faults.
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "nn_internal.h"
+
+/* ---- threads: one pool (OpenMP) for the whole kernel ----
+ * OpenMP workers spin for a while after each parallel region; OpenBLAS's own threads then
+ * fight them for the cores (measured: 2 threads slower than 1). So inside a conv kernel
+ * OpenBLAS runs single-threaded and each GEMM is split over the OpenMP threads by blocks of
+ * C's columns (or rows), every thread calling sgemm on its block. */
+
+typedef struct { int saved; } blas_guard;
+
+static blas_guard blas_single_begin(void)
+{
+    blas_guard g = {openblas_get_num_threads()};
+    if (g.saved != 1)
+        openblas_set_num_threads(1);
+    return g;
+}
+
+static void blas_single_end(blas_guard g)
+{
+    if (g.saved != 1)
+        openblas_set_num_threads(g.saved);
+}
+
+/* C (M, N) = op(A) op(B) + beta C (row-major, alpha 1), split over the OpenMP threads. */
+static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    int nt = fs_get_num_threads();
+    if (nt <= 1 || (double)M * N * K < 4e6 || (M < 32 && N < 32)) {
+        cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
+                    (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+    const bool split_cols = N >= M;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int64_t len = split_cols ? N : M;
+        int64_t b0 = (len * t / T) & ~(int64_t)15, b1 = t == T - 1 ? len : (len * (t + 1) / T) & ~(int64_t)15;
+        if (b1 > b0) {
+            if (split_cols)
+                cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(b1 - b0), (int)K, 1.0f, A,
+                            (int)lda, tb ? B + b0 * ldb : B + b0, (int)ldb, beta, C + b0,
+                            (int)ldc);
+            else
+                cblas_sgemm(CblasRowMajor, TA, TB, (int)(b1 - b0), (int)N, (int)K, 1.0f,
+                            ta ? A + b0 : A + b0 * lda, (int)lda, B, (int)ldb, beta,
+                            C + b0 * ldc, (int)ldc);
+        }
+    }
+}
+
+/* ---- workspace ---- */
+
+static _Thread_local float *ws_buf;
+static _Thread_local size_t ws_cap; /* floats */
+
+static float *workspace(size_t nfloats)
+{
+    if (nfloats <= ws_cap)
+        return ws_buf;
+    fs_free(ws_buf);
+    ws_buf = fs_alloc(nfloats * sizeof(float));
+    ws_cap = ws_buf ? nfloats : 0;
+    return ws_buf;
+}
+
+void fs_conv_workspace_release(void)
+{
+    fs_free(ws_buf);
+    ws_buf = NULL;
+    ws_cap = 0;
+}
+
+/* Floats of one column buffer per chunk (32 MB); a chunk holds at least one image. */
+#define COL_BUDGET ((int64_t)1 << 23)
+
+/* Images per chunk: as many as fit the budget, balanced over the chunks needed. */
+static int64_t chunk_images(int64_t n, int64_t per_image)
+{
+    int64_t nb = per_image > 0 ? COL_BUDGET / per_image : n;
+    if (nb < 1)
+        nb = 1;
+    if (nb >= n)
+        return n;
+    int64_t nchunks = (n + nb - 1) / nb;
+    return (n + nchunks - 1) / nchunks;
+}
+
+/* ---- shapes ---- */
+
+static bool is_pointwise(const fs_conv2d_shape *s)
+{
+    return s->kh == 1 && s->kw == 1 && s->a.stride[0] == 1 && s->a.stride[1] == 1 &&
+           s->a.padding[0] == 0 && s->a.padding[1] == 0;
+}
+
+/* Images large enough that per-image GEMMs straight on the data beat gathering them. */
+static bool use_direct(const fs_conv2d_shape *s)
+{
+    return is_pointwise(s) && (s->n == 1 || s->oh * s->ow >= 256);
+}
+
+static int check_args(const char *op, const fs_conv2d_args *a)
+{
+    for (int d = 0; d < 2; d++) {
+        if (a->stride[d] < 1 || a->dilation[d] < 1 || a->padding[d] < 0 ||
+            a->output_padding[d] < 0)
+            return fs_set_error("%s: stride (%lld, %lld) and dilation (%lld, %lld) must be >= 1, "
+                                "padding (%lld, %lld) and output_padding >= 0", op,
+                                (long long)a->stride[0], (long long)a->stride[1],
+                                (long long)a->dilation[0], (long long)a->dilation[1],
+                                (long long)a->padding[0], (long long)a->padding[1]);
+    }
+    if (a->groups < 1)
+        return fs_set_error("%s: groups must be >= 1, got %lld", op, (long long)a->groups);
+    return 0;
+}
+
+static int check_dims(const char *op, const fs_tensor *x, const fs_tensor *w, const fs_tensor *b,
+                      int64_t nout)
+{
+    if (x->ndim != 4 && x->ndim != 3)
+        return fs_set_error("%s: input must be (N, C, H, W) or (C, H, W), got %s", op,
+                            FS_SHAPE(x));
+    if (w->ndim != 4)
+        return fs_set_error("%s: weight must be 4-D, got %s", op, FS_SHAPE(w));
+    if (b && (b->ndim != 1 || b->size[0] != nout))
+        return fs_set_error("%s: bias %s must have shape (%lld) for weight %s", op, FS_SHAPE(b),
+                            (long long)nout, FS_SHAPE(w));
+    return 0;
+}
+
+int fs_conv2d_shape_init(fs_conv2d_shape *s, const char *op, const fs_tensor *x,
+                         const fs_tensor *w, const fs_tensor *b, const fs_conv2d_args *a)
+{
+    if (check_args(op, a) < 0 || check_dims(op, x, w, b, w->ndim == 4 ? w->size[0] : 0) < 0)
+        return -1;
+    int o = x->ndim - 3; /* 1 when batched */
+    s->a = *a;
+    s->n = o ? x->size[0] : 1;
+    s->c = x->size[o];
+    s->h = x->size[o + 1];
+    s->w = x->size[o + 2];
+    s->o = w->size[0];
+    s->kh = w->size[2];
+    s->kw = w->size[3];
+    int64_t g = a->groups;
+    if (s->c != w->size[1] * g) {
+        if (g == 1)
+            return fs_set_error("%s: input %s has %lld channels but weight %s expects %lld", op,
+                                FS_SHAPE(x), (long long)s->c, FS_SHAPE(w),
+                                (long long)w->size[1]);
+        return fs_set_error("%s: input %s has %lld channels but weight %s with groups=%lld "
+                            "expects %lld", op, FS_SHAPE(x), (long long)s->c, FS_SHAPE(w),
+                            (long long)g, (long long)(w->size[1] * g));
+    }
+    if (s->o % g)
+        return fs_set_error("%s: weight %s has %lld output channels, not divisible by "
+                            "groups=%lld", op, FS_SHAPE(w), (long long)s->o, (long long)g);
+    int64_t eh = a->dilation[0] * (s->kh - 1) + 1, ew = a->dilation[1] * (s->kw - 1) + 1;
+    int64_t hp = s->h + 2 * a->padding[0], wp = s->w + 2 * a->padding[1];
+    if (s->kh < 1 || s->kw < 1 || hp < eh || wp < ew)
+        return fs_set_error("%s: input %s padded to (%lld, %lld) is smaller than the kernel "
+                            "(%lld, %lld) (dilated: (%lld, %lld)) of weight %s", op, FS_SHAPE(x),
+                            (long long)hp, (long long)wp, (long long)s->kh, (long long)s->kw,
+                            (long long)eh, (long long)ew, FS_SHAPE(w));
+    s->oh = (hp - eh) / a->stride[0] + 1;
+    s->ow = (wp - ew) / a->stride[1] + 1;
+    return 0;
+}
+
+/* The conv2d shape whose backward-data is conv_transpose2d(x, w): its input is the
+ * transposed output (N, O, OH, OW), its output x (N, Cin, H, W), its weight w as given. */
+static int transpose_shape_init(fs_conv2d_shape *s, const fs_tensor *x, const fs_tensor *w,
+                                const fs_tensor *b, const fs_conv2d_args *a)
+{
+    const char *op = "conv_transpose2d";
+    if (check_args(op, a) < 0 ||
+        check_dims(op, x, w, b, w->ndim == 4 ? w->size[1] * a->groups : 0) < 0)
+        return -1;
+    int o = x->ndim - 3;
+    int64_t g = a->groups, cin = x->size[o];
+    if (cin != w->size[0])
+        return fs_set_error("%s: input %s has %lld channels but weight %s expects %lld", op,
+                            FS_SHAPE(x), (long long)cin, FS_SHAPE(w), (long long)w->size[0]);
+    if (cin % g)
+        return fs_set_error("%s: input %s has %lld channels, not divisible by groups=%lld", op,
+                            FS_SHAPE(x), (long long)cin, (long long)g);
+    for (int d = 0; d < 2; d++)
+        if (a->output_padding[d] >= a->stride[d] && a->output_padding[d] >= a->dilation[d])
+            return fs_set_error("%s: output_padding (%lld, %lld) must be smaller than the stride "
+                                "(%lld, %lld) or the dilation (%lld, %lld)", op,
+                                (long long)a->output_padding[0], (long long)a->output_padding[1],
+                                (long long)a->stride[0], (long long)a->stride[1],
+                                (long long)a->dilation[0], (long long)a->dilation[1]);
+    s->a = *a;
+    s->n = o ? x->size[0] : 1;
+    s->o = cin;                 /* the conv's output channels = our input channels */
+    s->oh = x->size[o + 1];
+    s->ow = x->size[o + 2];
+    s->c = w->size[1] * g;      /* the conv's input channels = our output channels */
+    s->kh = w->size[2];
+    s->kw = w->size[3];
+    s->h = (s->oh - 1) * a->stride[0] - 2 * a->padding[0] + a->dilation[0] * (s->kh - 1) +
+           a->output_padding[0] + 1;
+    s->w = (s->ow - 1) * a->stride[1] - 2 * a->padding[1] + a->dilation[1] * (s->kw - 1) +
+           a->output_padding[1] + 1;
+    if (s->kh < 1 || s->kw < 1 || s->h < 1 || s->w < 1)
+        return fs_set_error("%s: input %s with weight %s, stride (%lld, %lld) and padding "
+                            "(%lld, %lld) gives an empty output (%lld, %lld)", op, FS_SHAPE(x),
+                            FS_SHAPE(w), (long long)a->stride[0], (long long)a->stride[1],
+                            (long long)a->padding[0], (long long)a->padding[1],
+                            (long long)s->h, (long long)s->w);
+    return 0;
+}
+
+/* ---- unfolding ---- */
+
+/* Output columns ow whose input column iw = ow*sw + off lies in [0, W): [*lo, *hi). */
+static void valid_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t *lo, int64_t *hi)
+{
+    int64_t l = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    int64_t h = (W - 1 - off) >= 0 ? (W - 1 - off) / sw + 1 : 0;
+    if (l > OW)
+        l = OW;
+    if (h > OW)
+        h = OW;
+    if (h < l)
+        h = l;
+    *lo = l;
+    *hi = h;
+}
+
+/* col (K, nb*P) from images n0..n0+nb-1, channels c0..c0+Cg-1 of x (N, C, H, W). */
+static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t n0, int64_t nb,
+                   int64_t c0, int64_t cg, bool par)
+{
+    const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
+    const int64_t kh = s->kh, kw = s->kw, sh = s->a.stride[0], sw = s->a.stride[1];
+    const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
+    const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
+    const int64_t K = cg * kh * kw, NP = nb * P;
+#pragma omp parallel for schedule(static) if (par && K * NP > FS_PARALLEL_MIN)
+    for (int64_t r = 0; r < K; r++) {
+        int64_t c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
+        int64_t off = kj * dw - pw, lo, hi;
+        valid_range(off, sw, W, OW, &lo, &hi);
+        float *dst = col + r * NP;
+        for (int64_t n = 0; n < nb; n++) {
+            const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
+            for (int64_t oh = 0; oh < OH; oh++) {
+                int64_t ih = oh * sh - ph + ki * dh;
+                float *d = dst + n * P + oh * OW;
+                if (ih < 0 || ih >= H) {
+                    memset(d, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                const float *row = xp + ih * W;
+                for (int64_t ow = 0; ow < lo; ow++)
+                    d[ow] = 0.0f;
+                if (sw == 1)
+                    memcpy(d + lo, row + lo + off, (size_t)(hi - lo) * sizeof(float));
+                else
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        d[ow] = row[ow * sw + off];
+                for (int64_t ow = hi; ow < OW; ow++)
+                    d[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* dx (N, C, H, W), images n0..n0+nb-1, channels c0..c0+Cg-1: set to the sum of the columns
+ * of dcol (K, nb*P) that read each pixel. */
+static void col2im(float *dx, const float *dcol, const fs_conv2d_shape *s, int64_t n0,
+                   int64_t nb, int64_t c0, int64_t cg, bool par)
+{
+    const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
+    const int64_t kh = s->kh, kw = s->kw, sh = s->a.stride[0], sw = s->a.stride[1];
+    const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
+    const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
+    const int64_t NP = nb * P;
+#pragma omp parallel for collapse(2) schedule(static) if (par && cg * kh * kw * NP > FS_PARALLEL_MIN)
+    for (int64_t n = 0; n < nb; n++) {
+        for (int64_t c = 0; c < cg; c++) {
+            float *xp = dx + ((n0 + n) * C + c0 + c) * H * W;
+            memset(xp, 0, (size_t)(H * W) * sizeof(float));
+            for (int64_t ki = 0; ki < kh; ki++) {
+                for (int64_t kj = 0; kj < kw; kj++) {
+                    int64_t r = (c * kh + ki) * kw + kj, off = kj * dw - pw, lo, hi;
+                    valid_range(off, sw, W, OW, &lo, &hi);
+                    const float *src = dcol + r * NP + n * P;
+                    for (int64_t oh = 0; oh < OH; oh++) {
+                        int64_t ih = oh * sh - ph + ki * dh;
+                        if (ih < 0 || ih >= H)
+                            continue;
+                        float *row = xp + ih * W;
+                        const float *sp = src + oh * OW;
+                        if (sw == 1)
+                            for (int64_t ow = lo; ow < hi; ow++)
+                                row[ow + off] += sp[ow];
+                        else
+                            for (int64_t ow = lo; ow < hi; ow++)
+                                row[ow * sw + off] += sp[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dst (og, nb*P) <- rows g*og.. of src (N, O, P), images n0..n0+nb-1. */
+static void gather_rows(float *dst, const float *src, int64_t O, int64_t P, int64_t n0,
+                        int64_t nb, int64_t o0, int64_t og)
+{
+#pragma omp parallel for collapse(2) schedule(static) if (og * nb * P > FS_PARALLEL_MIN)
+    for (int64_t o = 0; o < og; o++)
+        for (int64_t n = 0; n < nb; n++)
+            memcpy(dst + o * nb * P + n * P, src + ((n0 + n) * O + o0 + o) * P,
+                   (size_t)P * sizeof(float));
+}
+
+/* dst (N, O, P) rows o0.. of images n0.. <- src (og, nb*P) + b[o0 + o] (b may be NULL). */
+static void scatter_rows(float *dst, const float *src, const float *b, int64_t O, int64_t P,
+                         int64_t n0, int64_t nb, int64_t o0, int64_t og)
+{
+#pragma omp parallel for collapse(2) schedule(static) if (og * nb * P > FS_PARALLEL_MIN)
+    for (int64_t n = 0; n < nb; n++)
+        for (int64_t o = 0; o < og; o++) {
+            float *d = dst + ((n0 + n) * O + o0 + o) * P;
+            const float *sp = src + o * nb * P + n * P;
+            float bv = b ? b[o0 + o] : 0.0f;
+            for (int64_t p = 0; p < P; p++)
+                d[p] = sp[p] + bv;
+        }
+}
+
+/* y (N, O, P) += b (O) */
+static void add_bias(float *y, const float *b, int64_t N, int64_t O, int64_t P)
+{
+#pragma omp parallel for collapse(2) schedule(static) if (N * O * P > FS_PARALLEL_MIN)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++) {
+            float *d = y + (n * O + o) * P, bv = b[o];
+            for (int64_t p = 0; p < P; p++)
+                d[p] += bv;
+        }
+}
+
+/* db (O) = sum of dy (N, O, P) over N and P (in double). */
+static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t P)
+{
+#pragma omp parallel for schedule(static) if (N * O * P > FS_PARALLEL_MIN)
+    for (int64_t o = 0; o < O; o++) {
+        double acc = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            const float *d = dy + (n * O + o) * P;
+            float part = 0.0f;
+            for (int64_t p = 0; p < P; p++)
+                part += d[p];
+            acc += part;
+        }
+        db[o] = (float)acc;
+    }
+}
+
+/* ---- kernels ---- */
+
+/* Large images (P = OH*OW >= PER_IMAGE_MIN) and enough of them for every thread: each thread
+ * takes whole images, unfolds one image at a time into its own col (K, P) (which stays in
+ * cache) and multiplies it straight into y / out of dy: no gather, no scatter, and the
+ * GEMMs (Og x P x K) are large enough on their own. Otherwise the batched form below. */
+#define PER_IMAGE_MIN 192
+
+static bool use_per_image(const fs_conv2d_shape *s)
+{
+    return s->oh * s->ow >= PER_IMAGE_MIN && s->n >= 2 * fs_get_num_threads();
+}
+
+static int conv_forward_per_image(float *y, const float *x, const float *w, const float *b,
+                                  const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow;
+    const int nt = fs_get_num_threads();
+    float *ws = workspace((size_t)(nt * K * P));
+    if (!ws)
+        return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *col = ws + t * K * P;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t g = 0; g < G; g++) {
+                float *yo = y + (n * s->o + g * Og) * P;
+                im2col(col, x, s, n, 1, g * Cg, Cg, false);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)P, (int)K,
+                            1.0f, w + g * Og * K, (int)K, col, (int)P, 0.0f, yo, (int)P);
+                if (b)
+                    for (int64_t o = 0; o < Og; o++) {
+                        float bv = b[g * Og + o], *row = yo + o * P;
+                        for (int64_t p = 0; p < P; p++)
+                            row[p] += bv;
+                    }
+            }
+    }
+    return 0;
+}
+
+/* Each thread accumulates dw over its images in its own buffer (thread 0 in dw), then the
+ * buffers are summed. */
+static int conv_backward_per_image(float *dx, float *dw, const float *dy, const float *x,
+                                   const float *w, const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, WK = s->o * K;
+    const int nt = fs_get_num_threads();
+    float *ws = workspace((size_t)(nt * K * P + (dw ? (nt - 1) * WK : 0)));
+    if (!ws)
+        return -1;
+    int used[64] = {0}; /* threads that wrote their dw buffer */
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *col = ws + t * K * P;
+        float *dwt = dw ? (t == 0 ? dw : ws + nt * K * P + (t - 1) * WK) : NULL;
+        bool first = true;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t g = 0; g < G; g++) {
+                const float *dyn = dy + (n * s->o + g * Og) * P;
+                if (dwt) {
+                    im2col(col, x, s, n, 1, g * Cg, Cg, false);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)P,
+                                1.0f, dyn, (int)P, col, (int)P, first ? 0.0f : 1.0f,
+                                dwt + g * Og * K, (int)K);
+                }
+                if (dx) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)Og,
+                                1.0f, w + g * Og * K, (int)K, dyn, (int)P, 0.0f, col, (int)P);
+                    col2im(dx, col, s, n, 1, g * Cg, Cg, false);
+                }
+            }
+            first = false;
+        }
+        if (t < 64)
+            used[t] = !first;
+        if (dwt && t == 0 && first) /* thread 0 had no image: its share is zero */
+            memset(dw, 0, (size_t)WK * sizeof(float));
+#pragma omp barrier
+        if (dw) { /* dw += the other threads' buffers, split over the threads by columns */
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < WK; k++) {
+                float acc = dw[k];
+                for (int u = 1; u < nt && u < 64; u++)
+                    if (used[u])
+                        acc += ws[nt * K * P + (u - 1) * WK + k];
+                dw[k] = acc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int conv_forward(float *y, const float *x, const float *w, const float *b,
+                        const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
+    if (N == 0 || P == 0 || s->o == 0)
+        return 0;
+    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
+        return conv_forward_per_image(y, x, w, b, s);
+    if (use_direct(s)) {
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t g = 0; g < G; g++)
+                gemm(false, false, Og, P, Cg, w + g * Og * K, K, x + (n * s->c + g * Cg) * HW, HW,
+                     0.0f, y + (n * s->o + g * Og) * P, P);
+        if (b)
+            add_bias(y, b, N, s->o, P);
+        return 0;
+    }
+    const int64_t nb = chunk_images(N, K * P);
+    float *col = workspace((size_t)((K + Og) * nb * P));
+    if (!col)
+        return -1;
+    float *tmp = col + K * nb * P;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        int64_t cur = N - n0 < nb ? N - n0 : nb;
+        for (int64_t g = 0; g < G; g++) {
+            im2col(col, x, s, n0, cur, g * Cg, Cg, true);
+            gemm(false, false, Og, cur * P, K, w + g * Og * K, K, col, cur * P, 0.0f, tmp,
+                 cur * P);
+            scatter_rows(y, tmp, b, s->o, P, n0, cur, g * Og, Og);
+        }
+    }
+    return 0;
+}
+
+static int conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
+    if (db)
+        bias_grad(db, dy, N, s->o, P);
+    if (dw && (N == 0 || P == 0))
+        memset(dw, 0, (size_t)(s->o * K) * sizeof(float));
+    if (dx && (N == 0 || P == 0 || s->o == 0))
+        memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
+    if (N == 0 || P == 0 || s->o == 0 || (!dx && !dw))
+        return 0;
+    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
+        return conv_backward_per_image(dx, dw, dy, x, w, s);
+    if (use_direct(s)) {
+        for (int64_t g = 0; g < G; g++)
+            for (int64_t n = 0; n < N; n++) {
+                const float *dyn = dy + (n * s->o + g * Og) * P;
+                if (dw)
+                    gemm(false, true, Og, Cg, P, dyn, P, x + (n * s->c + g * Cg) * HW, HW,
+                         n ? 1.0f : 0.0f, dw + g * Og * K, K);
+                if (dx)
+                    gemm(true, false, Cg, P, Og, w + g * Og * K, K, dyn, P, 0.0f,
+                         dx + (n * s->c + g * Cg) * HW, HW);
+            }
+        return 0;
+    }
+    const int64_t nb = chunk_images(N, K * P);
+    float *col = workspace((size_t)((K + Og) * nb * P));
+    if (!col)
+        return -1;
+    float *dyg = col + K * nb * P;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        int64_t cur = N - n0 < nb ? N - n0 : nb, np = cur * P;
+        for (int64_t g = 0; g < G; g++) {
+            gather_rows(dyg, dy, s->o, P, n0, cur, g * Og, Og);
+            if (dw) {
+                im2col(col, x, s, n0, cur, g * Cg, Cg, true);
+                gemm(false, true, Og, K, np, dyg, np, col, np, n0 ? 1.0f : 0.0f, dw + g * Og * K,
+                     K);
+            }
+            if (dx) { /* col is free again: reuse it for dcol */
+                gemm(true, false, K, np, Og, w + g * Og * K, K, dyg, np, 0.0f, col, np);
+                col2im(dx, col, s, n0, cur, g * Cg, Cg, true);
+            }
+        }
+    }
+    return 0;
+}
+
+int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+                      const fs_conv2d_shape *s)
+{
+    blas_guard g = blas_single_begin();
+    int rc = conv_forward(y, x, w, b, s);
+    blas_single_end(g);
+    return rc;
+}
+
+int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, const fs_conv2d_shape *s)
+{
+    blas_guard g = blas_single_begin();
+    int rc = conv_backward(dx, dw, db, dy, x, w, s);
+    blas_single_end(g);
+    return rc;
+}
+
+/* ---- differentiable ops ---- */
+
+static void conv_free_ctx(void *p) { free(p); }
+
+/* dinputs of conv2d (x, w, b); saved: x, w contiguous; ctx: the shape. */
+static int conv2d_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
+{
+    const fs_conv2d_shape *s = n->ctx;
+    const fs_tensor *x = n->saved[0], *w = n->saved[1];
+    fs_tensor *dx = NULL, *dw = NULL, *db = NULL;
+    if (fs_node_wants(n, 0) && !(dx = fs_tensor_new(x->ndim, x->size)))
+        goto fail;
+    if (fs_node_wants(n, 1) && !(dw = fs_tensor_new(w->ndim, w->size)))
+        goto fail;
+    if (fs_node_wants(n, 2) && !(db = fs_tensor_new(1, &s->o)))
+        goto fail;
+    if (fs_conv2d_backward(dx ? fs_data(dx) : NULL, dw ? fs_data(dw) : NULL,
+                           db ? fs_data(db) : NULL, fs_data(dout), fs_data(x), fs_data(w), s) < 0)
+        goto fail;
+    dinputs[0] = dx;
+    dinputs[1] = dw;
+    dinputs[2] = db;
+    return 0;
+fail:
+    fs_nn_release_all(3, (fs_tensor *[]){dx, dw, db});
+    return -1;
+}
+
+/* Records node (if any input wants a gradient) with saved x, w and the shape; consumes xc, wc. */
+static int record(const char *name, fs_backward_fn fn, fs_tensor *x, fs_tensor *w, fs_tensor *b,
+                  fs_tensor *xc, fs_tensor *wc, const fs_conv2d_shape *s, fs_tensor *y)
+{
+    fs_tensor *ins[3] = {x, w, b};
+    if (!fs_any_requires_grad(3, ins)) {
+        fs_tensor_release(xc);
+        fs_tensor_release(wc);
+        return 0;
+    }
+    fs_node *n = fs_node_new(name, fn, 3, ins);
+    fs_conv2d_shape *ctx = malloc(sizeof *ctx);
+    if (!n || !ctx) {
+        free(ctx);
+        fs_node_release(n);
+        fs_tensor_release(xc);
+        fs_tensor_release(wc);
+        return n ? fs_set_error("%s: out of memory recording the graph", name) : -1;
+    }
+    *ctx = *s;
+    n->ctx = ctx;
+    n->free_ctx = conv_free_ctx;
+    n->saved[0] = xc;
+    n->saved[1] = wc;
+    fs_node_attach(n, y);
+    return 0;
+}
+
+fs_tensor *fs_conv2d(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_args *a)
+{
+    fs_conv2d_args def = FS_CONV2D_ARGS_DEFAULT;
+    fs_conv2d_shape s;
+    if (fs_conv2d_shape_init(&s, "conv2d", x, w, b, a ? a : &def) < 0)
+        return NULL;
+    int64_t ysize[4] = {s.n, s.o, s.oh, s.ow};
+    int batched = x->ndim == 4;
+    fs_tensor *xc = fs_nn_contig(x), *wc = fs_nn_contig(w), *bc = b ? fs_nn_contig(b) : NULL;
+    fs_tensor *y = (xc && wc && (bc || !b)) ? fs_tensor_new(batched ? 4 : 3, ysize + !batched)
+                                            : NULL;
+    if (!y || fs_conv2d_forward(fs_data(y), fs_data(xc), fs_data(wc), bc ? fs_data(bc) : NULL,
+                                &s) < 0)
+        goto fail;
+    fs_tensor_release(bc);
+    bc = NULL;
+    if (record("conv2d", conv2d_backward_node, x, w, b, xc, wc, &s, y) < 0) {
+        fs_tensor_release(y);
+        return NULL;
+    }
+    return y;
+fail:
+    fs_nn_release_all(4, (fs_tensor *[]){xc, wc, bc, y});
+    return NULL;
+}
+
+/* conv_transpose2d: x (N, Cin, H, W) is the conv's dy, y the conv's dx. */
+static int conv_transpose2d_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
+{
+    const fs_conv2d_shape *s = n->ctx;
+    const fs_tensor *x = n->saved[0], *w = n->saved[1];
+    fs_tensor *dx = NULL, *dw = NULL, *db = NULL;
+    int64_t nout = s->c;
+    if (fs_node_wants(n, 0)) { /* dx = conv2d(dout, w) */
+        if (!(dx = fs_tensor_new(x->ndim, x->size)) ||
+            fs_conv2d_forward(fs_data(dx), fs_data(dout), fs_data(w), NULL, s) < 0)
+            goto fail;
+    }
+    /* dw = the conv's weight gradient with input dout and output-gradient x; db sums dout */
+    if (fs_node_wants(n, 1)) {
+        if (!(dw = fs_tensor_new(w->ndim, w->size)) ||
+            fs_conv2d_backward(NULL, fs_data(dw), NULL, fs_data(x), fs_data(dout), fs_data(w),
+                               s) < 0)
+            goto fail;
+    }
+    if (fs_node_wants(n, 2)) {
+        if (!(db = fs_tensor_new(1, &nout)))
+            goto fail;
+        bias_grad(fs_data(db), fs_data(dout), s->n, s->c, s->h * s->w);
+    }
+    dinputs[0] = dx;
+    dinputs[1] = dw;
+    dinputs[2] = db;
+    return 0;
+fail:
+    fs_nn_release_all(3, (fs_tensor *[]){dx, dw, db});
+    return -1;
+}
+
+fs_tensor *fs_conv_transpose2d(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_args *a)
+{
+    fs_conv2d_args def = FS_CONV2D_ARGS_DEFAULT;
+    fs_conv2d_shape s;
+    if (transpose_shape_init(&s, x, w, b, a ? a : &def) < 0)
+        return NULL;
+    int64_t ysize[4] = {s.n, s.c, s.h, s.w};
+    int batched = x->ndim == 4;
+    fs_tensor *xc = fs_nn_contig(x), *wc = fs_nn_contig(w), *bc = b ? fs_nn_contig(b) : NULL;
+    fs_tensor *y = (xc && wc && (bc || !b)) ? fs_tensor_new(batched ? 4 : 3, ysize + !batched)
+                                            : NULL;
+    if (!y || fs_conv2d_backward(fs_data(y), NULL, NULL, fs_data(xc), NULL, fs_data(wc), &s) < 0)
+        goto fail;
+    if (bc)
+        add_bias(fs_data(y), fs_data(bc), s.n, s.c, s.h * s.w);
+    fs_tensor_release(bc);
+    bc = NULL;
+    if (record("conv_transpose2d", conv_transpose2d_backward_node, x, w, b, xc, wc, &s, y) < 0) {
+        fs_tensor_release(y);
+        return NULL;
+    }
+    return y;
+fail:
+    fs_nn_release_all(4, (fs_tensor *[]){xc, wc, bc, y});
+    return NULL;
+}

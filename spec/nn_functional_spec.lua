@@ -1,0 +1,522 @@
+-- Layers (fs.nn.functional = fs.F, fs.cdist2): forward and backward against PyTorch fixtures
+-- (tools/make_fixtures.py; references computed in float64 from the same float32 inputs),
+-- each case also run on a non-contiguous input; finite-difference checks of every backward;
+-- batch-norm running statistics; shape error messages.
+--
+-- Tolerances (assert.tensor_near: |a - e| <= tol * (1 + |e|)):
+--   forward 1e-5 for every op; gradients 1e-5, except batch_norm's dx (2e-5: the
+--   mean-50 channel) and the losses' gradients over a sum reduction.
+--   Finite differences: eps 1e-2 on float32, worst relative error <= 2e-3 (3e-3 for batch_norm).
+local fs = require "fewshot"
+local helper = require "helper"
+local F = fs.nn.functional
+
+local DIR = "spec/fixtures/layers/"
+local function fixture(name) return helper.load_fixture(DIR .. name .. ".txt") end
+
+-- A non-contiguous view with t's values whose storage is a fresh leaf requiring grad:
+-- returns the view and a function giving the leaf's gradient in the view's layout.
+local function strided_leaf(t)
+  local nd = t:dim()
+  local base = t:transpose(nd - 1, nd):contiguous():detach():requires_grad(true)
+  local v = base:transpose(nd - 1, nd)
+  assert.is_false(v:is_contiguous())
+  return v, function() return base.grad and base.grad:transpose(nd - 1, nd) end
+end
+
+local INPUTS = {"x", "w", "b"}
+
+-- Runs fn(I, f) on the fixture's inputs (I.x, I.w, I.b as leaves requiring grad), compares
+-- y and the gradients of sum(y * gy), first with contiguous inputs, then with x strided.
+local function check_fixture(name, fn, tol)
+  tol = tol or {}
+  local f = fixture(name)
+  for _, strided in ipairs({false, true}) do
+    if not (strided and f.x:dim() < 2) then
+      local I, grad = {}, {}
+      for _, k in ipairs(INPUTS) do
+        if f[k] then
+          if strided and k == "x" then
+            I[k], grad[k] = strided_leaf(f[k])
+          else
+            local leaf = f[k]:clone():requires_grad(true)
+            I[k], grad[k] = leaf, function() return leaf.grad end
+          end
+        end
+      end
+      local y = fn(I, f)
+      assert.tensor_near(y, f.y, tol.y or 1e-5)
+      y:backward(f.gy)
+      for _, k in ipairs(INPUTS) do
+        if f["d" .. k] then
+          local g = grad[k]()
+          assert.is_not_nil(g, name .. ": no gradient for " .. k)
+          assert.tensor_near(g, f["d" .. k], (tol.g and tol.g[k]) or tol.grad or 1e-5)
+        end
+      end
+    end
+  end
+  return f
+end
+
+local function gradcheck_ok(fn, inputs, tol, eps)
+  local worst = helper.gradcheck(fn, inputs, {eps = eps or 1e-2})
+  assert.is_true(worst <= (tol or 2e-3), string.format("finite differences: worst %.3g", worst))
+end
+
+local function randn(shape, seed, scale)
+  local t = fs.randn(shape, {generator = fs.generator(seed)})
+  if scale then t = fs.no_grad(function() return t * scale end) end
+  return t:requires_grad(true)
+end
+
+-- Distinct values (spacing 0.05, shuffled): no ties within eps for max-pool checks.
+local function distinct(shape, seed)
+  local n = 1
+  for _, s in ipairs(shape) do n = n * s end
+  local vals, g = {}, fs.generator(seed)
+  for i = 1, n do vals[i] = (i - n / 2) * 0.05 end
+  local r = fs.rand({n}, {generator = g}):totable()
+  local idx = {}
+  for i = 1, n do idx[i] = i end
+  table.sort(idx, function(a, b) return r[a] < r[b] end)
+  local out = {}
+  for i = 1, n do out[i] = vals[idx[i]] end
+  return fs.tensor(out):view(shape):requires_grad(true)
+end
+
+describe("conv2d", function()
+  local cases = {
+    conv_basic = {stride = 1, padding = 1},
+    conv_stride_pad = {stride = 2, padding = {1, 2}},
+    conv_dilation = {stride = {1, 2}, padding = 2, dilation = 2},
+    conv_groups = {stride = 1, padding = 1, groups = 2},
+    conv_1x1_single = {},
+    conv_1x1_batched = {},
+    conv_1x1_stride2 = {stride = 2},
+    conv_7x7 = {stride = 2, padding = 3},
+    conv_per_image = {padding = 1, groups = 2},
+  }
+  for name, opts in pairs(cases) do
+    it("matches PyTorch: " .. name, function()
+      check_fixture(name, function(I) return F.conv2d(I.x, I.w, I.b, opts) end)
+    end)
+  end
+
+  it("passes finite differences with stride, padding, dilation, groups and odd sizes", function()
+    gradcheck_ok(function(x, w, b) return F.conv2d(x, w, b, {stride = 2, padding = 1}) end,
+      {randn({2, 3, 5, 6}, 1), randn({4, 3, 3, 3}, 2, 0.3), randn({4}, 3)})
+    gradcheck_ok(function(x, w) return F.conv2d(x, w, nil, {padding = {2, 1}, dilation = {2, 1}}) end,
+      {randn({1, 2, 5, 4}, 4), randn({3, 2, 3, 2}, 5, 0.3)})
+    gradcheck_ok(function(x, w, b) return F.conv2d(x, w, b, {groups = 2, stride = {1, 2}}) end,
+      {randn({2, 4, 4, 5}, 6), randn({2, 2, 2, 2}, 7, 0.3), randn({2}, 8)})
+    gradcheck_ok(function(x, w) return F.conv2d(x, w) end, -- 1x1 direct path
+      {randn({1, 3, 4, 4}, 9), randn({2, 3, 1, 1}, 10, 0.3)})
+  end)
+
+  it("accepts an unbatched (C, H, W) input", function()
+    local f = fixture("conv_1x1_single")
+    local y = F.conv2d(f.x:select(1, 1), f.w, f.b)
+    assert.same({6, 5, 5}, y:shape())
+    assert.tensor_near(y, f.y:select(1, 1), 1e-5)
+  end)
+
+  -- The batch against its images one by one (a single image takes the batched path).
+  local function same_as_image_by_image(xshape, wshape, opts, seed)
+    local x = randn(xshape, seed)
+    local w = randn(wshape, seed + 1, 0.1)
+    local b = randn({wshape[1]}, seed + 2)
+    local y = F.conv2d(x, w, b, opts)
+    local gy = fs.randn(y:shape(), {generator = fs.generator(seed + 3)})
+    y:backward(gy)
+    local dx, dw, db = x.grad, w.grad, b.grad
+    x.grad, w.grad, b.grad = nil, nil, nil
+    for i = 1, xshape[1] do
+      local yi = F.conv2d(x:narrow(1, i, 1), w, b, opts)
+      assert.tensor_near(yi, y:narrow(1, i, 1), 1e-5)
+      yi:backward(gy:narrow(1, i, 1))
+    end
+    assert.tensor_near(dx, x.grad, 1e-5)
+    assert.tensor_near(dw, w.grad, 1e-4)
+    assert.tensor_near(db, b.grad, 1e-4)
+  end
+
+  it("splits large batches into chunks with the same result as image by image", function()
+    -- 40 images x (2304 x 64) columns exceed one column buffer (2^23 floats): 2 chunks of 20
+    same_as_image_by_image({40, 256, 8, 8}, {16, 256, 3, 3}, {padding = 1}, 11)
+  end)
+
+  it("per-image path (large images) agrees with image by image, at 1 and 2 threads", function()
+    local nt = fs.get_num_threads()
+    for _, t in ipairs({1, 2}) do
+      fs.set_num_threads(t)
+      same_as_image_by_image({5, 16, 32, 32}, {8, 16, 3, 3}, {padding = 1, stride = {1, 2}}, 21)
+    end
+    fs.set_num_threads(nt)
+  end)
+
+  it("names both shapes in its errors", function()
+    local x = fs.zeros({2, 3, 8, 8})
+    local ok, err = pcall(F.conv2d, x, fs.zeros({4, 2, 3, 3}))
+    assert.is_false(ok)
+    assert.matches("conv2d: input (2, 3, 8, 8) has 3 channels but weight (4, 2, 3, 3) expects 2",
+      err, 1, true)
+    ok, err = pcall(F.conv2d, x, fs.zeros({4, 3, 3, 3}), fs.zeros({5}))
+    assert.matches("conv2d: bias (5) must have shape (4) for weight (4, 3, 3, 3)", err, 1, true)
+    ok, err = pcall(F.conv2d, fs.zeros({1, 3, 2, 2}), fs.zeros({4, 3, 3, 3}))
+    assert.matches("smaller than the kernel", err, 1, true)
+    ok, err = pcall(F.conv2d, x, fs.zeros({4, 3, 3, 3}), nil, {stride = 0})
+    assert.matches("stride (0, 0)", err, 1, true)
+    ok, err = pcall(F.conv2d, fs.zeros({3, 8}), fs.zeros({4, 3, 3, 3}))
+    assert.matches("conv2d: input must be (N, C, H, W) or (C, H, W), got (3, 8)", err, 1, true)
+    ok, err = pcall(F.conv2d, fs.zeros({2, 4, 8, 8}), fs.zeros({3, 2, 3, 3}), nil, {groups = 2})
+    assert.matches("not divisible by groups=2", err, 1, true)
+  end)
+end)
+
+describe("conv_transpose2d", function()
+  local cases = {
+    convt_stride2 = {stride = 2, padding = 1, output_padding = 1},
+    convt_plain = {stride = 2},
+    convt_groups_dil = {stride = 1, padding = 1, dilation = 2, groups = 2},
+  }
+  for name, opts in pairs(cases) do
+    it("matches PyTorch: " .. name, function()
+      check_fixture(name, function(I) return F.conv_transpose2d(I.x, I.w, I.b, opts) end)
+    end)
+  end
+
+  it("passes finite differences", function()
+    gradcheck_ok(function(x, w, b)
+      return F.conv_transpose2d(x, w, b, {stride = 2, padding = 1, output_padding = 1})
+    end, {randn({2, 3, 3, 4}, 21), randn({3, 2, 3, 3}, 22, 0.3), randn({2}, 23)})
+  end)
+
+  it("checks channels and output_padding", function()
+    local ok, err = pcall(F.conv_transpose2d, fs.zeros({1, 3, 4, 4}), fs.zeros({2, 5, 3, 3}))
+    assert.is_false(ok)
+    assert.matches("conv_transpose2d: input (1, 3, 4, 4) has 3 channels but weight (2, 5, 3, 3) expects 2",
+      err, 1, true)
+    ok, err = pcall(F.conv_transpose2d, fs.zeros({1, 2, 4, 4}), fs.zeros({2, 5, 3, 3}), nil,
+      {stride = 2, output_padding = 2})
+    assert.matches("output_padding (2, 2) must be smaller than the stride", err, 1, true)
+  end)
+end)
+
+describe("linear", function()
+  for _, name in ipairs({"linear_2d", "linear_3d", "linear_1d_nobias"}) do
+    it("matches PyTorch: " .. name, function()
+      check_fixture(name, function(I) return F.linear(I.x, I.w, I.b) end)
+    end)
+  end
+
+  it("passes finite differences", function()
+    gradcheck_ok(function(x, w, b) return F.linear(x, w, b) end,
+      {randn({3, 4}, 31), randn({2, 4}, 32), randn({2}, 33)})
+  end)
+
+  it("names both shapes in its errors", function()
+    local ok, err = pcall(F.linear, fs.zeros({5, 6}), fs.zeros({3, 7}))
+    assert.is_false(ok)
+    assert.matches("linear: input (5, 6) has 6 features but weight (3, 7) expects 7", err, 1, true)
+  end)
+end)
+
+describe("batch_norm", function()
+  it("training: batch statistics, in-place running stats with the unbiased variance", function()
+    local rm, rv
+    local f = check_fixture("bn_train", function(I, f)
+      rm, rv = f.rm0:clone(), f.rv0:clone()
+      return F.batch_norm(I.x, rm, rv, I.w, I.b, {training = true, momentum = 0.1, eps = 1e-5})
+    end, {g = {x = 2e-5}})
+    assert.tensor_near(rm, f.rm, 1e-6)
+    assert.tensor_near(rv, f.rv, 1e-6)
+  end)
+
+  it("eval: the running statistics", function()
+    local f = check_fixture("bn_eval", function(I, f)
+      return F.batch_norm(I.x, f.rm, f.rv, I.w, I.b, {training = false})
+    end)
+    assert.is_nil(f.x.grad)
+  end)
+
+  it("(N, C) input without affine parameters, momentum 0.3", function()
+    local rm, rv
+    local f = check_fixture("bn_2d_noaffine", function(I, f)
+      rm, rv = f.rm0:clone(), f.rv0:clone()
+      return F.batch_norm(I.x, rm, rv, nil, nil, {training = true, momentum = 0.3, eps = 1e-3})
+    end)
+    assert.tensor_near(rm, f.rm, 1e-6)
+    assert.tensor_near(rv, f.rv, 1e-6)
+  end)
+
+  it("stays exact for a batch with mean 50 and variance 1", function()
+    local x = fs.no_grad(function()
+      return fs.randn({8, 2, 6, 6}, {generator = fs.generator(41)}) + 50
+    end)
+    local rm, rv = fs.zeros({2}), fs.ones({2})
+    local y = F.batch_norm(x, rm, rv, nil, nil, {training = true, momentum = 1.0})
+    -- batch statistics from the values themselves, in double on the Lua side
+    local v = helper.values(x:transpose(1, 2):contiguous())
+    local per = #v // 2
+    for c = 1, 2 do
+      local s, ss = 0, 0
+      for i = (c - 1) * per + 1, c * per do s = s + v[i] end
+      local mean = s / per
+      for i = (c - 1) * per + 1, c * per do ss = ss + (v[i] - mean) ^ 2 end
+      assert.is_true(math.abs(rm:get(c) - mean) <= 1e-5 * mean)
+      assert.is_true(math.abs(rv:get(c) - ss / (per - 1)) <= 1e-5)
+      local yv = helper.values(y:select(2, c))
+      local ys, yss = 0, 0
+      for i = 1, #yv do ys = ys + yv[i] end
+      for i = 1, #yv do yss = yss + (yv[i] - ys / #yv) ^ 2 end
+      assert.is_true(math.abs(ys / #yv) < 1e-5)
+      assert.is_true(math.abs(yss / #yv - ss / per / (ss / per + 1e-5)) < 1e-5)
+    end
+  end)
+
+  it("passes finite differences in training and eval mode", function()
+    gradcheck_ok(function(x, w, b)
+      return F.batch_norm(x, nil, nil, w, b, {training = true})
+    end, {randn({3, 2, 2, 3}, 42), randn({2}, 43), randn({2}, 44)}, 3e-3)
+    local rm, rv = fs.tensor({0.2, -0.3}), fs.tensor({1.5, 0.7})
+    gradcheck_ok(function(x, w, b)
+      return F.batch_norm(x, rm, rv, w, b)
+    end, {randn({2, 2, 3}, 45), randn({2}, 46), randn({2}, 47)})
+  end)
+
+  it("checks its arguments", function()
+    local x = fs.zeros({4, 3, 2, 2})
+    local ok, err = pcall(F.batch_norm, x, nil, nil, fs.ones({4}), nil, {training = true})
+    assert.is_false(ok)
+    assert.matches("batch_norm: weight (4) must have shape (3) for input (4, 3, 2, 2)", err, 1, true)
+    ok, err = pcall(F.batch_norm, x, nil, nil, nil, nil, {training = false})
+    assert.matches("eval mode (training=false) needs running_mean and running_var", err, 1, true)
+    ok, err = pcall(F.batch_norm, fs.zeros({1, 3}), nil, nil, nil, nil, {training = true})
+    assert.matches("expected more than 1 value per channel when training", err, 1, true)
+  end)
+end)
+
+describe("pooling", function()
+  local cases = {
+    maxpool_resnet = function(x) return F.max_pool2d(x, {kernel = 3, stride = 2, padding = 1}) end,
+    maxpool_k2 = function(x) return F.max_pool2d(x, {kernel = 2}) end,
+    maxpool_ceil = function(x) return F.max_pool2d(x, {kernel = 3, stride = 2, ceil_mode = true}) end,
+    avgpool_pad = function(x) return F.avg_pool2d(x, {kernel = 3, stride = 2, padding = 1}) end,
+    avgpool_nopadcount = function(x)
+      return F.avg_pool2d(x, {kernel = 3, stride = 2, padding = 1, count_include_pad = false})
+    end,
+    avgpool_k2 = function(x) return F.avg_pool2d(x, {kernel = {2, 3}}) end,
+    avgpool_ceil = function(x)
+      return F.avg_pool2d(x, {kernel = 3, stride = 2, padding = 1, ceil_mode = true})
+    end,
+    adaptive_1x1 = function(x) return F.adaptive_avg_pool2d(x, {1, 1}) end,
+    adaptive_3x2 = function(x) return F.adaptive_avg_pool2d(x, {3, 2}) end,
+  }
+  for name, fn in pairs(cases) do
+    it("matches PyTorch: " .. name, function()
+      check_fixture(name, function(I) return fn(I.x) end)
+    end)
+  end
+
+  it("passes finite differences", function()
+    gradcheck_ok(function(x) return F.max_pool2d(x, {kernel = 3, stride = 2, padding = 1}) end,
+      {distinct({2, 2, 5, 6}, 51)})
+    gradcheck_ok(function(x) return F.avg_pool2d(x, {kernel = 3, stride = 2, padding = 1}) end,
+      {randn({1, 2, 5, 6}, 52)})
+    gradcheck_ok(function(x) return F.adaptive_avg_pool2d(x, {2, 3}) end, {randn({1, 2, 5, 7}, 53)})
+  end)
+
+  it("max_pool2d sends the gradient to the argmax only", function()
+    local x = fs.tensor({{{{1, 5}, {3, 2}}}}):requires_grad(true)
+    F.max_pool2d(x, {kernel = 2}):sum():backward()
+    assert.same({{{{0, 1}, {0, 0}}}}, x.grad:totable())
+  end)
+
+  it("checks its arguments", function()
+    local ok, err = pcall(F.max_pool2d, fs.zeros({1, 1, 4, 4}), {})
+    assert.is_false(ok)
+    assert.matches("max_pool2d: option 'kernel' is required", err, 1, true)
+    ok, err = pcall(F.max_pool2d, fs.zeros({1, 1, 4, 4}), {kernel = 2, padding = 2})
+    assert.matches("padding (2, 2) should be at most half of the kernel (2, 2)", err, 1, true)
+    ok, err = pcall(F.avg_pool2d, fs.zeros({4, 4}), {kernel = 2})
+    assert.matches("avg_pool2d: input must be (N, C, H, W) or (C, H, W), got (4, 4)", err, 1, true)
+  end)
+end)
+
+describe("interpolate", function()
+  local cases = {
+    interp_nearest2 = {scale = 2, mode = "nearest"},
+    interp_bilinear2 = {scale = 2, mode = "bilinear"},
+    interp_nearest3 = {scale = 3},
+    interp_bilinear1_5 = {scale = 1.5, mode = "bilinear"},
+  }
+  for name, opts in pairs(cases) do
+    it("matches PyTorch: " .. name, function()
+      check_fixture(name, function(I) return F.interpolate(I.x, opts) end)
+    end)
+  end
+
+  it("passes finite differences", function()
+    gradcheck_ok(function(x) return F.interpolate(x, {scale = 2, mode = "bilinear"}) end,
+      {randn({1, 2, 3, 4}, 61)})
+    gradcheck_ok(function(x) return F.interpolate(x, {scale = 2}) end, {randn({1, 1, 3, 3}, 62)})
+  end)
+
+  it("rejects what it does not support", function()
+    local ok, err = pcall(F.interpolate, fs.zeros({1, 1, 2, 2}), {scale = 2, mode = "bicubic"})
+    assert.is_false(ok)
+    assert.matches("mode must be \"nearest\" or \"bilinear\"", err, 1, true)
+    ok, err = pcall(F.interpolate, fs.zeros({1, 1, 2, 2}), {scale = 2, align_corners = true})
+    assert.matches("align_corners=true is not supported", err, 1, true)
+  end)
+end)
+
+describe("softmax and log_softmax", function()
+  local cases = {
+    softmax_last = function(x) return F.softmax(x, 2) end,
+    softmax_mid = function(x) return F.softmax(x, 2) end,
+    log_softmax_last = function(x) return F.log_softmax(x, -1) end,
+    log_softmax_mid = function(x) return F.log_softmax(x, 2) end,
+    log_softmax_big = function(x) return F.log_softmax(x, 2) end, -- logits around 80
+  }
+  for name, fn in pairs(cases) do
+    it("matches PyTorch: " .. name, function()
+      check_fixture(name, function(I) return fn(I.x) end)
+    end)
+  end
+
+  it("passes finite differences", function()
+    gradcheck_ok(function(x) return F.softmax(x, 1) end, {randn({3, 2, 2}, 71)})
+    gradcheck_ok(function(x) return F.log_softmax(x, 3) end, {randn({2, 2, 4}, 72)})
+  end)
+
+  it("checks the dim", function()
+    local ok, err = pcall(F.softmax, fs.zeros({2, 3}), 3)
+    assert.is_false(ok)
+    assert.matches("dim 3 out of range", err, 1, true)
+  end)
+end)
+
+describe("losses", function()
+  for _, red in ipairs({"mean", "sum", "none"}) do
+    it("cross_entropy matches PyTorch, reduction " .. red, function()
+      check_fixture("ce_" .. red, function(I, f)
+        return F.cross_entropy(I.x, f.labels, {reduction = red})
+      end)
+    end)
+    for _, op in ipairs({"mse", "l1", "smoothl1"}) do
+      local fn = ({mse = F.mse_loss, l1 = F.l1_loss, smoothl1 = F.smooth_l1_loss})[op]
+      it(op .. " matches PyTorch, reduction " .. red, function()
+        check_fixture(op .. "_" .. red, function(I) return fn(I.x, I.w, {reduction = red}) end)
+      end)
+    end
+  end
+
+  it("cross_entropy over (N, C, H, W) logits and labels from a Lua table", function()
+    check_fixture("ce_spatial", function(I, f) return F.cross_entropy(I.x, f.labels) end)
+    local f = fixture("ce_mean")
+    local labels = helper.values(f.labels)
+    assert.tensor_near(F.cross_entropy(f.x, labels), f.y, 1e-5)
+  end)
+
+  it("nll_loss of log_softmax matches PyTorch", function()
+    check_fixture("nll_mean", function(I, f)
+      return F.nll_loss(F.log_softmax(I.x, 2), f.labels)
+    end)
+  end)
+
+  it("smooth_l1_loss with beta", function()
+    check_fixture("smoothl1_beta", function(I) return F.smooth_l1_loss(I.x, I.w, {beta = 0.5}) end)
+  end)
+
+  it("pass finite differences", function()
+    gradcheck_ok(function(x) return F.cross_entropy(x, {2, 1, 3}) end, {randn({3, 3}, 81)})
+    gradcheck_ok(function(x) return F.nll_loss(x, {2, 1}, {reduction = "sum"}) end,
+      {randn({2, 3}, 82)})
+    gradcheck_ok(function(a, b) return F.mse_loss(a, b) end, {randn({2, 3}, 83), randn({2, 3}, 84)})
+    -- l1 / smooth_l1: differences kept away from the kinks at 0 and +-beta
+    local a = fs.tensor({{0.5, -1.7, 2.2}, {-0.4, 1.1, -2.6}}):requires_grad(true)
+    local b = fs.tensor({{0.1, 0.2, -0.3}, {0.4, -0.5, 0.3}}):requires_grad(true)
+    gradcheck_ok(function(x, y) return F.l1_loss(x, y, {reduction = "none"}) end, {a, b})
+    gradcheck_ok(function(x, y) return F.smooth_l1_loss(x, y) end, {a, b})
+  end)
+
+  it("checks labels and shapes", function()
+    local x = fs.zeros({2, 3})
+    local ok, err = pcall(F.cross_entropy, x, {1, 4})
+    assert.is_false(ok)
+    assert.matches("cross_entropy: label 4 at position 2 is not an integer in 1..3", err, 1, true)
+    ok, err = pcall(F.cross_entropy, x, {0, 1})
+    assert.matches("label 0 at position 1", err, 1, true)
+    ok, err = pcall(F.cross_entropy, x, fs.tensor({1.5, 2}))
+    assert.matches("label 1.5 at position 1", err, 1, true)
+    ok, err = pcall(F.cross_entropy, x, {1, 2, 3})
+    assert.matches("cross_entropy: input (2, 3) needs 2 labels, got 3", err, 1, true)
+    ok, err = pcall(F.mse_loss, x, fs.zeros({3, 2}))
+    assert.matches("mse_loss: input (2, 3) and target (3, 2) must have the same shape", err, 1, true)
+    ok, err = pcall(F.l1_loss, x, x, {reduction = "avg"})
+    assert.matches("reduction must be \"mean\", \"sum\" or \"none\"", err, 1, true)
+  end)
+end)
+
+describe("cdist2", function()
+  it("matches PyTorch", function()
+    check_fixture("cdist2_basic", function(I) return fs.cdist2(I.x, I.w) end)
+  end)
+
+  it("is exact for a query on a prototype (far from the origin)", function()
+    local f = check_fixture("cdist2_coincident", function(I) return fs.cdist2(I.x, I.w) end)
+    assert.equal(0, fs.cdist2(f.x, f.w):get(2, 1))
+  end)
+
+  it("is the same as F.cdist2 and passes finite differences", function()
+    assert.equal(fs.cdist2, F.cdist2)
+    gradcheck_ok(function(a, b) return fs.cdist2(a, b) end, {randn({4, 3}, 91), randn({2, 3}, 92)})
+  end)
+
+  it("agrees between the direct and the GEMM paths", function()
+    -- 300 x 300 x 200 elements take the GEMM path
+    local a = fs.randn({300, 200}, {generator = fs.generator(93)}):requires_grad(true)
+    local b = fs.randn({300, 200}, {generator = fs.generator(94)}):requires_grad(true)
+    local g = fs.randn({300, 300}, {generator = fs.generator(95)})
+    local d = fs.cdist2(a, b)
+    d:backward(g)
+    local small = fs.cdist2(a:narrow(1, 1, 50), b:narrow(1, 1, 40)) -- direct
+    assert.tensor_near(d:narrow(1, 1, 50):narrow(2, 1, 40), small, 2e-5)
+    -- analytic gradient of the GEMM path against the direct formula on a few rows
+    local da = fs.no_grad(function()
+      local rs = g:sum(2, {keepdim = true})
+      return (a * rs - g:matmul(b)) * 2
+    end)
+    assert.tensor_near(a.grad, da, 1e-4)
+  end)
+
+  it("checks shapes", function()
+    local ok, err = pcall(fs.cdist2, fs.zeros({3, 4}), fs.zeros({2, 5}))
+    assert.is_false(ok)
+    assert.matches("cdist2: expected a (n, d) and b (m, d) with the same d, got (3, 4) and (2, 5)",
+      err, 1, true)
+  end)
+end)
+
+describe("autograd bookkeeping", function()
+  it("records nothing without requires_grad and under no_grad", function()
+    local x, w = fs.randn({1, 2, 4, 4}), fs.randn({3, 2, 3, 3}):requires_grad(true)
+    assert.is_nil(F.conv2d(x, w:detach()).grad_fn)
+    assert.equal("conv2d", F.conv2d(x, w).grad_fn)
+    fs.no_grad(function() assert.is_nil(F.conv2d(x, w).grad_fn) end)
+    assert.equal("batch_norm", F.batch_norm(F.conv2d(x, w), nil, nil, nil, nil,
+      {training = true}).grad_fn)
+  end)
+
+  it("reaches every function as fs.F", function()
+    assert.equal(fs.nn.functional, fs.F)
+    for _, name in ipairs({"conv2d", "conv_transpose2d", "linear", "batch_norm", "relu",
+      "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate", "log_softmax",
+      "softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss"}) do
+      assert.is_function(fs.F[name], name)
+    end
+    assert.same({{0, 2}}, F.relu(fs.tensor({{-1, 2}})):totable())
+  end)
+end)
