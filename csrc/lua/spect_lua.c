@@ -105,7 +105,7 @@ static fs_spect_plan *plan_or_raise(lua_State *L, const fs_spect_geometry *g, co
     return p;
 }
 
-/* fs.spect.phantom{seed=, n=192, pixel_mm=6.4/3, view=, level=, ...} -> table */
+/* fs.spect.phantom{seed=, n=192 (or size_mm=), pixel_mm=6.4/3, view=, level=, ...} -> table */
 static int l_phantom(lua_State *L)
 {
     int o = 1;
@@ -115,6 +115,9 @@ static int l_phantom(lua_State *L)
     fs_spect_phantom_defaults(&po);
     po.n = (int)fs_lua_opt_integer(L, o, "n", po.n);
     po.pixel_mm = fs_lua_opt_number(L, o, "pixel_mm", po.pixel_mm);
+    double size_mm = fs_lua_opt_number(L, o, "size_mm", 0.0);
+    if (size_mm > 0 && po.pixel_mm > 0)
+        po.n = (int)(size_mm / po.pixel_mm + 0.5);
     const char *view = fs_lua_opt_string(L, o, "view", "transaxial");
     if (strcmp(view, "transaxial") == 0)
         po.view = FS_SPECT_TRANSAXIAL;

@@ -12,6 +12,18 @@ local M = {}
 for k, v in pairs(core.spect) do M[k] = v end
 
 M.VIEWS = {"transaxial", "short_axis", "long_axis"}
+
+--- fs.spect.project(activity, attenuation, opts), or project(phantom, opts) with a table from
+-- fs.spect.phantom (its activity, attenuation and pixel size are used).
+function M.project(a, b, c)
+  if type(a) == "table" and a.activity then
+    local o = {}
+    for k, v in pairs(b or {}) do o[k] = v end
+    o.pixel_mm = o.pixel_mm or a.pixel_mm
+    return core.spect.project(a.activity, a.attenuation, o)
+  end
+  return core.spect.project(a, b, c)
+end
 M.LABELS = {background = 0, ventricle = 1, myocardium = 2, liver = 3, other = 4}
 
 local PHANTOM_KEYS = {"level", "defect_prob", "defect_severity", "hotspot_prob", "liver_gap_mm",
@@ -106,7 +118,8 @@ function M.crop(item, cx, cy, size)
   out.landmarks = {}
   for name, p in pairs(item.landmarks) do
     local x, y = p.x - (c0 - 1), p.y - (r0 - 1)
-    out.landmarks[name] = {x = x, y = y, x_mm = (x - 1) * item.pixel_mm, y_mm = (y - 1) * item.pixel_mm}
+    out.landmarks[name] = {x = x, y = y, x_mm = (x - 1) * item.pixel_mm, y_mm = (y - 1) * item.pixel_mm,
+                           inside = x >= 0.5 and y >= 0.5 and x <= size + 0.5 and y <= size + 0.5}
   end
   out.crop_origin = {x = c0, y = r0}
   return out
@@ -126,7 +139,8 @@ end
 --   through the three), `crop="heart"` (false: the whole matrix), `crop_size=32`, `jitter=2`
 --   (pixels, seeded shift of the crop centre), and every option of `simulate`.
 -- @treturn table a list of items `{image, labels, masks={ventricle, myocardium, liver},
---   landmarks, pixel_mm, activity, view, seed, params}`
+--   landmarks, pixel_mm, activity, view, seed, params}`; a landmark may lie outside the crop
+--   (its `inside` field is false then, e.g. a liver dome far below the heart)
 -- @usage local data = fs.spect.dataset{n = 12, seed = 7}
 function M.dataset(opts)
   opts = opts or {}
