@@ -58,7 +58,7 @@ local function draw(img, labels, landmarks, ox, oy)
   end
 end
 
-local t0 = os.clock()
+local t0 = fs.clock()
 for row, view in ipairs(spect.VIEWS) do
   local data = spect.dataset{n = per_row, seed = seed + row, view = view, crop_size = size}
   for i, item in ipairs(data) do
@@ -68,4 +68,4 @@ for row, view in ipairs(spect.VIEWS) do
   end
 end
 fs.image.write(out, fs.tensor(rgb):view(3, H, W), {bits = 8, normalize = false})
-print(("wrote %s (%d x %d) in %.1f s"):format(out, W, H, os.clock() - t0))
+print(("wrote %s (%d x %d) in %.1f s"):format(out, W, H, fs.clock() - t0))

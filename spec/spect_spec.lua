@@ -39,7 +39,7 @@ describe("spect.phantom", function()
       local mu = ph.attenuation
       local known = mu:eq(0) + mu:eq(0.04) + mu:eq(0.15) + mu:eq(0.27)
       assert.equal(96 * 96, known:sum():item())
-      assert.is_true(mu:eq(0.27):sum():item() > 0 and mu:eq(0.04):sum():item() > 0)
+      assert.is_true(mu:eq(0.27):sum():item() > 0 and mu:eq(0.04):sum():item() > 0) -- transaxial: spine
     end
   end)
 

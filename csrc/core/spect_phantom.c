@@ -209,6 +209,8 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     ellipse body = {v2(0, 0), v2(1, 0), bax, bay};
     ellipse spine = {v2(0, bay - unif(g, 30, 40)), v2(1, 0), 0, 0};
     spine.r1 = spine.r2 = unif(g, 13, 18);
+    /* the oblique short- and long-axis planes through the LV miss the vertebra */
+    int has_spine = o->view == FS_SPECT_TRANSAXIAL;
     ellipse lung_r = {v2(-bax * unif(g, 0.42, 0.5), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
                       bay * unif(g, 0.55, 0.68), bax * unif(g, 0.26, 0.32)};
     ellipse lung_l = {v2(bax * unif(g, 0.45, 0.52), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
@@ -321,6 +323,9 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     vec2 e2 = v2(-liver_dir.y, liver_dir.x);
     ellipse hot = {add(dome, add(scale(e2, hot_side), scale(liver_dir, hot_depth))), v2(1, 0),
                    hot_r, hot_r * 0.8};
+    ellipse spine_zone = spine; /* the liver keeps clear of the spine and the great vessels */
+    spine_zone.r1 += 12;
+    spine_zone.r2 += 12;
     ellipse body_in = body;
     body_in.r1 -= 8;
     body_in.r2 -= 8;
@@ -349,7 +354,7 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
                     act = (float)up_lung;
                     mu = 0.04f;
                 }
-                if (in_ell(&liver, q) && in_ell(&body_in, q)) {
+                if (in_ell(&liver, q) && in_ell(&body_in, q) && !(has_spine && in_ell(&spine_zone, q))) {
                     act = (float)up_liver;
                     mu = 0.15f;
                     lab = FS_LABEL_LIVER;
@@ -359,7 +364,7 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
                     mu = 0.15f;
                     lab = FS_LABEL_OTHER;
                 }
-                if (in_ell(&spine, q)) { /* bone: never liver */
+                if (has_spine && in_ell(&spine, q)) { /* bone: never liver */
                     act = (float)up_body;
                     mu = 0.27f;
                     lab = FS_LABEL_BACKGROUND;
