@@ -275,3 +275,15 @@ describe("spect.dataset", function()
       "spect.dataset: unknown view 'axial' (transaxial, short_axis, long_axis, mixed)")
   end)
 end)
+
+describe("spect threads", function()
+  it("gives the same dataset on 1 and 2 threads", function()
+    local before = fs.get_num_threads()
+    fs.set_num_threads(1)
+    local a = fs.spect.dataset{n = 2, seed = 8, view = "transaxial"}
+    fs.set_num_threads(2)
+    local b = fs.spect.dataset{n = 2, seed = 8, view = "transaxial"}
+    fs.set_num_threads(before)
+    for i = 1, 2 do assert.equal(0, (a[i].image - b[i].image):abs():max():item()) end
+  end)
+end)

@@ -209,3 +209,64 @@ describe("load_interfile of bad files", function()
     raises_naming(function() fs.io.load_interfile("/nonexistent/x.h33") end, "/nonexistent/x.h33", "cannot open")
   end)
 end)
+
+describe("mutated files (seeded fuzzing): an error naming the file or a tensor, never a crash", function()
+  local function mutate(g, s)
+    local kind = g:randint(3)
+    if kind == 1 then return s:sub(1, g:randint(0, #s)) end
+    local b = {s:byte(1, -1)}
+    for _ = 1, g:randint(1, 4) do
+      local i = g:randint(1, math.min(#b, 400))
+      b[i] = kind == 2 and (b[i] ~ (1 << g:randint(0, 7))) or g:randint(0, 255)
+    end
+    return string.char(table.unpack(b))
+  end
+  for _, case in ipairs({
+    {"int16_scaled.nii", fs.io.load_nifti, ".nii"},
+    {"int16_scaled.nii.gz", fs.io.load_nifti, ".nii.gz"},
+    {"float32_bigendian.nii", fs.io.load_nifti, ".nii"},
+    {"gray16.png", fs.image.read, ".png"},
+    {"gray8_adam7.png", fs.image.read, ".png"},
+    {"palette.png", fs.image.read, ".png"},
+  }) do
+    it(case[1], function()
+      local good = read_bytes(FIX .. case[1])
+      local g = fs.generator(#good)
+      local p = tmpname(case[3])
+      local errors = 0
+      for _ = 1, 150 do
+        write_bytes(p, mutate(g, good))
+        local ok, res = pcall(case[2], p)
+        if not ok then
+          errors = errors + 1
+          assert.is_string(res)
+          assert.truthy(res:find(p, 1, true), res)
+        else
+          assert.is_true(res:numel() > 0)
+        end
+      end
+      os.remove(p)
+      assert.is_true(errors > 20, "mutations rejected: " .. errors)
+    end)
+  end
+
+  it("Interfile headers", function()
+    local header = read_bytes(FIX .. "stir.hv")
+    local g = fs.generator(77)
+    local p = tmpname(".hv")
+    local dp = p:gsub("%.hv$", ".v")
+    write_bytes(dp, read_bytes(FIX .. "stir.v"))
+    local errors = 0
+    for _ = 1, 150 do
+      write_bytes(p, (mutate(g, header:gsub("stir%.v", (dp:match("[^/]+$"))))))
+      local ok, res = pcall(fs.io.load_interfile, p)
+      if not ok then
+        errors = errors + 1
+        assert.truthy(res:find(p, 1, true), res)
+      end
+    end
+    os.remove(p)
+    os.remove(dp)
+    assert.is_true(errors > 20, "mutations rejected: " .. errors)
+  end)
+end)

@@ -208,14 +208,33 @@ fs_tensor *fs_nifti_read(const char *path, fs_nifti_info *info)
         skip -= r;
     }
     int64_t nbytes = nvox * bpp;
-    data = malloc((size_t)nbytes);
-    if (!data) {
-        fs_set_error("load_nifti: %s: out of memory (%lld bytes)", path, (long long)nbytes);
+    if (nbytes > MAX_BYTES) {
+        fs_set_error("load_nifti: %s: volume too large (%lld bytes)", path, (long long)nbytes);
         goto fail;
     }
-    got = gz_read_all(gz, data, nbytes, &zerr);
-    if (got < 0) {
-        fs_set_error("load_nifti: %s: corrupt compressed data (%s)", path, zerr);
+    /* grow the buffer as data arrives, so a lying header cannot make us allocate what the
+     * file does not hold */
+    int64_t cap = nbytes < (1 << 20) ? nbytes : (1 << 20);
+    got = 0;
+    data = malloc((size_t)(cap > 0 ? cap : 1));
+    while (data) {
+        int64_t r = gz_read_all(gz, data + got, cap - got, &zerr);
+        if (r < 0) {
+            fs_set_error("load_nifti: %s: corrupt compressed data (%s)", path, zerr);
+            goto fail;
+        }
+        got += r;
+        if (got < cap || cap == nbytes)
+            break;
+        int64_t ncap = cap * 2 < nbytes ? cap * 2 : nbytes;
+        unsigned char *nd2 = realloc(data, (size_t)ncap);
+        if (!nd2)
+            break;
+        data = nd2;
+        cap = ncap;
+    }
+    if (!data || (got == cap && cap < nbytes)) {
+        fs_set_error("load_nifti: %s: out of memory (%lld bytes)", path, (long long)nbytes);
         goto fail;
     }
     if (got < nbytes) {

@@ -34,7 +34,7 @@ static void on_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
-#define MAX_PIXELS ((int64_t)1 << 28)
+#define MAX_PIXELS ((int64_t)1 << 26)
 
 fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_depth_out)
 {
