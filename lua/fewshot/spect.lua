@@ -42,7 +42,8 @@ local PHANTOM_KEYS = {"level", "defect_prob", "defect_severity", "hotspot_prob",
 --   `liver_uptake`, `blood_uptake`) pass through; `activity=` a (n, n) fine-grid activity map
 --   to use instead of the phantom's (with the phantom's attenuation).
 -- @treturn table `{image, labels, activity, attenuation, sinogram, landmarks, pixel_mm, view,
---   seed, params}`; landmarks by name `{x=, y=, x_mm=, y_mm=}`.
+--   seed, params}`; landmarks by name `{x=, y=, x_mm=, y_mm=}`. The image is in OSEM's natural
+--   unit (counts per view): at counts=3e5 the myocardium is about 30 with about 7% pixel noise.
 function M.simulate(opts)
   opts = opts or {}
   local seed = opts.seed or 1
@@ -136,7 +137,8 @@ end
 
 --- A labelled dataset of simulated patients.
 -- @tparam table opts `n=12`, `seed=1`, `view="short_axis"` (a view name, or "mixed" to cycle
---   through the three), `crop="heart"` (false: the whole matrix), `crop_size=32`, `jitter=2`
+--   through the three), `crop="heart"` (false: the whole matrix), `crop_size` (default 32 at
+--   6.4 mm, i.e. 205 mm whatever the pixel size), `jitter=2`
 --   (pixels, seeded shift of the crop centre), and every option of `simulate`.
 -- @treturn table a list of items `{image, labels, masks={ventricle, myocardium, liver},
 --   landmarks, pixel_mm, activity, view, seed, params}`; a landmark may lie outside the crop
@@ -155,7 +157,7 @@ function M.dataset(opts)
     end
   end
   local crop = opts.crop == nil and "heart" or opts.crop
-  local size = opts.crop_size or 32
+  local size = opts.crop_size or math.floor(204.8 / (opts.pixel_mm or 6.4) + 0.5) -- 32 at 6.4 mm
   local jitter = opts.jitter or 2
   local gen = core.generator(seed)
   local items = {}
