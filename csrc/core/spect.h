@@ -35,6 +35,7 @@ typedef struct fs_spect_phantom_opts {
     double defect_prob;    /* probability of a perfusion defect (default 0.3) */
     double defect_severity; /* fixed reduction 0..1, < 0 draws 0.1..0.9 */
     double hotspot_prob;   /* probability of a gallbladder/bowel hot spot (default 0.25) */
+    double breast_prob;    /* probability of breast tissue over the anterior wall (default 0.4) */
     double liver_gap_mm;   /* < 0 draws 3..30 mm */
     double liver_uptake;   /* < 0 draws 0.3..1.0 */
     double blood_uptake;   /* < 0 draws 0.05..0.2 */
@@ -54,6 +55,7 @@ typedef struct fs_spect_phantom {
     double lv_diameter_mm, wall_mm, liver_gap_mm, liver_uptake, blood_uptake;
     double defect_severity; /* 0 when no defect */
     int has_hotspot;
+    int has_breast;
 } fs_spect_phantom;
 
 void fs_spect_phantom_defaults(fs_spect_phantom_opts *o);

@@ -8,7 +8,8 @@
  * a ring, a horseshoe at the base), cavity diameter 39-59 mm, wall 6-10 mm, length about 1.4 x
  * diameter; RV as a crescent on the septal side; left atrium beyond the valve plane; liver as
  * an ellipse whose dome lies 3-30 mm beyond the heart in its direction (inferior, patient's
- * right); optional coronary-territory perfusion defect (10-90%) and gallbladder/bowel hot spot.
+ * right); optional coronary-territory perfusion defect (10-90%), gallbladder/bowel hot spot
+ * and breast tissue over the anterior wall.
  *
  * Labels: 0 background, 1 ventricle (LV blood pool), 2 LV myocardium, 3 liver, 4 other
  * (RV wall and cavity, left atrium, hot spots).
@@ -163,6 +164,7 @@ void fs_spect_phantom_defaults(fs_spect_phantom_opts *o)
     o->defect_prob = 0.3;
     o->defect_severity = -1;
     o->hotspot_prob = 0.25;
+    o->breast_prob = 0.4;
     o->liver_gap_mm = -1;
     o->liver_uptake = -1;
     o->blood_uptake = -1;
@@ -203,10 +205,12 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
 
     /* ---- body, spine, lungs (every draw happens in a fixed order: determinism) ---- */
     double bax = unif(g, 150, 185), bay = unif(g, 100, 125);
-    double fit = fmin(1.0, 0.95 * half_fov / bax);  /* keep the body inside the field */
+    /* the oblique short- and long-axis planes run down through the abdomen below the heart */
+    double stretch = o->view == FS_SPECT_TRANSAXIAL ? 1.0 : 1.3;
+    double fit = fmin(1.0, 0.95 * half_fov / fmax(bax, bay * stretch)); /* inside the field */
     bax *= fit;
     bay *= fit;
-    ellipse body = {v2(0, 0), v2(1, 0), bax, bay};
+    ellipse body = {v2(0, bay * (stretch - 1.0)), v2(1, 0), bax, bay * stretch};
     ellipse spine = {v2(0, bay - unif(g, 30, 40)), v2(1, 0), 0, 0};
     spine.r1 = spine.r2 = unif(g, 13, 18);
     /* the oblique short- and long-axis planes through the LV miss the vertebra */
@@ -235,7 +239,8 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     double level = o->level >= 0 ? o->level : unif(g, 0.1, 0.75);
     vec2 liver_dir;
     if (o->view == FS_SPECT_SHORT_AXIS) {
-        h.H = v2(unif(g, 15, 35), unif(g, -20, 0));
+        /* the heart lies behind the anterior chest wall: LV centre 65-85 mm deep */
+        h.H = v2(unif(g, 15, 35), -bay + unif(g, 65, 85));
         double taper = level <= 0.6 ? 1.0 : sqrt(fmax(0.04, 1 - pow((level - 0.6) / 0.45, 2)));
         h.ri = h.Bi * taper;
         if (level < 0.2) { /* basal slice: horseshoe open toward the outflow tract */
@@ -253,8 +258,8 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
         h.ea = dir_deg(alpha);
         h.eb = v2(-h.ea.y, h.ea.x);
         double L = h.base_len + h.Ai;
-        vec2 centroid = o->view == FS_SPECT_LONG_AXIS ? v2(unif(g, -15, 10), unif(g, -35, -15))
-                                                      : v2(unif(g, 20, 40), unif(g, -20, 0));
+        vec2 centroid = o->view == FS_SPECT_LONG_AXIS ? v2(unif(g, -15, 10), -bay + unif(g, 60, 80))
+                                                      : v2(unif(g, 20, 40), -bay + unif(g, 70, 90));
         h.O = sub(centroid, scale(h.ea, 0.5 * L));
         h.H = centroid;
         double la_len = unif(g, 15, 22);
@@ -330,6 +335,14 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     body_in.r1 -= 8;
     body_in.r2 -= 8;
 
+    /* breast tissue: soft tissue bulging over the anterior wall (the anterior artefact) */
+    int has_breast = fs_random_uniform(g) < o->breast_prob;
+    ellipse breast = {v2(unif(g, 30, 70), -bay * unif(g, 0.8, 0.9)), v2(1, 0), unif(g, 50, 70),
+                      unif(g, 30, 50)};
+    if (breast.c.y - breast.r2 < -0.97 * half_fov) /* stay inside the field of view */
+        breast.r2 = breast.c.y + 0.97 * half_fov;
+    p->has_breast = has_breast;
+
     /* ---- cardiac motion: an ungated acquisition averages the cycle ---- */
     double ef = unif(g, 0.5, 0.7), thick = unif(g, 0.3, 0.6);
     double k_rad = cbrt(1.0 - ef), k_long = sqrt(k_rad);
@@ -347,7 +360,7 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
             size_t i = (size_t)y * n + x;
             float act = 0, mu = 0, lab = FS_LABEL_BACKGROUND;
             double bv = ell_val(&body, q);
-            if (bv <= 1.0) {
+            if (bv <= 1.0 || (has_breast && in_ell(&breast, q))) {
                 act = (float)up_body;
                 mu = 0.15f;
                 if (in_ell(&lung_r, q) || in_ell(&lung_l, q)) {

@@ -132,6 +132,7 @@ static int l_phantom(lua_State *L)
     po.defect_prob = fs_lua_opt_number(L, o, "defect_prob", po.defect_prob);
     po.defect_severity = fs_lua_opt_number(L, o, "defect_severity", po.defect_severity);
     po.hotspot_prob = fs_lua_opt_number(L, o, "hotspot_prob", po.hotspot_prob);
+    po.breast_prob = fs_lua_opt_number(L, o, "breast_prob", po.breast_prob);
     po.liver_gap_mm = fs_lua_opt_number(L, o, "liver_gap_mm", po.liver_gap_mm);
     po.liver_uptake = fs_lua_opt_number(L, o, "liver_uptake", po.liver_uptake);
     po.blood_uptake = fs_lua_opt_number(L, o, "blood_uptake", po.blood_uptake);
@@ -173,7 +174,7 @@ static int l_phantom(lua_State *L)
         {"lv_diameter_mm", ph.lv_diameter_mm}, {"wall_mm", ph.wall_mm},
         {"liver_gap_mm", ph.liver_gap_mm}, {"liver_uptake", ph.liver_uptake},
         {"blood_uptake", ph.blood_uptake}, {"defect_severity", ph.defect_severity},
-        {"hotspot", ph.has_hotspot}};
+        {"hotspot", ph.has_hotspot}, {"breast", ph.has_breast}};
     for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
         lua_pushnumber(L, params[i].v);
         lua_setfield(L, -2, params[i].k);
