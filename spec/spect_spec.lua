@@ -238,7 +238,13 @@ describe("realism figures", function()
 end)
 
 describe("spect.dataset", function()
+  local t0 = fs.clock()
   local data = fs.spect.dataset{n = 12, seed = 3}
+  local seconds = fs.clock() - t0
+
+  it("builds 12 items in a few seconds", function()
+    assert.is_true(seconds < 20, ("%.1f s"):format(seconds)) -- ~1.5 s of CPU; the machine is shared
+  end)
   it("returns 12 labelled items cropped around the heart", function()
     assert.equal(12, #data)
     local with_liver = 0
@@ -274,6 +280,20 @@ describe("spect.dataset", function()
   it("raises on an unknown view", function()
     assert.has_error(function() fs.spect.dataset{view = "axial"} end,
       "spect.dataset: unknown view 'axial' (transaxial, short_axis, long_axis, mixed)")
+  end)
+end)
+
+describe("spect.orbit", function()
+  it("follows the body contour with the clearance, inside a circular orbit", function()
+    local ph = fs.spect.phantom{seed = 2, n = 96, pixel_mm = 4, breast_prob = 0}
+    local r = fs.spect.orbit(ph.attenuation, {pixel_mm = 4, angles = 8, clearance_mm = 30})
+    assert.equal(8, #r)
+    local bax = 0 -- the body's half-width along x, measured on the map's centre row
+    local row = ph.attenuation:select(1, 48):totable()
+    for c = 1, 96 do if row[c] > 0 then bax = math.max(bax, math.abs(c - 48.5) * 4 + 2) end end
+    -- view 7 of 8 (225 + 6 * 22.5 = 360 deg) looks from the patient's left
+    assert.near(bax + 30, r[7] + 0.0, 6)
+    for _, v in ipairs(r) do assert.is_true(v > 30 and v < 250) end
   end)
 end)
 

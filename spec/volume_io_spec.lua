@@ -270,3 +270,48 @@ describe("mutated files (seeded fuzzing): an error naming the file or a tensor, 
     assert.is_true(errors > 20, "mutations rejected: " .. errors)
   end)
 end)
+
+describe("Interfile number formats and NIfTI dims", function()
+  local function write_pair(fmt, bytes, order, values, packfmt)
+    local h = tmpname(".hdr")
+    local d = h:gsub("%.hdr$", ".dat")
+    local f = assert(io.open(d, "wb"))
+    for _, v in ipairs(values) do f:write(string.pack(packfmt, v)) end
+    f:close()
+    write_bytes(h, ("!INTERFILE :=\n!name of data file := %s\n!number format := %s\n"
+      .. "!number of bytes per pixel := %d\nimagedata byte order := %s\n!matrix size [1] := 3\n"
+      .. "!matrix size [2] := 2\n!END OF INTERFILE :=\n"):format(d:match("[^/]+$"), fmt, bytes, order))
+    return h, d
+  end
+  for _, c in ipairs({
+    {"short float", 4, "BIGENDIAN", ">f", {1.5, -2.25, 3, 4, 5, 6.125}},
+    {"long float", 8, "LITTLEENDIAN", "<d", {1.5, -2.25, 3, 4, 5, 6.125}},
+    {"float", 8, "BIGENDIAN", ">d", {1, 2, 3, 4, 5, 6}},
+    {"signed integer", 4, "LITTLEENDIAN", "<i4", {-70000, 2, 3, 4, 5, 70000}},
+    {"unsigned integer", 2, "BIGENDIAN", ">I2", {0, 1, 2, 65535, 4, 5}},
+    {"signed integer", 1, "LITTLEENDIAN", "<i1", {-128, -1, 0, 1, 2, 127}},
+  }) do
+    it(("reads %s, %d bytes, %s"):format(c[1], c[2], c[3]), function()
+      local h, d = write_pair(c[1], c[2], c[3], c[5], c[4])
+      local t, info = fs.io.load_interfile(h)
+      os.remove(h)
+      os.remove(d)
+      assert.same({2, 3}, t:shape())
+      assert.tensor_near(t, {{c[5][1], c[5][2], c[5][3]}, {c[5][4], c[5][5], c[5][6]}}, 0)
+      assert.equal(c[2], info.bytes_per_pixel)
+    end)
+  end
+
+  it("keeps a 4D NIfTI as (t, z, y, x) and drops trailing sizes of 1", function()
+    local p = tmpname(".nii")
+    local t4 = fs.arange(0, 48):view(2, 3, 2, 4)
+    fs.io.save_nifti(p, t4, {spacing_mm = {1000, 4, 3, 2}})
+    local back, info = fs.io.load_nifti(p)
+    assert.same({2, 3, 2, 4}, back:shape())
+    assert.tensor_near(back, t4, 0)
+    assert.same({1000, 4, 3, 2}, info.spacing_mm)
+    fs.io.save_nifti(p, fs.arange(0, 8):view(1, 2, 4))
+    assert.same({2, 4}, (fs.io.load_nifti(p)):shape())
+    os.remove(p)
+  end)
+end)
