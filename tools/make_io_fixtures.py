@@ -98,7 +98,7 @@ nib.save(img, p("int16_scaled.nii"))
 with open(p("int16_scaled.nii"), "r+b") as f:
     f.seek(112)
     f.write(struct.pack("<ff", slope, inter))
-with open(p("int16_scaled.nii"), "rb") as f, gzip.open(p("int16_scaled.nii.gz"), "wb") as g:
+with open(p("int16_scaled.nii"), "rb") as f, gzip.GzipFile(p("int16_scaled.nii.gz"), "wb", mtime=0) as g:
     g.write(f.read())
 back = nib.load(p("int16_scaled.nii")).get_fdata()
 assert np.allclose(back, 2 * xyz - 6) and np.allclose(nib.load(p("int16_scaled.nii.gz")).get_fdata(), 2 * xyz - 6)
