@@ -148,6 +148,17 @@ describe("spect.project / backproject", function()
     assert.near(1.9 + 0.0177 * 300, width(300), 0.15)
   end)
 
+  it("takes the options second without an attenuation map, or a phantom table", function()
+    local ph = fs.spect.phantom{seed = 1, n = 32, pixel_mm = 12}
+    local a = fs.spect.project(ph.activity, {angles = 6, pixel_mm = 12})
+    local b = fs.spect.project(ph.activity, nil, {angles = 6, pixel_mm = 12})
+    assert.equal(0, (a - b):abs():max():item())
+    local c = fs.spect.project(ph, {angles = 6})
+    local d = fs.spect.project(ph.activity, ph.attenuation, {angles = 6, pixel_mm = 12})
+    assert.equal(0, (c - d):abs():max():item())
+    assert.same({32, 32}, fs.spect.backproject(a, {angles = 6, pixel_mm = 12}):shape())
+  end)
+
   it("raises naming the op and the shapes", function()
     assert.has_error(function() fs.spect.project(fs.zeros(4, 5)) end,
       "spect.project: activity must be a square (n, n) image, got (4, 5)")

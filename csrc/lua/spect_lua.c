@@ -41,6 +41,17 @@ static fs_tensor *opt_image(lua_State *L, int idx, const char *op, const char *w
     return t;
 }
 
+/* project(img, opts) / backproject(sino, opts): the options may come second when there is
+ * no attenuation map; move them to slot 3. */
+static void shift_opts(lua_State *L)
+{
+    if (lua_istable(L, 2) && !fs_lua_test_tensor(L, 2) && lua_isnoneornil(L, 3)) {
+        lua_settop(L, 2);
+        lua_pushnil(L);
+        lua_insert(L, 2);
+    }
+}
+
 static fs_tensor *new_out(lua_State *L, int ndim, int64_t s0, int64_t s1)
 {
     int64_t size[2] = {s0, s1};
@@ -188,6 +199,7 @@ static int l_phantom(lua_State *L)
 /* fs.spect.project(activity, attenuation|nil, {angles=64, ...}) -> sinogram (angles, n) */
 static int l_project(lua_State *L)
 {
+    shift_opts(L);
     fs_tensor *img = check_image(L, 1, "spect.project", "activity");
     int n = (int)img->size[0];
     fs_tensor *mu = opt_image(L, 2, "spect.project", "attenuation", n);
@@ -208,6 +220,7 @@ static int l_project(lua_State *L)
 /* fs.spect.backproject(sinogram, attenuation|nil, {...}) -> image (n, n), the adjoint */
 static int l_backproject(lua_State *L)
 {
+    shift_opts(L);
     fs_tensor *s = contig(L, fs_lua_check_tensor(L, 1));
     if (s->ndim != 2)
         return luaL_error(L, "spect.backproject: sinogram must be (angles, n), got %s", FS_SHAPE(s));
