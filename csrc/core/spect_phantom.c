@@ -9,7 +9,8 @@
  * diameter; RV as a crescent on the septal side; left atrium beyond the valve plane; liver as
  * an ellipse whose dome lies 3-30 mm beyond the heart in its direction (inferior, patient's
  * right); optional coronary-territory perfusion defect (10-90%), gallbladder/bowel hot spot
- * and breast tissue over the anterior wall.
+ * and breast tissue over the anterior wall; apical thinning (0-15%); an ungated acquisition
+ * (activity averaged over 5 phases of the cycle, labels drawn at mid-cycle).
  *
  * Labels: 0 background, 1 ventricle (LV blood pool), 2 LV myocardium, 3 liver, 4 other
  * (RV wall and cavity, left atrium, hot spots).
@@ -346,6 +347,8 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     /* ---- cardiac motion: an ungated acquisition averages the cycle ---- */
     double ef = unif(g, 0.5, 0.7), thick = unif(g, 0.3, 0.6);
     double k_rad = cbrt(1.0 - ef), k_long = sqrt(k_rad);
+    /* normal variation: apical thinning (0-15% less uptake toward the apex) */
+    double apical = unif(g, 0.0, 0.15);
     enum { NPHASE = 5 };
     heart ph_h[NPHASE];
     for (int k = 0; k < NPHASE; k++)
@@ -394,12 +397,23 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
                 }
                 /* LV: activity averaged over the phases, labels from the label phase */
                 double defect = has_defect ? sev * wedge(sub(q, h.H), ddir, dhalf) : 0.0;
+                double normal = 1.0;
+                if (o->view == FS_SPECT_SHORT_AXIS) {
+                    if (level > 0.6)
+                        normal -= apical * (level - 0.6) / 0.4;
+                } else {
+                    double a = dot(sub(q, h.O), h.ea) - h.base_len;
+                    if (a > 0) {
+                        double t = fmin(1.0, a / (h.Ai + h.wa));
+                        normal -= apical * t * t;
+                    }
+                }
                 double sum = 0.0;
                 int any = 0;
                 for (int k = 0; k < NPHASE; k++) {
                     if (lv_epi(&ph_h[k], q)) {
                         any = 1;
-                        sum += (lv_endo(&ph_h[k], q) || in_gap(&ph_h[k], q)) ? up_blood : 1.0 - defect;
+                        sum += (lv_endo(&ph_h[k], q) || in_gap(&ph_h[k], q)) ? up_blood : normal * (1.0 - defect);
                     } else {
                         sum += act;
                     }
