@@ -116,7 +116,7 @@ static fs_spect_plan *plan_or_raise(lua_State *L, const fs_spect_geometry *g, co
     return p;
 }
 
-/* fs.spect.phantom{seed=, n=192 (or size_mm=), pixel_mm=6.4/3, view=, level=, ...} -> table */
+/* fs.spect.phantom{seed=, pixel_mm=6.4/3, size_mm=409.6 or n=, view=, level=, ...} -> table */
 static int l_phantom(lua_State *L)
 {
     int o = 1;
@@ -124,11 +124,12 @@ static int l_phantom(lua_State *L)
         luaL_checktype(L, o, LUA_TTABLE);
     fs_spect_phantom_opts po;
     fs_spect_phantom_defaults(&po);
-    po.n = (int)fs_lua_opt_integer(L, o, "n", po.n);
     po.pixel_mm = fs_lua_opt_number(L, o, "pixel_mm", po.pixel_mm);
-    double size_mm = fs_lua_opt_number(L, o, "size_mm", 0.0);
-    if (size_mm > 0 && po.pixel_mm > 0)
-        po.n = (int)(size_mm / po.pixel_mm + 0.5);
+    /* the field of view: n pixels, or size_mm (default 409.6 mm, the 64 x 6.4 mm clinical one) */
+    double size_mm = fs_lua_opt_number(L, o, "size_mm", 409.6);
+    if (!(size_mm > 0) || !(po.pixel_mm > 0))
+        return luaL_error(L, "spect.phantom: size_mm and pixel_mm must be > 0");
+    po.n = (int)fs_lua_opt_integer(L, o, "n", (lua_Integer)(size_mm / po.pixel_mm + 0.5));
     const char *view = fs_lua_opt_string(L, o, "view", "transaxial");
     if (strcmp(view, "transaxial") == 0)
         po.view = FS_SPECT_TRANSAXIAL;
