@@ -107,7 +107,7 @@ sanitize: deps
 	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_FLAGS)
 	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
-	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./build-san/?.so;;" \
+	  FS_CPATH="./build-san/?.so" \
 	  $(LUA) /usr/bin/busted -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
 
 # valgrind's memcheck on the core specs, with a build valgrind can decode (AVX2, no AVX-512).
@@ -115,8 +115,7 @@ VG_FLAGS = VARIANT=-vg OPT="-O1 -g -march=x86-64-v3"
 VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua
 valgrind: deps
 	@$(MAKE) --no-print-directory build-vg/fewshot/core.so $(VG_FLAGS)
-	LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./build-vg/?.so;;" \
-	  FS_SANITIZE=1 OMP_NUM_THREADS=1 valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=3 $(LUA) /usr/bin/busted -o TAP $(VG_SPECS)
 
 LIBDIR ?= /usr/local/lib/lua/5.4
