@@ -112,7 +112,8 @@ sanitize: deps
 
 # valgrind's memcheck on the core specs, with a build valgrind can decode (AVX2, no AVX-512).
 VG_FLAGS = VARIANT=-vg OPT="-O1 -g -march=x86-64-v3"
-VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua
+VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua spec/nn_functional_spec.lua \
+           spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua
 valgrind: deps
 	@$(MAKE) --no-print-directory build-vg/fewshot/core.so $(VG_FLAGS)
 	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
