@@ -5,6 +5,7 @@
 #   make demo       install missing Debian packages, build, run the main job
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
+#   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
 #   make install    used by luarocks: LIBDIR / LUADIR receive core.so and the Lua files
 #   make clean
 
@@ -13,39 +14,43 @@ PKG_CONFIG ?= pkg-config
 LUA_PC     ?= lua5.4
 CC         ?= cc
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libopenblas0-openmp libpng-dev lua-busted \
+DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libopenblas-openmp-dev libpng-dev lua-busted \
                luarocks pkg-config zlib1g-dev make gcc
 
-PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) openblas libpng zlib 2>/dev/null)
-PC_LIBS   := $(shell $(PKG_CONFIG) --libs openblas libpng zlib 2>/dev/null)
-# OpenBLAS built for OpenMP shares our kernels' thread pool; the pthread build's workers and
-# libgomp's spinning workers fight over the cores (2x slower at 2 threads). Use it when present.
-BLAS_OMP  := $(firstword $(wildcard /usr/lib/*/openblas-openmp/libopenblas.so))
-ifneq ($(BLAS_OMP),)
-PC_LIBS   := -L$(dir $(BLAS_OMP)) -Wl,-rpath,$(dir $(BLAS_OMP)) \
-             $(filter-out -L%openblas-pthread/,$(PC_LIBS))
-endif
+# OpenBLAS's OpenMP build shares libgomp's thread pool with our own kernels, so GEMM and our
+# loops never spin on the cores at the same time (the pthread build's idle workers would).
+# The rpath makes the loader take that variant whatever the system's alternative points to.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_PC   := $(if $(wildcard $(BLAS_DIR)/pkgconfig/openblas.pc),$(BLAS_DIR)/pkgconfig/openblas.pc,openblas)
+BLAS_RPATH = -Wl,-rpath,$(BLAS_DIR)
+BLAS_LIBS := $(shell $(PKG_CONFIG) --libs $(BLAS_PC) 2>/dev/null) \
+             $(if $(wildcard $(BLAS_DIR)/libopenblas.so.0),$(BLAS_RPATH))
+
+PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) $(BLAS_PC) libpng zlib 2>/dev/null)
+PC_LIBS   := $(BLAS_LIBS) $(shell $(PKG_CONFIG) --libs libpng zlib 2>/dev/null)
 
 OPT        ?= -O3 -march=native
 FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp -fno-math-errno \
               -fvisibility=hidden $(OPT) -Icsrc/core -Icsrc/lua $(PC_CFLAGS) $(SAN)
 FS_LDLIBS   = $(PC_LIBS) -lm -fopenmp $(SAN)
 
-BUILD       = build$(if $(SAN),-san)
+# VARIANT names a separate build (build-san, build-vg) with its own core.so.
+BUILD       = build$(VARIANT)
 CORE_SRC    = $(sort $(wildcard csrc/core/*.c))
 LUA_SRC     = $(sort $(wildcard csrc/lua/*.c))
 CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
 LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
 HEADERS     = $(wildcard csrc/core/*.h csrc/lua/*.h)
 
-SO          = fewshot/core.so
+SO          = $(if $(VARIANT),$(BUILD)/fewshot/core.so,fewshot/core.so)
 CORE_LIB    = $(BUILD)/libfewshot_core.a
 HOST        = $(BUILD)/embed-host
 
 LUA_ENV     = LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./?.so;;"
 BUSTED      = $(LUA_ENV) $(LUA) /usr/bin/busted
 
-.PHONY: all deps test demo bench sanitize install clean
+.PHONY: all deps test demo bench sanitize valgrind install clean
 
 all: $(SO) $(CORE_LIB) $(HOST)
 
@@ -66,7 +71,7 @@ $(BUILD)/%.o: csrc/%.c $(HEADERS)
 	$(CC) $(FS_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(SO): $(CORE_OBJ) $(LUA_OBJ)
-	@mkdir -p fewshot
+	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
 
 $(CORE_LIB): $(CORE_OBJ)
@@ -87,20 +92,32 @@ demo: deps
 	$(LUA_ENV) $(LUA) examples/tour.lua
 
 bench: deps
-	@$(MAKE) --no-print-directory all
-	$(LUA_ENV) $(LUA) bench/run.lua
+	@$(MAKE) --no-print-directory all $(BUILD)/bench-cblas
+	$(LUA_ENV) $(LUA) bench/tensor_bench.lua
 
-# Sanitizers: the .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
+$(BUILD)/bench-cblas: bench/cblas_matmul.c
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE -O2 $(PC_CFLAGS) $< -o $@ $(PC_LIBS)
+
+# Sanitizers: a separate build in build-san/ (its own core.so, found first on LUA_CPATH); the
+# .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
+SAN_FLAGS = VARIANT=-san SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
 sanitize: deps
-	@$(MAKE) --no-print-directory clean-so
-	@$(MAKE) --no-print-directory $(SO) SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_FLAGS)
 	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
-	  $(BUSTED) -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
-	@$(MAKE) --no-print-directory clean-so
+	  FS_CPATH="./build-san/?.so" \
+	  $(LUA) /usr/bin/busted -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
 
-clean-so:
-	rm -f $(SO)
+# valgrind's memcheck on the core specs, with a build valgrind can decode (AVX2, no AVX-512).
+VG_FLAGS = VARIANT=-vg OPT="-O1 -g -march=x86-64-v3"
+VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua spec/nn_functional_spec.lua \
+           spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua
+valgrind: deps
+	@$(MAKE) --no-print-directory build-vg/fewshot/core.so $(VG_FLAGS)
+	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=3 $(LUA) /usr/bin/busted -o TAP $(VG_SPECS)
 
 LIBDIR ?= /usr/local/lib/lua/5.4
 LUADIR ?= /usr/local/share/lua/5.4
@@ -110,4 +127,4 @@ install: $(SO)
 	cp lua/fewshot/*.lua $(LUADIR)/fewshot/
 
 clean:
-	rm -rf build build-san fewshot
+	rm -rf build build-san build-vg fewshot

@@ -95,6 +95,7 @@ describe("conv2d", function()
     conv_1x1_batched = {},
     conv_1x1_stride2 = {stride = 2},
     conv_7x7 = {stride = 2, padding = 3},
+    conv_per_image = {padding = 1, groups = 2},
   }
   for name, opts in pairs(cases) do
     it("matches PyTorch: " .. name, function()
@@ -120,25 +121,38 @@ describe("conv2d", function()
     assert.tensor_near(y, f.y:select(1, 1), 1e-5)
   end)
 
-  it("splits large batches into chunks with the same result as image by image", function()
-    -- 4 images of 16x128x128 with a 3x3 kernel exceed one column buffer: 2 chunks of 2
-    local x = randn({4, 16, 128, 128}, 11)
-    local w = randn({8, 16, 3, 3}, 12, 0.1)
-    local b = randn({8}, 13)
-    local gy = fs.randn({4, 8, 128, 128}, {generator = fs.generator(14)})
-    local y = F.conv2d(x, w, b, {padding = 1})
+  -- The batch against its images one by one (a single image takes the batched path).
+  local function same_as_image_by_image(xshape, wshape, opts, seed)
+    local x = randn(xshape, seed)
+    local w = randn(wshape, seed + 1, 0.1)
+    local b = randn({wshape[1]}, seed + 2)
+    local y = F.conv2d(x, w, b, opts)
+    local gy = fs.randn(y:shape(), {generator = fs.generator(seed + 3)})
     y:backward(gy)
     local dx, dw, db = x.grad, w.grad, b.grad
     x.grad, w.grad, b.grad = nil, nil, nil
-    for i = 1, 4 do
-      local xi = x:narrow(1, i, 1)
-      local yi = F.conv2d(xi, w, b, {padding = 1})
+    for i = 1, xshape[1] do
+      local yi = F.conv2d(x:narrow(1, i, 1), w, b, opts)
       assert.tensor_near(yi, y:narrow(1, i, 1), 1e-5)
       yi:backward(gy:narrow(1, i, 1))
     end
     assert.tensor_near(dx, x.grad, 1e-5)
     assert.tensor_near(dw, w.grad, 1e-4)
     assert.tensor_near(db, b.grad, 1e-4)
+  end
+
+  it("splits large batches into chunks with the same result as image by image", function()
+    -- 40 images x (2304 x 64) columns exceed one column buffer (2^23 floats): 2 chunks of 20
+    same_as_image_by_image({40, 256, 8, 8}, {16, 256, 3, 3}, {padding = 1}, 11)
+  end)
+
+  it("per-image path (large images) agrees with image by image, at 1 and 2 threads", function()
+    local nt = fs.get_num_threads()
+    for _, t in ipairs({1, 2}) do
+      fs.set_num_threads(t)
+      same_as_image_by_image({5, 16, 32, 32}, {8, 16, 3, 3}, {padding = 1, stride = {1, 2}}, 21)
+    end
+    fs.set_num_threads(nt)
   end)
 
   it("names both shapes in its errors", function()

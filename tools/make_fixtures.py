@@ -74,6 +74,8 @@ def conv_cases():
         ("conv_1x1_batched", (2, 4, 16, 16), (3, 4, 1, 1), True, {}),
         ("conv_1x1_stride2", (2, 4, 7, 7), (6, 4, 1, 1), False, dict(stride=2)),
         ("conv_7x7", (2, 3, 13, 13), (4, 3, 7, 7), False, dict(stride=2, padding=3)),
+        # 4 images of 14x14 outputs: the per-image path (P >= 192, N >= 2 threads)
+        ("conv_per_image", (4, 4, 14, 14), (4, 2, 3, 3), True, dict(padding=1, groups=2)),
     ]
     for name, xs, ws, bias, kw in cases:
         x, w = rnd(*xs), rnd(*ws, scale=0.3)

@@ -1,5 +1,7 @@
 /* activation.c - relu and the softmax family along one dim, forward/backward pairs.
  *
+ * relu: y = max(x, 0) (NaN stays NaN), dx = dy where y > 0; backward reads the saved output.
+ *
  * x is seen as (outer, D, inner) around the softmax dim (D = its size); each of the
  * outer*inner lines of D values is normalised independently, with the line's max subtracted
  * before exp (no overflow) and the sum of exps accumulated in double.
@@ -10,9 +12,54 @@
 #include <math.h>
 
 #include "nn_internal.h"
-#include "ops.h"
 
-fs_tensor *fs_relu(fs_tensor *x) { return fs_unary(FS_RELU, x); }
+/* saved[0]: y */
+static int relu_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
+{
+    const fs_tensor *yt = n->saved[0];
+    fs_tensor *dx = fs_tensor_new(yt->ndim, yt->size);
+    if (!dx)
+        return -1;
+    const int64_t cnt = fs_numel(yt);
+    const float *y = fs_data(yt), *dy = fs_data(dout);
+    float *d = fs_data(dx);
+#pragma omp parallel for simd schedule(static) if (cnt > 8 * FS_PARALLEL_MIN)
+    for (int64_t k = 0; k < cnt; k++)
+        d[k] = y[k] > 0.0f ? dy[k] : 0.0f;
+    dinputs[0] = dx;
+    return 0;
+}
+
+fs_tensor *fs_relu(fs_tensor *x)
+{
+    fs_tensor *xc = fs_nn_contig(x);
+    fs_tensor *y = xc ? fs_tensor_new(x->ndim, x->size) : NULL;
+    if (!y) {
+        fs_tensor_release(xc);
+        return NULL;
+    }
+    const int64_t cnt = fs_numel(x);
+    const float *xd = fs_data(xc);
+    float *yd = fs_data(y);
+#pragma omp parallel for simd schedule(static) if (cnt > 8 * FS_PARALLEL_MIN)
+    for (int64_t k = 0; k < cnt; k++) {
+        float v = xd[k];
+        yd[k] = v > 0.0f ? v : (v == v ? 0.0f : v);
+    }
+    fs_tensor_release(xc);
+    if (!fs_any_requires_grad(1, &x))
+        return y;
+    fs_node *n = fs_node_new("relu", relu_backward_node, 1, &x);
+    fs_tensor *ya = n ? fs_tensor_alias(y) : NULL;
+    if (!ya) {
+        fs_node_release(n);
+        fs_tensor_release(y);
+        return NULL;
+    }
+    n->saved[0] = ya;
+    fs_node_attach(n, y);
+    return y;
+}
 
 typedef struct { int64_t outer, d, inner; } line_shape;
 

@@ -21,8 +21,67 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nn_internal.h"
+
+/* ---- threads: one pool (OpenMP) for the whole kernel ----
+ * OpenMP workers spin for a while after each parallel region; OpenBLAS's own threads then
+ * fight them for the cores (measured: 2 threads slower than 1). So inside a conv kernel
+ * OpenBLAS runs single-threaded and each GEMM is split over the OpenMP threads by blocks of
+ * C's columns (or rows), every thread calling sgemm on its block. */
+
+typedef struct { int saved; } blas_guard;
+
+static blas_guard blas_single_begin(void)
+{
+    blas_guard g = {openblas_get_num_threads()};
+    if (g.saved != 1)
+        openblas_set_num_threads(1);
+    return g;
+}
+
+static void blas_single_end(blas_guard g)
+{
+    if (g.saved != 1)
+        openblas_set_num_threads(g.saved);
+}
+
+/* C (M, N) = op(A) op(B) + beta C (row-major, alpha 1), split over the OpenMP threads. */
+static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    int nt = fs_get_num_threads();
+    if (nt <= 1 || (double)M * N * K < 4e6 || (M < 32 && N < 32)) {
+        cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
+                    (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+    const bool split_cols = N >= M;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int64_t len = split_cols ? N : M;
+        int64_t b0 = (len * t / T) & ~(int64_t)15, b1 = t == T - 1 ? len : (len * (t + 1) / T) & ~(int64_t)15;
+        if (b1 > b0) {
+            if (split_cols)
+                cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(b1 - b0), (int)K, 1.0f, A,
+                            (int)lda, tb ? B + b0 * ldb : B + b0, (int)ldb, beta, C + b0,
+                            (int)ldc);
+            else
+                cblas_sgemm(CblasRowMajor, TA, TB, (int)(b1 - b0), (int)N, (int)K, 1.0f,
+                            ta ? A + b0 : A + b0 * lda, (int)lda, B, (int)ldb, beta,
+                            C + b0 * ldc, (int)ldc);
+        }
+    }
+}
 
 /* ---- workspace ---- */
 
@@ -208,14 +267,14 @@ static void valid_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t 
 
 /* col (K, nb*P) from images n0..n0+nb-1, channels c0..c0+Cg-1 of x (N, C, H, W). */
 static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t n0, int64_t nb,
-                   int64_t c0, int64_t cg)
+                   int64_t c0, int64_t cg, bool par)
 {
     const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
     const int64_t kh = s->kh, kw = s->kw, sh = s->a.stride[0], sw = s->a.stride[1];
     const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
     const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
     const int64_t K = cg * kh * kw, NP = nb * P;
-#pragma omp parallel for schedule(static) if (K * NP > FS_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (par && K * NP > FS_PARALLEL_MIN)
     for (int64_t r = 0; r < K; r++) {
         int64_t c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
         int64_t off = kj * dw - pw, lo, hi;
@@ -248,14 +307,14 @@ static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t
 /* dx (N, C, H, W), images n0..n0+nb-1, channels c0..c0+Cg-1: set to the sum of the columns
  * of dcol (K, nb*P) that read each pixel. */
 static void col2im(float *dx, const float *dcol, const fs_conv2d_shape *s, int64_t n0,
-                   int64_t nb, int64_t c0, int64_t cg)
+                   int64_t nb, int64_t c0, int64_t cg, bool par)
 {
     const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
     const int64_t kh = s->kh, kw = s->kw, sh = s->a.stride[0], sw = s->a.stride[1];
     const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
     const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
     const int64_t NP = nb * P;
-#pragma omp parallel for collapse(2) schedule(static) if (cg * kh * kw * NP > FS_PARALLEL_MIN)
+#pragma omp parallel for collapse(2) schedule(static) if (par && cg * kh * kw * NP > FS_PARALLEL_MIN)
     for (int64_t n = 0; n < nb; n++) {
         for (int64_t c = 0; c < cg; c++) {
             float *xp = dx + ((n0 + n) * C + c0 + c) * H * W;
@@ -341,19 +400,123 @@ static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t 
 
 /* ---- kernels ---- */
 
-int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                      const fs_conv2d_shape *s)
+/* Large images (P = OH*OW >= PER_IMAGE_MIN) and enough of them for every thread: each thread
+ * takes whole images, unfolds one image at a time into its own col (K, P) (which stays in
+ * cache) and multiplies it straight into y / out of dy: no gather, no scatter, and the
+ * GEMMs (Og x P x K) are large enough on their own. Otherwise the batched form below. */
+#define PER_IMAGE_MIN 192
+
+static bool use_per_image(const fs_conv2d_shape *s)
+{
+    return s->oh * s->ow >= PER_IMAGE_MIN && s->n >= 2 * fs_get_num_threads();
+}
+
+static int conv_forward_per_image(float *y, const float *x, const float *w, const float *b,
+                                  const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow;
+    const int nt = fs_get_num_threads();
+    float *ws = workspace((size_t)(nt * K * P));
+    if (!ws)
+        return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *col = ws + t * K * P;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t g = 0; g < G; g++) {
+                float *yo = y + (n * s->o + g * Og) * P;
+                im2col(col, x, s, n, 1, g * Cg, Cg, false);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)P, (int)K,
+                            1.0f, w + g * Og * K, (int)K, col, (int)P, 0.0f, yo, (int)P);
+                if (b)
+                    for (int64_t o = 0; o < Og; o++) {
+                        float bv = b[g * Og + o], *row = yo + o * P;
+                        for (int64_t p = 0; p < P; p++)
+                            row[p] += bv;
+                    }
+            }
+    }
+    return 0;
+}
+
+/* Each thread accumulates dw over its images in its own buffer (thread 0 in dw), then the
+ * buffers are summed. */
+static int conv_backward_per_image(float *dx, float *dw, const float *dy, const float *x,
+                                   const float *w, const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, WK = s->o * K;
+    const int nt = fs_get_num_threads();
+    float *ws = workspace((size_t)(nt * K * P + (dw ? (nt - 1) * WK : 0)));
+    if (!ws)
+        return -1;
+    int used[64] = {0}; /* threads that wrote their dw buffer */
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *col = ws + t * K * P;
+        float *dwt = dw ? (t == 0 ? dw : ws + nt * K * P + (t - 1) * WK) : NULL;
+        bool first = true;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t g = 0; g < G; g++) {
+                const float *dyn = dy + (n * s->o + g * Og) * P;
+                if (dwt) {
+                    im2col(col, x, s, n, 1, g * Cg, Cg, false);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)P,
+                                1.0f, dyn, (int)P, col, (int)P, first ? 0.0f : 1.0f,
+                                dwt + g * Og * K, (int)K);
+                }
+                if (dx) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)Og,
+                                1.0f, w + g * Og * K, (int)K, dyn, (int)P, 0.0f, col, (int)P);
+                    col2im(dx, col, s, n, 1, g * Cg, Cg, false);
+                }
+            }
+            first = false;
+        }
+        if (t < 64)
+            used[t] = !first;
+        if (dwt && t == 0 && first) /* thread 0 had no image: its share is zero */
+            memset(dw, 0, (size_t)WK * sizeof(float));
+#pragma omp barrier
+        if (dw) { /* dw += the other threads' buffers, split over the threads by columns */
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < WK; k++) {
+                float acc = dw[k];
+                for (int u = 1; u < nt && u < 64; u++)
+                    if (used[u])
+                        acc += ws[nt * K * P + (u - 1) * WK + k];
+                dw[k] = acc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int conv_forward(float *y, const float *x, const float *w, const float *b,
+                        const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (N == 0 || P == 0 || s->o == 0)
         return 0;
+    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
+        return conv_forward_per_image(y, x, w, b, s);
     if (use_direct(s)) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t g = 0; g < G; g++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)P, (int)Cg,
-                            1.0f, w + g * Og * K, (int)K, x + (n * s->c + g * Cg) * HW, (int)HW,
-                            0.0f, y + (n * s->o + g * Og) * P, (int)P);
+                gemm(false, false, Og, P, Cg, w + g * Og * K, K, x + (n * s->c + g * Cg) * HW, HW,
+                     0.0f, y + (n * s->o + g * Og) * P, P);
         if (b)
             add_bias(y, b, N, s->o, P);
         return 0;
@@ -366,18 +529,17 @@ int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
     for (int64_t n0 = 0; n0 < N; n0 += nb) {
         int64_t cur = N - n0 < nb ? N - n0 : nb;
         for (int64_t g = 0; g < G; g++) {
-            im2col(col, x, s, n0, cur, g * Cg, Cg);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)(cur * P),
-                        (int)K, 1.0f, w + g * Og * K, (int)K, col, (int)(cur * P), 0.0f, tmp,
-                        (int)(cur * P));
+            im2col(col, x, s, n0, cur, g * Cg, Cg, true);
+            gemm(false, false, Og, cur * P, K, w + g * Og * K, K, col, cur * P, 0.0f, tmp,
+                 cur * P);
             scatter_rows(y, tmp, b, s->o, P, n0, cur, g * Og, Og);
         }
     }
     return 0;
 }
 
-int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, const fs_conv2d_shape *s)
+static int conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
@@ -389,18 +551,18 @@ int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const f
         memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
     if (N == 0 || P == 0 || s->o == 0 || (!dx && !dw))
         return 0;
+    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
+        return conv_backward_per_image(dx, dw, dy, x, w, s);
     if (use_direct(s)) {
         for (int64_t g = 0; g < G; g++)
             for (int64_t n = 0; n < N; n++) {
                 const float *dyn = dy + (n * s->o + g * Og) * P;
                 if (dw)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)Cg, (int)P,
-                                1.0f, dyn, (int)P, x + (n * s->c + g * Cg) * HW, (int)HW,
-                                n ? 1.0f : 0.0f, dw + g * Og * K, (int)K);
+                    gemm(false, true, Og, Cg, P, dyn, P, x + (n * s->c + g * Cg) * HW, HW,
+                         n ? 1.0f : 0.0f, dw + g * Og * K, K);
                 if (dx)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, (int)P, (int)Og,
-                                1.0f, w + g * Og * K, (int)K, dyn, (int)P, 0.0f,
-                                dx + (n * s->c + g * Cg) * HW, (int)HW);
+                    gemm(true, false, Cg, P, Og, w + g * Og * K, K, dyn, P, 0.0f,
+                         dx + (n * s->c + g * Cg) * HW, HW);
             }
         return 0;
     }
@@ -414,19 +576,35 @@ int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const f
         for (int64_t g = 0; g < G; g++) {
             gather_rows(dyg, dy, s->o, P, n0, cur, g * Og, Og);
             if (dw) {
-                im2col(col, x, s, n0, cur, g * Cg, Cg);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)np,
-                            1.0f, dyg, (int)np, col, (int)np, n0 ? 1.0f : 0.0f, dw + g * Og * K,
-                            (int)K);
+                im2col(col, x, s, n0, cur, g * Cg, Cg, true);
+                gemm(false, true, Og, K, np, dyg, np, col, np, n0 ? 1.0f : 0.0f, dw + g * Og * K,
+                     K);
             }
             if (dx) { /* col is free again: reuse it for dcol */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
-                            1.0f, w + g * Og * K, (int)K, dyg, (int)np, 0.0f, col, (int)np);
-                col2im(dx, col, s, n0, cur, g * Cg, Cg);
+                gemm(true, false, K, np, Og, w + g * Og * K, K, dyg, np, 0.0f, col, np);
+                col2im(dx, col, s, n0, cur, g * Cg, Cg, true);
             }
         }
     }
     return 0;
+}
+
+int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+                      const fs_conv2d_shape *s)
+{
+    blas_guard g = blas_single_begin();
+    int rc = conv_forward(y, x, w, b, s);
+    blas_single_end(g);
+    return rc;
+}
+
+int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                       const float *w, const fs_conv2d_shape *s)
+{
+    blas_guard g = blas_single_begin();
+    int rc = conv_backward(dx, dw, db, dy, x, w, s);
+    blas_single_end(g);
+    return rc;
 }
 
 /* ---- differentiable ops ---- */

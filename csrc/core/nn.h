@@ -57,7 +57,7 @@ fs_tensor *fs_batch_norm(fs_tensor *x, fs_tensor *running_mean, fs_tensor *runni
                          double eps);
 
 /* ---- activations (activation.c); dim may be negative ---- */
-fs_tensor *fs_relu(fs_tensor *x);                 /* = fs_unary(FS_RELU, x) */
+fs_tensor *fs_relu(fs_tensor *x);                 /* max(x, 0); backward from the saved output */
 fs_tensor *fs_softmax(fs_tensor *x, int dim);
 fs_tensor *fs_log_softmax(fs_tensor *x, int dim);
 

@@ -17,6 +17,68 @@
 
 #include "nn_internal.h"
 
+/* Row sums with 16 independent float lanes (vectorised without reassociating a double sum),
+ * combined in double per row: rows are a channel's S values in one image. */
+#define LANES 16
+
+static double row_sum(const float *p, int64_t n)
+{
+    float acc[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += p[i + j];
+    double s = 0.0;
+    for (; i < n; i++)
+        s += p[i];
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+/* sum (p - m)^2 */
+static double row_sqdev(const float *p, int64_t n, float m)
+{
+    float acc[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float d = p[i + j] - m;
+            acc[j] += d * d;
+        }
+    double s = 0.0;
+    for (; i < n; i++) {
+        double d = (double)p[i] - m;
+        s += d * d;
+    }
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+/* sum g and sum g (p - m) */
+static void row_dot(const float *g, const float *p, int64_t n, float m, double *sg, double *sgp)
+{
+    float a[LANES] = {0}, b[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            a[j] += g[i + j];
+            b[j] += g[i + j] * (p[i + j] - m);
+        }
+    double s = 0.0, t = 0.0;
+    for (; i < n; i++) {
+        s += g[i];
+        t += (double)g[i] * ((double)p[i] - m);
+    }
+    for (int j = 0; j < LANES; j++) {
+        s += a[j];
+        t += b[j];
+    }
+    *sg += s;
+    *sgp += t;
+}
+
 /* i[0]: training; saved: x (contiguous), mean (C), invstd (C), weight (contiguous) or NULL */
 static int batch_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
@@ -39,13 +101,8 @@ static int batch_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor
     for (int64_t c = 0; c < C; c++) {
         const double mu = mean[c], is = invstd[c];
         double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy (x - mean) */
-        for (int64_t k = 0; k < N; k++) {
-            const float *xp = xd + (k * C + c) * S, *gp = dy + (k * C + c) * S;
-            for (int64_t s = 0; s < S; s++) {
-                sdy += gp[s];
-                sdyx += gp[s] * (xp[s] - mu);
-            }
-        }
+        for (int64_t k = 0; k < N; k++)
+            row_dot(dy + (k * C + c) * S, xd + (k * C + c) * S, S, (float)mu, &sdy, &sdyx);
         double sdyxhat = sdyx * is;
         if (dw)
             fs_data(dw)[c] = (float)sdyxhat;
@@ -123,21 +180,19 @@ fs_tensor *fs_batch_norm(fs_tensor *x, fs_tensor *running_mean, fs_tensor *runni
     for (int64_t c = 0; c < C; c++) {
         double mu, var;
         if (training) {
+            /* two passes: the mean, then squared deviations from its float rounding m
+             * (exact differences for values near the mean), corrected by (mu - m)^2 */
             double sum = 0.0, ss = 0.0;
-            for (int64_t k = 0; k < N; k++) {
-                const float *xp = xd + (k * C + c) * S;
-                for (int64_t s = 0; s < S; s++)
-                    sum += xp[s];
-            }
+            for (int64_t k = 0; k < N; k++)
+                sum += row_sum(xd + (k * C + c) * S, S);
             mu = sum / (double)M;
-            for (int64_t k = 0; k < N; k++) {
-                const float *xp = xd + (k * C + c) * S;
-                for (int64_t s = 0; s < S; s++) {
-                    double dv = xp[s] - mu;
-                    ss += dv * dv;
-                }
-            }
-            var = ss / (double)M;
+            float m = (float)mu;
+            for (int64_t k = 0; k < N; k++)
+                ss += row_sqdev(xd + (k * C + c) * S, S, m);
+            double dm = mu - (double)m;
+            var = ss / (double)M - dm * dm;
+            if (var < 0.0)
+                var = 0.0;
             if (running_mean) {
                 float *r = vec_at(running_mean, c);
                 *r = (float)((1.0 - momentum) * *r + momentum * mu);

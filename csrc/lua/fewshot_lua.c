@@ -14,8 +14,9 @@ int luaopen_fewshot_core(lua_State *L)
     fs_lua_open_io(L);
     fs_lua_open_module(L);
     fs_lua_open_optim(L);
+    fs_lua_open_spect(L);
+    fs_lua_open_image(L);
     fs_lua_open_nn(L);
-    fs_lua_open_clock(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;
