@@ -408,7 +408,9 @@ static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t 
 
 static bool use_per_image(const fs_conv2d_shape *s)
 {
-    return s->oh * s->ow >= PER_IMAGE_MIN && s->n >= 2 * fs_get_num_threads();
+    int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;
+    return s->oh * s->ow >= PER_IMAGE_MIN && s->n >= 2 * nt && nt <= 64 &&
+           nt * K * s->oh * s->ow <= COL_BUDGET;
 }
 
 static int conv_forward_per_image(float *y, const float *x, const float *w, const float *b,
@@ -510,7 +512,7 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (N == 0 || P == 0 || s->o == 0)
         return 0;
-    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
+    if (!use_direct(s) && use_per_image(s))
         return conv_forward_per_image(y, x, w, b, s);
     if (use_direct(s)) {
         for (int64_t n = 0; n < N; n++)
@@ -551,7 +553,7 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
         memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
     if (N == 0 || P == 0 || s->o == 0 || (!dx && !dw))
         return 0;
-    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
+    if (!use_direct(s) && use_per_image(s))
         return conv_backward_per_image(dx, dw, dy, x, w, s);
     if (use_direct(s)) {
         for (int64_t g = 0; g < G; g++)
