@@ -327,6 +327,17 @@ describe("pooling", function()
     gradcheck_ok(function(x) return F.adaptive_avg_pool2d(x, {2, 3}) end, {randn({1, 2, 5, 7}, 53)})
   end)
 
+  it("max_pool2d propagates NaN and takes the first of tied maxima", function()
+    local nan = 0 / 0
+    local y = F.max_pool2d(fs.tensor({{{{1, nan, 7, 2}, {3, 2, 7, 7}}}}), {kernel = 2})
+    local v = y:totable()[1][1][1]
+    assert.is_true(v[1] ~= v[1])
+    assert.equal(7, v[2])
+    local x = fs.tensor({{{{7, 2}, {7, 7}}}}):requires_grad(true)
+    F.max_pool2d(x, {kernel = 2}):sum():backward()
+    assert.same({{{{1, 0}, {0, 0}}}}, x.grad:totable())
+  end)
+
   it("max_pool2d sends the gradient to the argmax only", function()
     local x = fs.tensor({{{{1, 5}, {3, 2}}}}):requires_grad(true)
     F.max_pool2d(x, {kernel = 2}):sum():backward()
