@@ -6,8 +6,8 @@
 -- Tolerances (assert.tensor_near: |a - e| <= tol * (1 + |e|)): 1e-5 for every forward and
 -- every gradient against PyTorch (measured worst: 1.1e-6 for conv2d 7x7, 1.3e-6 for
 -- conv_transpose2d's bias gradient, <= 1e-6 elsewhere; running stats 1e-6).
--- Finite differences (helper.gradcheck, eps 1e-2 on float32): worst relative error <= 2e-3
--- (3e-3 for batch_norm in training mode).
+-- Finite differences (helper.gradcheck, eps 1e-2 on float32): worst relative error <= 5e-4
+-- (measured: <= 3.4e-5).
 local fs = require "fewshot"
 local helper = require "helper"
 local F = fs.nn.functional
@@ -62,7 +62,7 @@ end
 
 local function gradcheck_ok(fn, inputs, tol, eps)
   local worst = helper.gradcheck(fn, inputs, {eps = eps or 1e-2})
-  assert.is_true(worst <= (tol or 2e-3), string.format("finite differences: worst %.3g", worst))
+  assert.is_true(worst <= (tol or 5e-4), string.format("finite differences: worst %.3g", worst))
 end
 
 local function randn(shape, seed, scale)
@@ -229,7 +229,7 @@ describe("batch_norm", function()
     local f = check_fixture("bn_train", function(I, f)
       rm, rv = f.rm0:clone(), f.rv0:clone()
       return F.batch_norm(I.x, rm, rv, I.w, I.b, {training = true, momentum = 0.1, eps = 1e-5})
-    end, {g = {x = 2e-5}})
+    end)
     assert.tensor_near(rm, f.rm, 1e-6)
     assert.tensor_near(rv, f.rv, 1e-6)
   end)
@@ -279,7 +279,7 @@ describe("batch_norm", function()
   it("passes finite differences in training and eval mode", function()
     gradcheck_ok(function(x, w, b)
       return F.batch_norm(x, nil, nil, w, b, {training = true})
-    end, {randn({3, 2, 2, 3}, 42), randn({2}, 43), randn({2}, 44)}, 3e-3)
+    end, {randn({3, 2, 2, 3}, 42), randn({2}, 43), randn({2}, 44)})
     local rm, rv = fs.tensor({0.2, -0.3}), fs.tensor({1.5, 0.7})
     gradcheck_ok(function(x, w, b)
       return F.batch_norm(x, rm, rv, w, b)
