@@ -27,60 +27,15 @@
 
 #include "nn_internal.h"
 
-/* ---- threads: one pool (OpenMP) for the whole kernel ----
- * OpenMP workers spin for a while after each parallel region; OpenBLAS's own threads then
- * fight them for the cores (measured: 2 threads slower than 1). So inside a conv kernel
- * OpenBLAS runs single-threaded and each GEMM is split over the OpenMP threads by blocks of
- * C's columns (or rows), every thread calling sgemm on its block. */
+/* Threads: one pool (OpenMP) for the whole kernel. OpenBLAS runs single-threaded inside
+ * (fs_blas_single_begin/end); GEMMs go through fs_gemm (split over the OpenMP threads) or, in
+ * the per-image path, are called by each thread on its own images. */
 
-typedef struct { int saved; } blas_guard;
-
-static blas_guard blas_single_begin(void)
+static inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                        int64_t ldc)
 {
-    blas_guard g = {openblas_get_num_threads()};
-    if (g.saved != 1)
-        openblas_set_num_threads(1);
-    return g;
-}
-
-static void blas_single_end(blas_guard g)
-{
-    if (g.saved != 1)
-        openblas_set_num_threads(g.saved);
-}
-
-/* C (M, N) = op(A) op(B) + beta C (row-major, alpha 1), split over the OpenMP threads. */
-static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
-{
-    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    int nt = fs_get_num_threads();
-    if (nt <= 1 || (double)M * N * K < 4e6 || (M < 32 && N < 32)) {
-        cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
-                    (int)ldb, beta, C, (int)ldc);
-        return;
-    }
-    const bool split_cols = N >= M;
-#pragma omp parallel num_threads(nt)
-    {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int64_t len = split_cols ? N : M;
-        int64_t b0 = (len * t / T) & ~(int64_t)15, b1 = t == T - 1 ? len : (len * (t + 1) / T) & ~(int64_t)15;
-        if (b1 > b0) {
-            if (split_cols)
-                cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(b1 - b0), (int)K, 1.0f, A,
-                            (int)lda, tb ? B + b0 * ldb : B + b0, (int)ldb, beta, C + b0,
-                            (int)ldc);
-            else
-                cblas_sgemm(CblasRowMajor, TA, TB, (int)(b1 - b0), (int)N, (int)K, 1.0f,
-                            ta ? A + b0 : A + b0 * lda, (int)lda, B, (int)ldb, beta,
-                            C + b0 * ldc, (int)ldc);
-        }
-    }
+    fs_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---- workspace ---- */
@@ -594,18 +549,18 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
 int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                       const fs_conv2d_shape *s)
 {
-    blas_guard g = blas_single_begin();
+    int saved = fs_blas_single_begin();
     int rc = conv_forward(y, x, w, b, s);
-    blas_single_end(g);
+    fs_blas_single_end(saved);
     return rc;
 }
 
 int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, const fs_conv2d_shape *s)
 {
-    blas_guard g = blas_single_begin();
+    int saved = fs_blas_single_begin();
     int rc = conv_backward(dx, dw, db, dy, x, w, s);
-    blas_single_end(g);
+    fs_blas_single_end(saved);
     return rc;
 }
 
