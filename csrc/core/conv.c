@@ -249,6 +249,9 @@ static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t
                     d[ow] = 0.0f;
                 if (sw == 1)
                     memcpy(d + lo, row + lo + off, (size_t)(hi - lo) * sizeof(float));
+                else if (sw == 2) /* a constant stride: vectorised with permutes */
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        d[ow] = row[2 * ow + off];
                 else
                     for (int64_t ow = lo; ow < hi; ow++)
                         d[ow] = row[ow * sw + off];
@@ -288,6 +291,9 @@ static void col2im(float *dx, const float *dcol, const fs_conv2d_shape *s, int64
                         if (sw == 1)
                             for (int64_t ow = lo; ow < hi; ow++)
                                 row[ow + off] += sp[ow];
+                        else if (sw == 2)
+                            for (int64_t ow = lo; ow < hi; ow++)
+                                row[2 * ow + off] += sp[ow];
                         else
                             for (int64_t ow = lo; ow < hi; ow++)
                                 row[ow * sw + off] += sp[ow];
