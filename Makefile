@@ -13,11 +13,21 @@ PKG_CONFIG ?= pkg-config
 LUA_PC     ?= lua5.4
 CC         ?= cc
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libpng-dev lua-busted luarocks pkg-config \
-               zlib1g-dev make gcc
+DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libopenblas-openmp-dev libpng-dev lua-busted \
+               luarocks pkg-config zlib1g-dev make gcc
 
-PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) openblas libpng zlib 2>/dev/null)
-PC_LIBS   := $(shell $(PKG_CONFIG) --libs openblas libpng zlib 2>/dev/null)
+# OpenBLAS's OpenMP build shares libgomp's thread pool with our own kernels, so GEMM and our
+# loops never spin on the cores at the same time (the pthread build's idle workers would).
+# The rpath makes the loader take that variant whatever the system's alternative points to.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_PC   := $(if $(wildcard $(BLAS_DIR)/pkgconfig/openblas.pc),$(BLAS_DIR)/pkgconfig/openblas.pc,openblas)
+BLAS_RPATH = -Wl,-rpath,$(BLAS_DIR)
+BLAS_LIBS := $(shell $(PKG_CONFIG) --libs $(BLAS_PC) 2>/dev/null) \
+             $(if $(wildcard $(BLAS_DIR)/libopenblas.so.0),$(BLAS_RPATH))
+
+PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) $(BLAS_PC) libpng zlib 2>/dev/null)
+PC_LIBS   := $(BLAS_LIBS) $(shell $(PKG_CONFIG) --libs libpng zlib 2>/dev/null)
 
 OPT        ?= -O3 -march=native
 FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp \
@@ -31,7 +41,7 @@ CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
 LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
 HEADERS     = $(wildcard csrc/core/*.h csrc/lua/*.h)
 
-SO          = fewshot/core.so
+SO          = $(if $(SAN),$(BUILD)/fewshot/core.so,fewshot/core.so)
 CORE_LIB    = $(BUILD)/libfewshot_core.a
 HOST        = $(BUILD)/embed-host
 
@@ -59,7 +69,7 @@ $(BUILD)/%.o: csrc/%.c $(HEADERS)
 	$(CC) $(FS_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(SO): $(CORE_OBJ) $(LUA_OBJ)
-	@mkdir -p fewshot
+	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
 
 $(CORE_LIB): $(CORE_OBJ)
@@ -80,20 +90,23 @@ demo: deps
 	$(LUA_ENV) $(LUA) examples/tour.lua
 
 bench: deps
-	@$(MAKE) --no-print-directory all
-	$(LUA_ENV) $(LUA) bench/run.lua
+	@$(MAKE) --no-print-directory all $(BUILD)/bench-cblas
+	$(LUA_ENV) $(LUA) bench/tensor_bench.lua
 
-# Sanitizers: the .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
+$(BUILD)/bench-cblas: bench/cblas_matmul.c
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE -O2 $(PC_CFLAGS) $< -o $@ $(PC_LIBS)
+
+# Sanitizers: a separate build in build-san/ (its own core.so, found first on LUA_CPATH); the
+# .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
+SAN_FLAGS = SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
 sanitize: deps
-	@$(MAKE) --no-print-directory clean-so
-	@$(MAKE) --no-print-directory $(SO) SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_FLAGS)
 	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SKIP_SLOW=1 \
-	  $(BUSTED) -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
-	@$(MAKE) --no-print-directory clean-so
-
-clean-so:
-	rm -f $(SO)
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
+	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./build-san/?.so;;" \
+	  $(LUA) /usr/bin/busted -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
 
 LIBDIR ?= /usr/local/lib/lua/5.4
 LUADIR ?= /usr/local/share/lua/5.4

@@ -228,18 +228,66 @@ float *fs_at(const fs_tensor *t, const int64_t *index)
         }                                                                                         \
     } while (0)
 
+/* Offset of the start of row r (a row = the innermost dim) of t. */
+static int64_t row_offset(const fs_tensor *t, int64_t r)
+{
+    int64_t off = t->offset;
+    for (int d = t->ndim - 2; d >= 0; d--) {
+        off += (r % t->size[d]) * t->stride[d];
+        r /= t->size[d];
+    }
+    return off;
+}
+
+/* The last two dims hold a transposed matrix (rows R with stride 1, columns C with stride sc):
+ * copy it in 32 x 32 tiles so both reads and writes stay in cache. */
+#define TILE 32
+static void read_transposed(const fs_tensor *t, float *out)
+{
+    int nd = t->ndim;
+    int64_t R = t->size[nd - 2], C = t->size[nd - 1], sc = t->stride[nd - 1];
+    int64_t mats = fs_shape_numel(nd - 2, t->size);
+    int64_t tr = (R + TILE - 1) / TILE, tc = (C + TILE - 1) / TILE;
+    const float *base = t->storage->data;
+#pragma omp parallel for if(mats * R * C > FS_PARALLEL_MIN)
+    for (int64_t job = 0; job < mats * tr * tc; job++) {
+        int64_t m = job / (tr * tc), r0 = (job / tc) % tr * TILE, c0 = job % tc * TILE;
+        int64_t off = t->offset, mm = m;
+        for (int d = nd - 3; d >= 0; d--) {
+            off += (mm % t->size[d]) * t->stride[d];
+            mm /= t->size[d];
+        }
+        float *o = out + m * R * C;
+        int64_t r1 = r0 + TILE < R ? r0 + TILE : R, c1 = c0 + TILE < C ? c0 + TILE : C;
+        for (int64_t c = c0; c < c1; c++)
+            for (int64_t r = r0; r < r1; r++)
+                o[r * C + c] = base[off + r + c * sc];
+    }
+}
+
 void fs_tensor_read(const fs_tensor *t, float *out)
 {
+    int64_t n = fs_numel(t);
     if (fs_is_contiguous(t)) {
-        memcpy(out, fs_data(t), (size_t)fs_numel(t) * sizeof(float));
+        memcpy(out, fs_data(t), (size_t)n * sizeof(float));
         return;
     }
-    int64_t inner = t->size[t->ndim - 1], st = t->stride[t->ndim - 1];
+    int nd = t->ndim;
+    if (n == 0)
+        return;
+    if (nd >= 2 && t->stride[nd - 2] == 1 && t->stride[nd - 1] != 1 && t->size[nd - 2] > 1) {
+        read_transposed(t, out);
+        return;
+    }
+    int64_t inner = t->size[nd - 1], st = t->stride[nd - 1], rows = n / inner;
     const float *base = t->storage->data;
-    FOR_EACH_ROW(t, idx, off, {
+#pragma omp parallel for if(n > FS_PARALLEL_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *src = base + row_offset(t, r);
+        float *dst = out + r * inner;
         for (int64_t k = 0; k < inner; k++)
-            *out++ = base[off + k * st];
-    });
+            dst[k] = src[k * st];
+    }
 }
 
 fs_tensor *fs_tensor_contiguous_copy(const fs_tensor *t)

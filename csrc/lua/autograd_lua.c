@@ -1,5 +1,7 @@
 /* autograd_lua.c - grad mode from Lua: fs.no_grad(fn), `local g <close> = fs.no_grad()`,
- * fs.is_grad_enabled(), fs.set_grad_enabled(on); threads and memory figures. */
+ * fs.is_grad_enabled(), fs.set_grad_enabled(on); threads, memory figures and a wall clock. */
+#include <time.h>
+
 #include "autograd.h"
 #include "lbind.h"
 
@@ -76,7 +78,17 @@ static int l_memory(lua_State *L)
     return 1;
 }
 
+/* fs.clock() -> seconds from a monotonic clock (for timing; os.clock is CPU time). */
+static int l_clock(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 static const luaL_Reg functions[] = {
+    {"clock", l_clock},
     {"no_grad", l_no_grad}, {"is_grad_enabled", l_is_grad_enabled},
     {"set_grad_enabled", l_set_grad_enabled}, {"set_num_threads", l_set_num_threads},
     {"get_num_threads", l_get_num_threads}, {"memory", l_memory}, {NULL, NULL}};

@@ -12,7 +12,6 @@ int luaopen_fewshot_core(lua_State *L)
     fs_lua_open_autograd(L);
     fs_lua_open_random(L);
     fs_lua_open_nn(L);
-    fs_lua_open_clock(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;

@@ -65,6 +65,5 @@ void fs_lua_open_tensor(lua_State *L);
 void fs_lua_open_autograd(lua_State *L);
 void fs_lua_open_random(lua_State *L);
 void fs_lua_open_nn(lua_State *L);
-void fs_lua_open_clock(lua_State *L);
 
 #endif
