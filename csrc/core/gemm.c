@@ -1,12 +1,12 @@
 /* gemm.c - row-major float32 GEMM on our OpenMP threads: C (M, N) = alpha op(A) op(B) + beta C.
  *
- * Why not let OpenBLAS thread it: OpenMP workers spin after each of our parallel regions and
- * OpenBLAS's workers spin (sched_yield, ~0.1 s) after each threaded GEMM, so alternating the
- * two pools fights over the cores (measured on 2 cores: ResNet-18's convolutions took 347 ms
- * at 2 threads against 252 ms at 1). Here OpenBLAS runs single-threaded and the GEMM is split
- * over the OpenMP threads by blocks of C's columns (or rows when C is tall), each thread
- * calling sgemm on its block. The result does not depend on the thread count: every element
- * of C is reduced over K by one single-threaded sgemm. */
+ * OpenBLAS runs single-threaded and the GEMM is split over the OpenMP threads by blocks of C's
+ * columns (or rows when C is tall), each thread calling sgemm on its block. The result does
+ * not depend on the thread count: every element of C is reduced over K by one single-threaded
+ * sgemm. Why: with OpenBLAS's pthreads build, its workers (spinning with sched_yield after a
+ * GEMM) and OpenMP's (spinning after a region) fought over the cores (ResNet-18's convolutions:
+ * 347 ms at 2 threads against 252 ms at 1); with its OpenMP build, letting it thread the GEMMs
+ * itself measured 708 ms against 139 ms with this split (same run, 2 threads). */
 #include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -14,8 +14,21 @@
 
 #include "nn.h"
 
+/* OpenBLAS's OpenMP build (openblas_get_parallel() == 2) shares libgomp's pool: inside one of
+ * our parallel regions it runs single-threaded by itself, and setting its thread count would
+ * set OpenMP's default team size too (omp_set_num_threads), so then nothing is switched. */
+static bool blas_is_openmp(void)
+{
+    static int kind = -1;
+    if (kind < 0)
+        kind = openblas_get_parallel();
+    return kind == 2;
+}
+
 int fs_blas_single_begin(void)
 {
+    if (blas_is_openmp())
+        return 1;
     int saved = openblas_get_num_threads();
     if (saved != 1)
         openblas_set_num_threads(1);
