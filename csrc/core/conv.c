@@ -361,104 +361,132 @@ static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t 
 
 /* ---- kernels ---- */
 
-/* Large images (P = OH*OW >= PER_IMAGE_MIN) and enough of them for every thread: each thread
- * takes whole images, unfolds one image at a time into its own col (K, P) (which stays in
- * cache) and multiplies it straight into y / out of dy: no gather, no scatter, and the
- * GEMMs (Og x P x K) are large enough on their own. Otherwise the batched form below. */
-#define PER_IMAGE_MIN 192
-
-static bool use_per_image(const fs_conv2d_shape *s)
+/* Threads own images: thread t takes images [N t / T, N (t+1) / T) and runs the whole
+ * pipeline on them alone (unfold its images into its own col, one GEMM, scatter; backward:
+ * its own dy block, its own partial dw, col2im into its own images), so a convolution is one
+ * parallel region with no barrier in between (backward: one, before dw's reduction). Each
+ * step also stays in cache (a thread's col is at most COL_BUDGET / T floats). Used when every
+ * thread gets an image and dw's per-thread copies are small next to the columns; otherwise
+ * the batched form below (GEMMs split over the threads). */
+static bool use_thread_images(const fs_conv2d_shape *s, bool with_dw)
 {
     int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;
-    return s->oh * s->ow >= PER_IMAGE_MIN && s->n >= 2 * nt && nt <= 64 &&
-           nt * K * s->oh * s->ow <= COL_BUDGET;
+    int64_t P = s->oh * s->ow;
+    if (nt < 2 || nt > 64 || s->n < nt)
+        return false;
+    return !with_dw || s->o * K * (nt - 1) <= s->n * P * K / 2;
 }
 
-static int conv_forward_per_image(float *y, const float *x, const float *w, const float *b,
-                                  const fs_conv2d_shape *s)
+/* Images per step for a thread: its share, cut to the per-thread column budget. */
+static int64_t thread_step(int64_t share, int64_t per_image, int64_t nt)
 {
-    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
+    int64_t nb = per_image > 0 ? COL_BUDGET / nt / per_image : share;
+    if (nb < 1)
+        nb = 1;
+    return nb < share ? nb : share;
+}
+
+static int conv_forward_threads(float *y, const float *x, const float *w, const float *b,
+                                const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow;
     const int nt = fs_get_num_threads();
-    float *ws = workspace((size_t)(nt * K * P));
+    const int64_t share = (N + nt - 1) / nt, nb = thread_step(share, K * P, nt);
+    const int64_t per_thread = (K + Og) * nb * P;
+    float *ws = workspace((size_t)(nt * per_thread));
     if (!ws)
         return -1;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0;
+        int t = 0, T = 1;
 #ifdef _OPENMP
         t = omp_get_thread_num();
+        T = omp_get_num_threads();
 #endif
-        float *col = ws + t * K * P;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++)
+        float *col = ws + t * per_thread, *tmp = col + K * nb * P;
+        int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
+        for (int64_t n0 = i0; n0 < i1; n0 += nb) {
+            int64_t cur = i1 - n0 < nb ? i1 - n0 : nb, np = cur * P;
             for (int64_t g = 0; g < G; g++) {
-                float *yo = y + (n * s->o + g * Og) * P;
-                im2col(col, x, s, n, 1, g * Cg, Cg, false);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)P, (int)K,
-                            1.0f, w + g * Og * K, (int)K, col, (int)P, 0.0f, yo, (int)P);
-                if (b)
-                    for (int64_t o = 0; o < Og; o++) {
-                        float bv = b[g * Og + o], *row = yo + o * P;
-                        for (int64_t p = 0; p < P; p++)
-                            row[p] += bv;
-                    }
+                im2col(col, x, s, n0, cur, g * Cg, Cg, false);
+                float *out = cur == 1 ? y + (n0 * O + g * Og) * P : tmp;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)np, (int)K,
+                            1.0f, w + g * Og * K, (int)K, col, (int)np, 0.0f, out, (int)np);
+                if (cur > 1 || b)
+                    for (int64_t n = 0; n < cur; n++)
+                        for (int64_t o = 0; o < Og; o++) {
+                            float *d = y + ((n0 + n) * O + g * Og + o) * P;
+                            const float *sp = out + o * np + n * P;
+                            float bv = b ? b[g * Og + o] : 0.0f;
+                            if (cur == 1)
+                                for (int64_t q = 0; q < P; q++)
+                                    d[q] += bv;
+                            else
+                                for (int64_t q = 0; q < P; q++)
+                                    d[q] = sp[q] + bv;
+                        }
             }
+        }
     }
     return 0;
 }
 
-/* Each thread accumulates dw over its images in its own buffer (thread 0 in dw), then the
- * buffers are summed. */
-static int conv_backward_per_image(float *dx, float *dw, const float *dy, const float *x,
-                                   const float *w, const fs_conv2d_shape *s)
+static int conv_backward_threads(float *dx, float *dw, const float *dy, const float *x,
+                                 const float *w, const fs_conv2d_shape *s)
 {
-    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
-    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, WK = s->o * K;
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, WK = O * K;
     const int nt = fs_get_num_threads();
-    float *ws = workspace((size_t)(nt * K * P + (dw ? (nt - 1) * WK : 0)));
+    const int64_t share = (N + nt - 1) / nt, nb = thread_step(share, K * P, nt);
+    const int64_t per_thread = (K + Og) * nb * P;
+    float *ws = workspace((size_t)(nt * per_thread + (dw ? (nt - 1) * WK : 0)));
     if (!ws)
         return -1;
-    int used[64] = {0}; /* threads that wrote their dw buffer */
+    float *dw_parts = ws + nt * per_thread;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0;
+        int t = 0, T = 1;
 #ifdef _OPENMP
         t = omp_get_thread_num();
+        T = omp_get_num_threads();
 #endif
-        float *col = ws + t * K * P;
-        float *dwt = dw ? (t == 0 ? dw : ws + nt * K * P + (t - 1) * WK) : NULL;
-        bool first = true;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++) {
+        float *col = ws + t * per_thread, *dyg = col + K * nb * P;
+        float *dwt = dw ? (t == 0 ? dw : dw_parts + (t - 1) * WK) : NULL;
+        int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
+        if (dwt && i1 <= i0)
+            memset(dwt, 0, (size_t)WK * sizeof(float));
+        for (int64_t n0 = i0; n0 < i1; n0 += nb) {
+            int64_t cur = i1 - n0 < nb ? i1 - n0 : nb, np = cur * P;
             for (int64_t g = 0; g < G; g++) {
-                const float *dyn = dy + (n * s->o + g * Og) * P;
+                const float *dyb = dy + (n0 * O + g * Og) * P; /* (Og, P) when cur == 1 */
+                if (cur > 1) {
+                    for (int64_t o = 0; o < Og; o++)
+                        for (int64_t n = 0; n < cur; n++)
+                            memcpy(dyg + o * np + n * P, dy + ((n0 + n) * O + g * Og + o) * P,
+                                   (size_t)P * sizeof(float));
+                    dyb = dyg;
+                }
                 if (dwt) {
-                    im2col(col, x, s, n, 1, g * Cg, Cg, false);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)P,
-                                1.0f, dyn, (int)P, col, (int)P, first ? 0.0f : 1.0f,
+                    im2col(col, x, s, n0, cur, g * Cg, Cg, false);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)np,
+                                1.0f, dyb, (int)np, col, (int)np, n0 == i0 ? 0.0f : 1.0f,
                                 dwt + g * Og * K, (int)K);
                 }
                 if (dx) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)Og,
-                                1.0f, w + g * Og * K, (int)K, dyn, (int)P, 0.0f, col, (int)P);
-                    col2im(dx, col, s, n, 1, g * Cg, Cg, false);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
+                                1.0f, w + g * Og * K, (int)K, dyb, (int)np, 0.0f, col, (int)np);
+                    col2im(dx, col, s, n0, cur, g * Cg, Cg, false);
                 }
             }
-            first = false;
         }
-        if (t < 64)
-            used[t] = !first;
-        if (dwt && t == 0 && first) /* thread 0 had no image: its share is zero */
-            memset(dw, 0, (size_t)WK * sizeof(float));
+        if (dw && T > 1) {
 #pragma omp barrier
-        if (dw) { /* dw += the other threads' buffers, split over the threads by columns */
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < WK; k++) {
                 float acc = dw[k];
-                for (int u = 1; u < nt && u < 64; u++)
-                    if (used[u])
-                        acc += ws[nt * K * P + (u - 1) * WK + k];
+                for (int u = 1; u < T; u++)
+                    acc += dw_parts[(u - 1) * WK + k];
                 dw[k] = acc;
             }
         }
@@ -473,8 +501,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (N == 0 || P == 0 || s->o == 0)
         return 0;
-    if (!use_direct(s) && use_per_image(s))
-        return conv_forward_per_image(y, x, w, b, s);
+    if (!use_direct(s) && use_thread_images(s, false))
+        return conv_forward_threads(y, x, w, b, s);
     if (use_direct(s)) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t g = 0; g < G; g++)
@@ -514,8 +542,8 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
         memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
     if (N == 0 || P == 0 || s->o == 0 || (!dx && !dw))
         return 0;
-    if (!use_direct(s) && use_per_image(s))
-        return conv_backward_per_image(dx, dw, dy, x, w, s);
+    if (!use_direct(s) && use_thread_images(s, dw != NULL))
+        return conv_backward_threads(dx, dw, dy, x, w, s);
     if (use_direct(s)) {
         for (int64_t g = 0; g < G; g++)
             for (int64_t n = 0; n < N; n++) {
