@@ -142,19 +142,43 @@ describe("conv2d", function()
     assert.tensor_near(db, b.grad, 1e-4)
   end
 
-  it("splits large batches into chunks with the same result as image by image", function()
-    -- 40 images x (2304 x 64) columns exceed one column buffer (2^23 floats): 2 chunks of 20
-    same_as_image_by_image({40, 256, 8, 8}, {16, 256, 3, 3}, {padding = 1}, 11)
+  local function with_threads(n, fn)
+    local saved = fs.get_num_threads()
+    fs.set_num_threads(n)
+    local ok, err = pcall(fn)
+    fs.set_num_threads(saved)
+    assert(ok, err)
+  end
+
+  it("batched path: large batches split into chunks, same result as image by image", function()
+    -- 1 thread takes the batched form; 40 images x (2304 x 64) columns exceed one column
+    -- buffer (2^23 floats): 2 chunks of 20
+    with_threads(1, function()
+      same_as_image_by_image({40, 256, 8, 8}, {16, 256, 3, 3}, {padding = 1}, 11)
+    end)
   end)
 
-  it("per-image path (large images) agrees with image by image, at 1 and 2 threads", function()
-    local nt = fs.get_num_threads()
-    for _, t in ipairs({1, 2}) do
-      fs.set_num_threads(t)
-      same_as_image_by_image({5, 16, 32, 32}, {8, 16, 3, 3}, {padding = 1, stride = {1, 2}}, 21)
-    end
-    fs.set_num_threads(nt)
+  it("threads own images, in steps when their columns exceed the budget", function()
+    -- 2 threads x 4 images of 576 x 4096 columns: each thread goes one image at a time
+    with_threads(2, function()
+      same_as_image_by_image({8, 64, 64, 64}, {8, 64, 3, 3}, {padding = 1}, 15)
+    end)
   end)
+
+  it("agrees with image by image at 1 and 2 threads, strided output", function()
+    for _, t in ipairs({1, 2}) do
+      with_threads(t, function()
+        same_as_image_by_image({5, 16, 32, 32}, {8, 16, 3, 3}, {padding = 1, stride = {1, 2}}, 21)
+      end)
+    end
+  end)
+
+  it("a large weight gradient takes the batched form with threads (dw not copied per thread)",
+    function()
+      with_threads(2, function()
+        same_as_image_by_image({3, 64, 2, 2}, {128, 64, 3, 3}, {padding = 1}, 25)
+      end)
+    end)
 
   it("names both shapes in its errors", function()
     local x = fs.zeros({2, 3, 8, 8})
