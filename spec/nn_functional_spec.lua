@@ -173,12 +173,26 @@ describe("conv2d", function()
     end
   end)
 
-  it("a large weight gradient takes the batched form with threads (dw not copied per thread)",
-    function()
-      with_threads(2, function()
-        same_as_image_by_image({3, 64, 2, 2}, {128, 64, 3, 3}, {padding = 1}, 25)
-      end)
+  it("a large weight gradient: threads split dw's columns (no per-thread copies)", function()
+    with_threads(2, function()
+      same_as_image_by_image({3, 64, 2, 2}, {128, 64, 3, 3}, {padding = 1}, 25)
     end)
+  end)
+
+  it("one image at 2 threads (GEMMs split over the threads) equals 1 thread", function()
+    local x = randn({1, 32, 24, 24}, 31)
+    local w = randn({64, 32, 3, 3}, 32, 0.1)
+    local res = {}
+    for _, t in ipairs({1, 2}) do
+      with_threads(t, function()
+        x.grad, w.grad = nil, nil
+        local y = F.conv2d(x, w, nil, {padding = 1})
+        y:backward(fs.ones(y:shape()))
+        res[t] = {y, x.grad, w.grad}
+      end)
+    end
+    for i = 1, 3 do assert.tensor_near(res[2][i], res[1][i], 1e-6) end
+  end)
 
   it("names both shapes in its errors", function()
     local x = fs.zeros({2, 3, 8, 8})

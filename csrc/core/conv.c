@@ -220,21 +220,22 @@ static void valid_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t 
     *hi = h;
 }
 
-/* col (K, nb*P) from images n0..n0+nb-1, channels c0..c0+Cg-1 of x (N, C, H, W). */
-static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t n0, int64_t nb,
-                   int64_t c0, int64_t cg, bool par)
+/* Rows r0..r1-1 of col (K, nb*P) (written from col's first row) from images n0..n0+nb-1,
+ * channels c0..c0+Cg-1 of x (N, C, H, W). */
+static void im2col_rows(float *col, const float *x, const fs_conv2d_shape *s, int64_t n0,
+                        int64_t nb, int64_t c0, int64_t r0, int64_t r1, bool par)
 {
     const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
     const int64_t kh = s->kh, kw = s->kw, sh = s->a.stride[0], sw = s->a.stride[1];
     const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
     const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
-    const int64_t K = cg * kh * kw, NP = nb * P;
-#pragma omp parallel for schedule(static) if (par && K * NP > FS_PARALLEL_MIN)
-    for (int64_t r = 0; r < K; r++) {
+    const int64_t NP = nb * P;
+#pragma omp parallel for schedule(static) if (par && (r1 - r0) * NP > FS_PARALLEL_MIN)
+    for (int64_t r = r0; r < r1; r++) {
         int64_t c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
         int64_t off = kj * dw - pw, lo, hi;
         valid_range(off, sw, W, OW, &lo, &hi);
-        float *dst = col + r * NP;
+        float *dst = col + (r - r0) * NP;
         for (int64_t n = 0; n < nb; n++) {
             const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
             for (int64_t oh = 0; oh < OH; oh++) {
@@ -260,6 +261,13 @@ static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t
             }
         }
     }
+}
+
+/* col (K, nb*P) from images n0..n0+nb-1, channels c0..c0+Cg-1 of x (N, C, H, W). */
+static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t n0, int64_t nb,
+                   int64_t c0, int64_t cg, bool par)
+{
+    im2col_rows(col, x, s, n0, nb, c0, 0, cg * s->kh * s->kw, par);
 }
 
 /* dx (N, C, H, W), images n0..n0+nb-1, channels c0..c0+Cg-1: set to the sum of the columns
@@ -384,6 +392,66 @@ static int64_t thread_step(int64_t share, int64_t per_image, int64_t nt)
     if (nb < 1)
         nb = 1;
     return nb < share ? nb : share;
+}
+
+/* Backward when dw is large next to the columns (late stages: dw 512 x 4608, columns
+ * 4608 x 108): instead of per-thread copies of dw, each thread gathers dy for the whole batch
+ * (small here), unfolds its own rows k0..k1 of col for all images and computes dw's columns
+ * k0..k1; then dcol for its own images and col2im into them. No barrier at all. */
+static bool use_krows(const fs_conv2d_shape *s)
+{
+    int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;
+    int64_t NP = s->n * s->oh * s->ow, Og = s->o / s->a.groups;
+    int64_t share = (s->n + nt - 1) / nt;
+    int64_t rows = (K + nt - 1) / nt;
+    int64_t per = Og * NP + (rows * NP > K * share * s->oh * s->ow ? rows * NP
+                                                                    : K * share * s->oh * s->ow);
+    return nt >= 2 && nt <= 64 && s->n >= nt && nt * per <= COL_BUDGET;
+}
+
+static int conv_backward_krows(float *dx, float *dw, const float *dy, const float *x,
+                               const float *w, const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, NP = N * P;
+    const int nt = fs_get_num_threads();
+    const int64_t share = (N + nt - 1) / nt, rows = (K + nt - 1) / nt;
+    const int64_t colsz = rows * NP > K * share * P ? rows * NP : K * share * P;
+    const int64_t per_thread = Og * NP + colsz;
+    float *ws = workspace((size_t)(nt * per_thread));
+    if (!ws)
+        return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        float *dy2 = ws + t * per_thread, *col = dy2 + Og * NP;
+        int64_t k0 = K * t / T, k1 = K * (t + 1) / T;
+        int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
+        for (int64_t g = 0; g < G; g++) {
+            for (int64_t o = 0; o < Og; o++)
+                for (int64_t n = 0; n < N; n++)
+                    memcpy(dy2 + o * NP + n * P, dy + (n * O + g * Og + o) * P,
+                           (size_t)P * sizeof(float));
+            if (dw && k1 > k0) {
+                im2col_rows(col, x, s, 0, N, g * Cg, k0, k1, false);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)(k1 - k0),
+                            (int)NP, 1.0f, dy2, (int)NP, col, (int)NP, 0.0f,
+                            dw + g * Og * K + k0, (int)K);
+            }
+            if (dx && i1 > i0) {
+                int64_t np = (i1 - i0) * P;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
+                            1.0f, w + g * Og * K, (int)K, dy2 + i0 * P, (int)NP, 0.0f, col,
+                            (int)np);
+                col2im(dx, col, s, i0, i1 - i0, g * Cg, Cg, false);
+            }
+        }
+    }
+    return 0;
 }
 
 static int conv_forward_threads(float *y, const float *x, const float *w, const float *b,
@@ -544,6 +612,8 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
         return 0;
     if (!use_direct(s) && use_thread_images(s, dw != NULL))
         return conv_backward_threads(dx, dw, dy, x, w, s);
+    if (!use_direct(s) && dw && use_krows(s))
+        return conv_backward_krows(dx, dw, dy, x, w, s);
     if (use_direct(s)) {
         for (int64_t g = 0; g < G; g++)
             for (int64_t n = 0; n < N; n++) {
