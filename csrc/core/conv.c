@@ -1,22 +1,29 @@
-/* conv.c - 2-D convolution and transposed convolution: im2col/col2im + cblas_sgemm.
+/* conv.c - 2-D convolution and transposed convolution: im2col/col2im + sgemm.
  *
  * x (N, C, H, W), w (O, Cg, kh, kw), y (N, O, OH, OW), with G groups, Cg = C/G, Og = O/G,
  * K = Cg*kh*kw (the length of a column) and P = OH*OW (output pixels of one image).
- *
- * A chunk of Nb images is unfolded per group into col (K, Nb*P), so that ONE GEMM
- *     out (Og, Nb*P) = w_g (Og, K) @ col
- * covers the chunk: late ResNet stages have P = 4..64 per image, where per-image GEMMs would
- * be tiny and slow. out is then scattered into y (N, O, P) with the bias added. Backward:
- *     dy_g (Og, Nb*P) gathered from dy;  dw_g += dy_g @ col^T;  dcol = w_g^T @ dy_g -> col2im.
- * A 1x1, stride-1, unpadded convolution over large images multiplies the images in place
- * (no col, no copy). col is recomputed in backward rather than kept (memory).
+ * Images are unfolded per group into col (K, nb*P) so that one GEMM covers nb images:
+ *     y_g (Og, nb*P) = w_g (Og, K) @ col                               (then scattered to y)
+ *     dw_g += dy_g (Og, nb*P) @ col^T ;  dcol = w_g^T @ dy_g -> col2im -> dx
+ * col is recomputed in backward rather than kept (memory). Three ways to run it on T threads:
+ *   - threads own images (the usual case, N >= T): each thread runs the whole pipeline on its
+ *     own images with its own col (in cache, single-threaded sgemm), so one convolution is one
+ *     parallel region with no barrier inside (backward: one, before summing the threads' dw);
+ *     a shared machine stalls at every barrier, so fewer is faster there too.
+ *   - dw large next to the columns (late ResNet stages, backward): each thread computes dw's
+ *     columns k0..k1 over the whole batch, then dx of its own images.
+ *   - batched (N < T, or budgets exceeded): chunks of the batch, GEMMs split over the threads
+ *     (fs_gemm), unfold/scatter/col2im parallel loops.
+ * A 1x1, stride-1, unpadded convolution over large images multiplies the images in place.
+ * Every form gives the same y and dx; dw differs only by the order of its sums.
  *
  * conv_transpose2d(x, w) is the data-gradient of conv2d: its forward is conv2d's backward-data
  * on the "conv" shape whose input is the transposed output, and its backward is conv2d's
  * forward (for dx) and conv2d's weight gradient with the roles of x and dy swapped (for dw).
  *
- * The column buffers live in one cached workspace per thread (grown on demand, kept between
- * calls, released by fs_conv_workspace_release): allocating 16-32 MB per call costs page faults.
+ * The column buffers live in one cached workspace per calling thread (grown on demand, kept
+ * between calls, released by fs_conv_workspace_release): allocating 16-32 MB per call costs
+ * page faults.
  */
 #include <cblas.h>
 #include <stdlib.h>
@@ -27,9 +34,8 @@
 
 #include "nn_internal.h"
 
-/* Threads: one pool (OpenMP) for the whole kernel. OpenBLAS runs single-threaded inside
- * (fs_blas_single_begin/end); GEMMs go through fs_gemm (split over the OpenMP threads) or, in
- * the per-image path, are called by each thread on its own images. */
+/* Threads: one pool (OpenMP) for the whole kernel; OpenBLAS runs single-threaded inside
+ * (fs_blas_single_begin/end, gemm.c). */
 
 static inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C,
