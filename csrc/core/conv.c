@@ -15,7 +15,7 @@
  *   - batched (N < T, or budgets exceeded): chunks of the batch, GEMMs split over the threads
  *     (fs_gemm), unfold/scatter/col2im parallel loops.
  * A 1x1, stride-1, unpadded convolution over large images multiplies the images in place.
- * Every form gives the same y and dx; dw differs only by the order of its sums.
+ * The forms agree to float rounding (dw sums in a different order).
  *
  * conv_transpose2d(x, w) is the data-gradient of conv2d: its forward is conv2d's backward-data
  * on the "conv" shape whose input is the transposed output, and its backward is conv2d's
