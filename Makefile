@@ -5,6 +5,7 @@
 #   make demo       install missing Debian packages, build, run the main job
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
+#   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
 #   make install    used by luarocks: LIBDIR / LUADIR receive core.so and the Lua files
 #   make clean
 
@@ -34,21 +35,22 @@ FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC
               -fvisibility=hidden $(OPT) -Icsrc/core -Icsrc/lua $(PC_CFLAGS) $(SAN)
 FS_LDLIBS   = $(PC_LIBS) -lm -fopenmp $(SAN)
 
-BUILD       = build$(if $(SAN),-san)
+# VARIANT names a separate build (build-san, build-vg) with its own core.so.
+BUILD       = build$(VARIANT)
 CORE_SRC    = $(sort $(wildcard csrc/core/*.c))
 LUA_SRC     = $(sort $(wildcard csrc/lua/*.c))
 CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
 LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
 HEADERS     = $(wildcard csrc/core/*.h csrc/lua/*.h)
 
-SO          = $(if $(SAN),$(BUILD)/fewshot/core.so,fewshot/core.so)
+SO          = $(if $(VARIANT),$(BUILD)/fewshot/core.so,fewshot/core.so)
 CORE_LIB    = $(BUILD)/libfewshot_core.a
 HOST        = $(BUILD)/embed-host
 
 LUA_ENV     = LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./?.so;;"
 BUSTED      = $(LUA_ENV) $(LUA) /usr/bin/busted
 
-.PHONY: all deps test demo bench sanitize install clean
+.PHONY: all deps test demo bench sanitize valgrind install clean
 
 all: $(SO) $(CORE_LIB) $(HOST)
 
@@ -99,14 +101,23 @@ $(BUILD)/bench-cblas: bench/cblas_matmul.c
 
 # Sanitizers: a separate build in build-san/ (its own core.so, found first on LUA_CPATH); the
 # .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
-SAN_FLAGS = SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
+SAN_FLAGS = VARIANT=-san SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
 sanitize: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_FLAGS)
 	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
-	  LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./build-san/?.so;;" \
+	  FS_CPATH="./build-san/?.so" \
 	  $(LUA) /usr/bin/busted -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
+
+# valgrind's memcheck on the core specs, with a build valgrind can decode (AVX2, no AVX-512).
+VG_FLAGS = VARIANT=-vg OPT="-O1 -g -march=x86-64-v3"
+VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua spec/nn_functional_spec.lua \
+           spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua
+valgrind: deps
+	@$(MAKE) --no-print-directory build-vg/fewshot/core.so $(VG_FLAGS)
+	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=3 $(LUA) /usr/bin/busted -o TAP $(VG_SPECS)
 
 LIBDIR ?= /usr/local/lib/lua/5.4
 LUADIR ?= /usr/local/share/lua/5.4
@@ -116,4 +127,4 @@ install: $(SO)
 	cp lua/fewshot/*.lua $(LUADIR)/fewshot/
 
 clean:
-	rm -rf build build-san fewshot
+	rm -rf build build-san build-vg fewshot

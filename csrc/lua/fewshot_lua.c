@@ -11,6 +11,8 @@ int luaopen_fewshot_core(lua_State *L)
     fs_lua_open_tensor(L);
     fs_lua_open_autograd(L);
     fs_lua_open_random(L);
+    fs_lua_open_spect(L);
+    fs_lua_open_image(L);
     fs_lua_open_nn(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");

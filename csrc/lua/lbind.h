@@ -64,6 +64,8 @@ void fs_lua_apply_requires_grad(lua_State *L, int opts, fs_tensor *t);
 void fs_lua_open_tensor(lua_State *L);
 void fs_lua_open_autograd(lua_State *L);
 void fs_lua_open_random(lua_State *L);
+void fs_lua_open_spect(lua_State *L);
+void fs_lua_open_image(lua_State *L);
 void fs_lua_open_nn(lua_State *L);
 
 #endif

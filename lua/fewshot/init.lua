@@ -12,6 +12,9 @@ for k, v in pairs(core) do fs[k] = v end
 
 --- Submodules written in Lua, loaded on first use (so `require "fewshot"` stays cheap).
 local lazy = {}
+lazy.spect = "fewshot.spect"; fs.spect = nil -- the Lua front re-exports core.spect
+lazy.data = "fewshot.data"
+lazy.image = "fewshot.image"; fs.image = nil -- the Lua front re-exports core.image
 
 setmetatable(fs, {
   __index = function(t, k)
