@@ -3,10 +3,11 @@
 -- each case also run on a non-contiguous input; finite-difference checks of every backward;
 -- batch-norm running statistics; shape error messages.
 --
--- Tolerances (assert.tensor_near: |a - e| <= tol * (1 + |e|)):
---   forward 1e-5 for every op; gradients 1e-5, except batch_norm's dx (2e-5: the
---   mean-50 channel) and the losses' gradients over a sum reduction.
---   Finite differences: eps 1e-2 on float32, worst relative error <= 2e-3 (3e-3 for batch_norm).
+-- Tolerances (assert.tensor_near: |a - e| <= tol * (1 + |e|)): 1e-5 for every forward and
+-- every gradient against PyTorch (measured worst: 1.1e-6 for conv2d 7x7, 1.3e-6 for
+-- conv_transpose2d's bias gradient, <= 1e-6 elsewhere; running stats 1e-6).
+-- Finite differences (helper.gradcheck, eps 1e-2 on float32): worst relative error <= 5e-4
+-- (measured: <= 3.4e-5).
 local fs = require "fewshot"
 local helper = require "helper"
 local F = fs.nn.functional
@@ -61,7 +62,7 @@ end
 
 local function gradcheck_ok(fn, inputs, tol, eps)
   local worst = helper.gradcheck(fn, inputs, {eps = eps or 1e-2})
-  assert.is_true(worst <= (tol or 2e-3), string.format("finite differences: worst %.3g", worst))
+  assert.is_true(worst <= (tol or 5e-4), string.format("finite differences: worst %.3g", worst))
 end
 
 local function randn(shape, seed, scale)
@@ -141,18 +142,56 @@ describe("conv2d", function()
     assert.tensor_near(db, b.grad, 1e-4)
   end
 
-  it("splits large batches into chunks with the same result as image by image", function()
-    -- 40 images x (2304 x 64) columns exceed one column buffer (2^23 floats): 2 chunks of 20
-    same_as_image_by_image({40, 256, 8, 8}, {16, 256, 3, 3}, {padding = 1}, 11)
+  local function with_threads(n, fn)
+    local saved = fs.get_num_threads()
+    fs.set_num_threads(n)
+    local ok, err = pcall(fn)
+    fs.set_num_threads(saved)
+    assert(ok, err)
+  end
+
+  it("batched path: large batches split into chunks, same result as image by image", function()
+    -- 1 thread takes the batched form; 40 images x (2304 x 64) columns exceed one column
+    -- buffer (2^23 floats): 2 chunks of 20
+    with_threads(1, function()
+      same_as_image_by_image({40, 256, 8, 8}, {16, 256, 3, 3}, {padding = 1}, 11)
+    end)
   end)
 
-  it("per-image path (large images) agrees with image by image, at 1 and 2 threads", function()
-    local nt = fs.get_num_threads()
+  it("threads own images, in steps when their columns exceed the budget", function()
+    -- 2 threads x 4 images of 576 x 4096 columns: each thread goes one image at a time
+    with_threads(2, function()
+      same_as_image_by_image({8, 64, 64, 64}, {8, 64, 3, 3}, {padding = 1}, 15)
+    end)
+  end)
+
+  it("agrees with image by image at 1 and 2 threads, strided output", function()
     for _, t in ipairs({1, 2}) do
-      fs.set_num_threads(t)
-      same_as_image_by_image({5, 16, 32, 32}, {8, 16, 3, 3}, {padding = 1, stride = {1, 2}}, 21)
+      with_threads(t, function()
+        same_as_image_by_image({5, 16, 32, 32}, {8, 16, 3, 3}, {padding = 1, stride = {1, 2}}, 21)
+      end)
     end
-    fs.set_num_threads(nt)
+  end)
+
+  it("a large weight gradient: threads split dw's columns (no per-thread copies)", function()
+    with_threads(2, function()
+      same_as_image_by_image({3, 64, 2, 2}, {128, 64, 3, 3}, {padding = 1}, 25)
+    end)
+  end)
+
+  it("one image at 2 threads (GEMMs split over the threads) equals 1 thread", function()
+    local x = randn({1, 32, 24, 24}, 31)
+    local w = randn({64, 32, 3, 3}, 32, 0.1)
+    local res = {}
+    for _, t in ipairs({1, 2}) do
+      with_threads(t, function()
+        x.grad, w.grad = nil, nil
+        local y = F.conv2d(x, w, nil, {padding = 1})
+        y:backward(fs.ones(y:shape()))
+        res[t] = {y, x.grad, w.grad}
+      end)
+    end
+    for i = 1, 3 do assert.tensor_near(res[2][i], res[1][i], 1e-6) end
   end)
 
   it("names both shapes in its errors", function()
@@ -228,7 +267,7 @@ describe("batch_norm", function()
     local f = check_fixture("bn_train", function(I, f)
       rm, rv = f.rm0:clone(), f.rv0:clone()
       return F.batch_norm(I.x, rm, rv, I.w, I.b, {training = true, momentum = 0.1, eps = 1e-5})
-    end, {g = {x = 2e-5}})
+    end)
     assert.tensor_near(rm, f.rm, 1e-6)
     assert.tensor_near(rv, f.rv, 1e-6)
   end)
@@ -278,7 +317,7 @@ describe("batch_norm", function()
   it("passes finite differences in training and eval mode", function()
     gradcheck_ok(function(x, w, b)
       return F.batch_norm(x, nil, nil, w, b, {training = true})
-    end, {randn({3, 2, 2, 3}, 42), randn({2}, 43), randn({2}, 44)}, 3e-3)
+    end, {randn({3, 2, 2, 3}, 42), randn({2}, 43), randn({2}, 44)})
     local rm, rv = fs.tensor({0.2, -0.3}), fs.tensor({1.5, 0.7})
     gradcheck_ok(function(x, w, b)
       return F.batch_norm(x, rm, rv, w, b)
@@ -325,6 +364,17 @@ describe("pooling", function()
     gradcheck_ok(function(x) return F.avg_pool2d(x, {kernel = 3, stride = 2, padding = 1}) end,
       {randn({1, 2, 5, 6}, 52)})
     gradcheck_ok(function(x) return F.adaptive_avg_pool2d(x, {2, 3}) end, {randn({1, 2, 5, 7}, 53)})
+  end)
+
+  it("max_pool2d propagates NaN and takes the first of tied maxima", function()
+    local nan = 0 / 0
+    local y = F.max_pool2d(fs.tensor({{{{1, nan, 7, 2}, {3, 2, 7, 7}}}}), {kernel = 2})
+    local v = y:totable()[1][1][1]
+    assert.is_true(v[1] ~= v[1])
+    assert.equal(7, v[2])
+    local x = fs.tensor({{{{7, 2}, {7, 7}}}}):requires_grad(true)
+    F.max_pool2d(x, {kernel = 2}):sum():backward()
+    assert.same({{{{1, 0}, {0, 0}}}}, x.grad:totable())
   end)
 
   it("max_pool2d sends the gradient to the argmax only", function()

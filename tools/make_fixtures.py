@@ -74,7 +74,7 @@ def conv_cases():
         ("conv_1x1_batched", (2, 4, 16, 16), (3, 4, 1, 1), True, {}),
         ("conv_1x1_stride2", (2, 4, 7, 7), (6, 4, 1, 1), False, dict(stride=2)),
         ("conv_7x7", (2, 3, 13, 13), (4, 3, 7, 7), False, dict(stride=2, padding=3)),
-        # 4 images of 14x14 outputs: the per-image path (P >= 192, N >= 2 threads)
+        # 4 images, groups: each of 2 threads owns 2 images (conv.c thread path)
         ("conv_per_image", (4, 4, 14, 14), (4, 2, 3, 3), True, dict(padding=1, groups=2)),
     ]
     for name, xs, ws, bias, kw in cases:

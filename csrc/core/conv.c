@@ -1,22 +1,29 @@
-/* conv.c - 2-D convolution and transposed convolution: im2col/col2im + cblas_sgemm.
+/* conv.c - 2-D convolution and transposed convolution: im2col/col2im + sgemm.
  *
  * x (N, C, H, W), w (O, Cg, kh, kw), y (N, O, OH, OW), with G groups, Cg = C/G, Og = O/G,
  * K = Cg*kh*kw (the length of a column) and P = OH*OW (output pixels of one image).
- *
- * A chunk of Nb images is unfolded per group into col (K, Nb*P), so that ONE GEMM
- *     out (Og, Nb*P) = w_g (Og, K) @ col
- * covers the chunk: late ResNet stages have P = 4..64 per image, where per-image GEMMs would
- * be tiny and slow. out is then scattered into y (N, O, P) with the bias added. Backward:
- *     dy_g (Og, Nb*P) gathered from dy;  dw_g += dy_g @ col^T;  dcol = w_g^T @ dy_g -> col2im.
- * A 1x1, stride-1, unpadded convolution over large images multiplies the images in place
- * (no col, no copy). col is recomputed in backward rather than kept (memory).
+ * Images are unfolded per group into col (K, nb*P) so that one GEMM covers nb images:
+ *     y_g (Og, nb*P) = w_g (Og, K) @ col                               (then scattered to y)
+ *     dw_g += dy_g (Og, nb*P) @ col^T ;  dcol = w_g^T @ dy_g -> col2im -> dx
+ * col is recomputed in backward rather than kept (memory). Three ways to run it on T threads:
+ *   - threads own images (the usual case, N >= T): each thread runs the whole pipeline on its
+ *     own images with its own col (in cache, single-threaded sgemm), so one convolution is one
+ *     parallel region with no barrier inside (backward: one, before summing the threads' dw);
+ *     a shared machine stalls at every barrier, so fewer is faster there too.
+ *   - dw large next to the columns (late ResNet stages, backward): each thread computes dw's
+ *     columns k0..k1 over the whole batch, then dx of its own images.
+ *   - batched (N < T, or budgets exceeded): chunks of the batch, GEMMs split over the threads
+ *     (fs_gemm), unfold/scatter/col2im parallel loops.
+ * A 1x1, stride-1, unpadded convolution over large images multiplies the images in place.
+ * The forms agree to float rounding (dw sums in a different order).
  *
  * conv_transpose2d(x, w) is the data-gradient of conv2d: its forward is conv2d's backward-data
  * on the "conv" shape whose input is the transposed output, and its backward is conv2d's
  * forward (for dx) and conv2d's weight gradient with the roles of x and dy swapped (for dw).
  *
- * The column buffers live in one cached workspace per thread (grown on demand, kept between
- * calls, released by fs_conv_workspace_release): allocating 16-32 MB per call costs page faults.
+ * The column buffers live in one cached workspace per calling thread (grown on demand, kept
+ * between calls, released by fs_conv_workspace_release): allocating 16-32 MB per call costs
+ * page faults.
  */
 #include <cblas.h>
 #include <stdlib.h>
@@ -27,60 +34,14 @@
 
 #include "nn_internal.h"
 
-/* ---- threads: one pool (OpenMP) for the whole kernel ----
- * OpenMP workers spin for a while after each parallel region; OpenBLAS's own threads then
- * fight them for the cores (measured: 2 threads slower than 1). So inside a conv kernel
- * OpenBLAS runs single-threaded and each GEMM is split over the OpenMP threads by blocks of
- * C's columns (or rows), every thread calling sgemm on its block. */
+/* Threads: one pool (OpenMP) for the whole kernel; OpenBLAS runs single-threaded inside
+ * (fs_blas_single_begin/end, gemm.c). */
 
-typedef struct { int saved; } blas_guard;
-
-static blas_guard blas_single_begin(void)
+static inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                        int64_t ldc)
 {
-    blas_guard g = {openblas_get_num_threads()};
-    if (g.saved != 1)
-        openblas_set_num_threads(1);
-    return g;
-}
-
-static void blas_single_end(blas_guard g)
-{
-    if (g.saved != 1)
-        openblas_set_num_threads(g.saved);
-}
-
-/* C (M, N) = op(A) op(B) + beta C (row-major, alpha 1), split over the OpenMP threads. */
-static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
-{
-    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    int nt = fs_get_num_threads();
-    if (nt <= 1 || (double)M * N * K < 4e6 || (M < 32 && N < 32)) {
-        cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
-                    (int)ldb, beta, C, (int)ldc);
-        return;
-    }
-    const bool split_cols = N >= M;
-#pragma omp parallel num_threads(nt)
-    {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
-        int64_t len = split_cols ? N : M;
-        int64_t b0 = (len * t / T) & ~(int64_t)15, b1 = t == T - 1 ? len : (len * (t + 1) / T) & ~(int64_t)15;
-        if (b1 > b0) {
-            if (split_cols)
-                cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)(b1 - b0), (int)K, 1.0f, A,
-                            (int)lda, tb ? B + b0 * ldb : B + b0, (int)ldb, beta, C + b0,
-                            (int)ldc);
-            else
-                cblas_sgemm(CblasRowMajor, TA, TB, (int)(b1 - b0), (int)N, (int)K, 1.0f,
-                            ta ? A + b0 : A + b0 * lda, (int)lda, B, (int)ldb, beta,
-                            C + b0 * ldc, (int)ldc);
-        }
-    }
+    fs_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---- workspace ---- */
@@ -265,21 +226,32 @@ static void valid_range(int64_t off, int64_t sw, int64_t W, int64_t OW, int64_t 
     *hi = h;
 }
 
-/* col (K, nb*P) from images n0..n0+nb-1, channels c0..c0+Cg-1 of x (N, C, H, W). */
-static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t n0, int64_t nb,
-                   int64_t c0, int64_t cg, bool par)
+/* The leading dimension of a buffer of rows of n floats: n rounded up to 16 and never a
+ * multiple of 64 floats. Rows 256 bytes apart (or a multiple) alias in the caches when sgemm
+ * packs them (measured: 128 x 1728 x 1152 took 5.2 ms with rows of 1728 floats, 2.9 ms with
+ * 1744). col, dcol and the gathered dy all use it. */
+static int64_t pad_ld(int64_t n)
+{
+    int64_t ld = (n + 15) & ~(int64_t)15;
+    return ld % 64 == 0 ? ld + 16 : ld;
+}
+
+/* Rows r0..r1-1 of col (K, nb*P), leading dimension ld (written from col's first row), from
+ * images n0..n0+nb-1, channels c0..c0+Cg-1 of x (N, C, H, W). */
+static void im2col_rows(float *col, int64_t ld, const float *x, const fs_conv2d_shape *s,
+                        int64_t n0, int64_t nb, int64_t c0, int64_t r0, int64_t r1, bool par)
 {
     const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
     const int64_t kh = s->kh, kw = s->kw, sh = s->a.stride[0], sw = s->a.stride[1];
     const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
     const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
-    const int64_t K = cg * kh * kw, NP = nb * P;
-#pragma omp parallel for schedule(static) if (par && K * NP > FS_PARALLEL_MIN)
-    for (int64_t r = 0; r < K; r++) {
+    const int64_t NP = nb * P;
+#pragma omp parallel for schedule(static) if (par && (r1 - r0) * NP > FS_PARALLEL_MIN)
+    for (int64_t r = r0; r < r1; r++) {
         int64_t c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
         int64_t off = kj * dw - pw, lo, hi;
         valid_range(off, sw, W, OW, &lo, &hi);
-        float *dst = col + r * NP;
+        float *dst = col + (r - r0) * ld;
         for (int64_t n = 0; n < nb; n++) {
             const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
             for (int64_t oh = 0; oh < OH; oh++) {
@@ -294,6 +266,9 @@ static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t
                     d[ow] = 0.0f;
                 if (sw == 1)
                     memcpy(d + lo, row + lo + off, (size_t)(hi - lo) * sizeof(float));
+                else if (sw == 2) /* a constant stride: vectorised with permutes */
+                    for (int64_t ow = lo; ow < hi; ow++)
+                        d[ow] = row[2 * ow + off];
                 else
                     for (int64_t ow = lo; ow < hi; ow++)
                         d[ow] = row[ow * sw + off];
@@ -304,10 +279,17 @@ static void im2col(float *col, const float *x, const fs_conv2d_shape *s, int64_t
     }
 }
 
-/* dx (N, C, H, W), images n0..n0+nb-1, channels c0..c0+Cg-1: set to the sum of the columns
- * of dcol (K, nb*P) that read each pixel. */
-static void col2im(float *dx, const float *dcol, const fs_conv2d_shape *s, int64_t n0,
+/* col (K, nb*P), leading dimension ld, from images n0..n0+nb-1, channels c0..c0+Cg-1. */
+static void im2col(float *col, int64_t ld, const float *x, const fs_conv2d_shape *s, int64_t n0,
                    int64_t nb, int64_t c0, int64_t cg, bool par)
+{
+    im2col_rows(col, ld, x, s, n0, nb, c0, 0, cg * s->kh * s->kw, par);
+}
+
+/* dx (N, C, H, W), images n0..n0+nb-1, channels c0..c0+Cg-1: set to the sum of the columns
+ * of dcol (K, nb*P), leading dimension ld, that read each pixel. */
+static void col2im(float *dx, const float *dcol, int64_t ld, const fs_conv2d_shape *s,
+                   int64_t n0, int64_t nb, int64_t c0, int64_t cg, bool par)
 {
     const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
     const int64_t kh = s->kh, kw = s->kw, sh = s->a.stride[0], sw = s->a.stride[1];
@@ -323,7 +305,7 @@ static void col2im(float *dx, const float *dcol, const fs_conv2d_shape *s, int64
                 for (int64_t kj = 0; kj < kw; kj++) {
                     int64_t r = (c * kh + ki) * kw + kj, off = kj * dw - pw, lo, hi;
                     valid_range(off, sw, W, OW, &lo, &hi);
-                    const float *src = dcol + r * NP + n * P;
+                    const float *src = dcol + r * ld + n * P;
                     for (int64_t oh = 0; oh < OH; oh++) {
                         int64_t ih = oh * sh - ph + ki * dh;
                         if (ih < 0 || ih >= H)
@@ -333,6 +315,9 @@ static void col2im(float *dx, const float *dcol, const fs_conv2d_shape *s, int64
                         if (sw == 1)
                             for (int64_t ow = lo; ow < hi; ow++)
                                 row[ow + off] += sp[ow];
+                        else if (sw == 2)
+                            for (int64_t ow = lo; ow < hi; ow++)
+                                row[2 * ow + off] += sp[ow];
                         else
                             for (int64_t ow = lo; ow < hi; ow++)
                                 row[ow * sw + off] += sp[ow];
@@ -343,26 +328,27 @@ static void col2im(float *dx, const float *dcol, const fs_conv2d_shape *s, int64
     }
 }
 
-/* dst (og, nb*P) <- rows g*og.. of src (N, O, P), images n0..n0+nb-1. */
-static void gather_rows(float *dst, const float *src, int64_t O, int64_t P, int64_t n0,
-                        int64_t nb, int64_t o0, int64_t og)
+/* dst (og, nb*P), leading dimension ld <- rows o0.. of src (N, O, P), images n0..n0+nb-1. */
+static void gather_rows(float *dst, int64_t ld, const float *src, int64_t O, int64_t P,
+                        int64_t n0, int64_t nb, int64_t o0, int64_t og, bool par)
 {
-#pragma omp parallel for collapse(2) schedule(static) if (og * nb * P > FS_PARALLEL_MIN)
+#pragma omp parallel for collapse(2) schedule(static) if (par && og * nb * P > FS_PARALLEL_MIN)
     for (int64_t o = 0; o < og; o++)
         for (int64_t n = 0; n < nb; n++)
-            memcpy(dst + o * nb * P + n * P, src + ((n0 + n) * O + o0 + o) * P,
+            memcpy(dst + o * ld + n * P, src + ((n0 + n) * O + o0 + o) * P,
                    (size_t)P * sizeof(float));
 }
 
-/* dst (N, O, P) rows o0.. of images n0.. <- src (og, nb*P) + b[o0 + o] (b may be NULL). */
-static void scatter_rows(float *dst, const float *src, const float *b, int64_t O, int64_t P,
-                         int64_t n0, int64_t nb, int64_t o0, int64_t og)
+/* dst (N, O, P) rows o0.. of images n0.. <- src (og, nb*P), leading dimension ld, + b[o0 + o]
+ * (b may be NULL). */
+static void scatter_rows(float *dst, const float *src, int64_t ld, const float *b, int64_t O,
+                         int64_t P, int64_t n0, int64_t nb, int64_t o0, int64_t og, bool par)
 {
-#pragma omp parallel for collapse(2) schedule(static) if (og * nb * P > FS_PARALLEL_MIN)
+#pragma omp parallel for collapse(2) schedule(static) if (par && og * nb * P > FS_PARALLEL_MIN)
     for (int64_t n = 0; n < nb; n++)
         for (int64_t o = 0; o < og; o++) {
             float *d = dst + ((n0 + n) * O + o0 + o) * P;
-            const float *sp = src + o * nb * P + n * P;
+            const float *sp = src + o * ld + n * P;
             float bv = b ? b[o0 + o] : 0.0f;
             for (int64_t p = 0; p < P; p++)
                 d[p] = sp[p] + bv;
@@ -400,102 +386,190 @@ static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t 
 
 /* ---- kernels ---- */
 
-/* Large images (P = OH*OW >= PER_IMAGE_MIN) and enough of them for every thread: each thread
- * takes whole images, unfolds one image at a time into its own col (K, P) (which stays in
- * cache) and multiplies it straight into y / out of dy: no gather, no scatter, and the
- * GEMMs (Og x P x K) are large enough on their own. Otherwise the batched form below. */
-#define PER_IMAGE_MIN 192
-
-static bool use_per_image(const fs_conv2d_shape *s)
+/* Threads own images: thread t takes images [N t / T, N (t+1) / T) and runs the whole
+ * pipeline on them alone (unfold its images into its own col, one GEMM, scatter; backward:
+ * its own dy block, its own partial dw, col2im into its own images), so a convolution is one
+ * parallel region with no barrier in between (backward: one, before dw's reduction). Each
+ * step also stays in cache (a thread's col is at most COL_BUDGET / T floats). Used when every
+ * thread gets an image and dw's per-thread copies are small next to the columns; otherwise
+ * the batched form below (GEMMs split over the threads). */
+static bool use_thread_images(const fs_conv2d_shape *s, bool with_dw)
 {
-    return s->oh * s->ow >= PER_IMAGE_MIN && s->n >= 2 * fs_get_num_threads();
+    int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;
+    int64_t P = s->oh * s->ow;
+    if (nt < 2 || nt > 64 || s->n < nt)
+        return false;
+    return !with_dw || s->o * K * (nt - 1) <= s->n * P * K / 2;
 }
 
-static int conv_forward_per_image(float *y, const float *x, const float *w, const float *b,
-                                  const fs_conv2d_shape *s)
+/* Images per step for a thread: its share, cut to the per-thread column budget. */
+static int64_t thread_step(int64_t share, int64_t per_image, int64_t nt)
 {
-    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
-    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow;
+    int64_t nb = per_image > 0 ? COL_BUDGET / nt / per_image : share;
+    if (nb < 1)
+        nb = 1;
+    return nb < share ? nb : share;
+}
+
+/* Backward when dw is large next to the columns (late stages: dw 512 x 4608, columns
+ * 4608 x 108): instead of per-thread copies of dw, each thread gathers dy for the whole batch
+ * (small here), unfolds its own rows k0..k1 of col for all images and computes dw's columns
+ * k0..k1; then dcol for its own images and col2im into them. No barrier at all. */
+static bool use_krows(const fs_conv2d_shape *s)
+{
+    int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;
+    int64_t NP = s->n * s->oh * s->ow, Og = s->o / s->a.groups;
+    int64_t share = (s->n + nt - 1) / nt;
+    int64_t rows = (K + nt - 1) / nt;
+    int64_t ld = pad_ld(NP), ldi = pad_ld(share * s->oh * s->ow);
+    int64_t per = Og * ld + (rows * ld > K * ldi ? rows * ld : K * ldi);
+    return nt >= 2 && nt <= 64 && s->n >= nt && nt * per <= COL_BUDGET;
+}
+
+static int conv_backward_krows(float *dx, float *dw, const float *dy, const float *x,
+                               const float *w, const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, NP = N * P;
     const int nt = fs_get_num_threads();
-    float *ws = workspace((size_t)(nt * K * P));
+    const int64_t share = (N + nt - 1) / nt, rows = (K + nt - 1) / nt;
+    const int64_t ld = pad_ld(NP), ldi = pad_ld(share * P);
+    const int64_t colsz = rows * ld > K * ldi ? rows * ld : K * ldi;
+    const int64_t per_thread = Og * ld + colsz;
+    float *ws = workspace((size_t)(nt * per_thread));
     if (!ws)
         return -1;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0;
+        int t = 0, T = 1;
 #ifdef _OPENMP
         t = omp_get_thread_num();
+        T = omp_get_num_threads();
 #endif
-        float *col = ws + t * K * P;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t g = 0; g < G; g++) {
-                float *yo = y + (n * s->o + g * Og) * P;
-                im2col(col, x, s, n, 1, g * Cg, Cg, false);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)P, (int)K,
-                            1.0f, w + g * Og * K, (int)K, col, (int)P, 0.0f, yo, (int)P);
-                if (b)
-                    for (int64_t o = 0; o < Og; o++) {
-                        float bv = b[g * Og + o], *row = yo + o * P;
-                        for (int64_t p = 0; p < P; p++)
-                            row[p] += bv;
-                    }
+        float *dy2 = ws + t * per_thread, *col = dy2 + Og * ld;
+        int64_t k0 = K * t / T, k1 = K * (t + 1) / T;
+        int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
+        for (int64_t g = 0; g < G; g++) {
+            gather_rows(dy2, ld, dy, O, P, 0, N, g * Og, Og, false);
+            if (dw && k1 > k0) {
+                im2col_rows(col, ld, x, s, 0, N, g * Cg, k0, k1, false);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)(k1 - k0),
+                            (int)NP, 1.0f, dy2, (int)ld, col, (int)ld, 0.0f,
+                            dw + g * Og * K + k0, (int)K);
             }
+            if (dx && i1 > i0) {
+                int64_t np = (i1 - i0) * P;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
+                            1.0f, w + g * Og * K, (int)K, dy2 + i0 * P, (int)ld, 0.0f, col,
+                            (int)ldi);
+                col2im(dx, col, ldi, s, i0, i1 - i0, g * Cg, Cg, false);
+            }
+        }
     }
     return 0;
 }
 
-/* Each thread accumulates dw over its images in its own buffer (thread 0 in dw), then the
- * buffers are summed. */
-static int conv_backward_per_image(float *dx, float *dw, const float *dy, const float *x,
-                                   const float *w, const fs_conv2d_shape *s)
+static int conv_forward_threads(float *y, const float *x, const float *w, const float *b,
+                                const fs_conv2d_shape *s)
 {
-    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
-    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, WK = s->o * K;
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow;
     const int nt = fs_get_num_threads();
-    float *ws = workspace((size_t)(nt * K * P + (dw ? (nt - 1) * WK : 0)));
+    const int64_t share = (N + nt - 1) / nt, nb = thread_step(share, K * P, nt);
+    const int64_t ld = pad_ld(nb * P), per_thread = (K + Og) * ld;
+    float *ws = workspace((size_t)(nt * per_thread));
     if (!ws)
         return -1;
-    int used[64] = {0}; /* threads that wrote their dw buffer */
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0;
+        int t = 0, T = 1;
 #ifdef _OPENMP
         t = omp_get_thread_num();
+        T = omp_get_num_threads();
 #endif
-        float *col = ws + t * K * P;
-        float *dwt = dw ? (t == 0 ? dw : ws + nt * K * P + (t - 1) * WK) : NULL;
-        bool first = true;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++) {
+        float *col = ws + t * per_thread, *tmp = col + K * ld;
+        int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
+        for (int64_t n0 = i0; n0 < i1; n0 += nb) {
+            int64_t cur = i1 - n0 < nb ? i1 - n0 : nb, np = cur * P;
             for (int64_t g = 0; g < G; g++) {
-                const float *dyn = dy + (n * s->o + g * Og) * P;
+                im2col(col, ld, x, s, n0, cur, g * Cg, Cg, false);
+                float *out = cur == 1 ? y + (n0 * O + g * Og) * P : tmp;
+                int64_t ldo = cur == 1 ? P : ld;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Og, (int)np, (int)K,
+                            1.0f, w + g * Og * K, (int)K, col, (int)ld, 0.0f, out, (int)ldo);
+                if (cur > 1 || b)
+                    for (int64_t n = 0; n < cur; n++)
+                        for (int64_t o = 0; o < Og; o++) {
+                            float *d = y + ((n0 + n) * O + g * Og + o) * P;
+                            const float *sp = out + o * ldo + n * P;
+                            float bv = b ? b[g * Og + o] : 0.0f;
+                            if (cur == 1)
+                                for (int64_t q = 0; q < P; q++)
+                                    d[q] += bv;
+                            else
+                                for (int64_t q = 0; q < P; q++)
+                                    d[q] = sp[q] + bv;
+                        }
+            }
+        }
+    }
+    return 0;
+}
+
+static int conv_backward_threads(float *dx, float *dw, const float *dy, const float *x,
+                                 const float *w, const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, WK = O * K;
+    const int nt = fs_get_num_threads();
+    const int64_t share = (N + nt - 1) / nt, nb = thread_step(share, K * P, nt);
+    const int64_t ld = pad_ld(nb * P), per_thread = (K + Og) * ld;
+    float *ws = workspace((size_t)(nt * per_thread + (dw ? (nt - 1) * WK : 0)));
+    if (!ws)
+        return -1;
+    float *dw_parts = ws + nt * per_thread;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        float *col = ws + t * per_thread, *dyg = col + K * ld;
+        float *dwt = dw ? (t == 0 ? dw : dw_parts + (t - 1) * WK) : NULL;
+        int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
+        if (dwt && i1 <= i0)
+            memset(dwt, 0, (size_t)WK * sizeof(float));
+        for (int64_t n0 = i0; n0 < i1; n0 += nb) {
+            int64_t cur = i1 - n0 < nb ? i1 - n0 : nb, np = cur * P;
+            for (int64_t g = 0; g < G; g++) {
+                const float *dyb = dy + (n0 * O + g * Og) * P; /* (Og, P) when cur == 1 */
+                int64_t ldy = P;
+                if (cur > 1) {
+                    gather_rows(dyg, ld, dy, O, P, n0, cur, g * Og, Og, false);
+                    dyb = dyg;
+                    ldy = ld;
+                }
                 if (dwt) {
-                    im2col(col, x, s, n, 1, g * Cg, Cg, false);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)P,
-                                1.0f, dyn, (int)P, col, (int)P, first ? 0.0f : 1.0f,
+                    im2col(col, ld, x, s, n0, cur, g * Cg, Cg, false);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)np,
+                                1.0f, dyb, (int)ldy, col, (int)ld, n0 == i0 ? 0.0f : 1.0f,
                                 dwt + g * Og * K, (int)K);
                 }
                 if (dx) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)Og,
-                                1.0f, w + g * Og * K, (int)K, dyn, (int)P, 0.0f, col, (int)P);
-                    col2im(dx, col, s, n, 1, g * Cg, Cg, false);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
+                                1.0f, w + g * Og * K, (int)K, dyb, (int)ldy, 0.0f, col, (int)ld);
+                    col2im(dx, col, ld, s, n0, cur, g * Cg, Cg, false);
                 }
             }
-            first = false;
         }
-        if (t < 64)
-            used[t] = !first;
-        if (dwt && t == 0 && first) /* thread 0 had no image: its share is zero */
-            memset(dw, 0, (size_t)WK * sizeof(float));
+        if (dw && T > 1) {
 #pragma omp barrier
-        if (dw) { /* dw += the other threads' buffers, split over the threads by columns */
 #pragma omp for schedule(static)
             for (int64_t k = 0; k < WK; k++) {
                 float acc = dw[k];
-                for (int u = 1; u < nt && u < 64; u++)
-                    if (used[u])
-                        acc += ws[nt * K * P + (u - 1) * WK + k];
+                for (int u = 1; u < T; u++)
+                    acc += dw_parts[(u - 1) * WK + k];
                 dw[k] = acc;
             }
         }
@@ -510,8 +584,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (N == 0 || P == 0 || s->o == 0)
         return 0;
-    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
-        return conv_forward_per_image(y, x, w, b, s);
+    if (!use_direct(s) && use_thread_images(s, false))
+        return conv_forward_threads(y, x, w, b, s);
     if (use_direct(s)) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t g = 0; g < G; g++)
@@ -521,18 +595,17 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
             add_bias(y, b, N, s->o, P);
         return 0;
     }
-    const int64_t nb = chunk_images(N, K * P);
-    float *col = workspace((size_t)((K + Og) * nb * P));
+    const int64_t nb = chunk_images(N, K * P), ld = pad_ld(nb * P);
+    float *col = workspace((size_t)((K + Og) * ld));
     if (!col)
         return -1;
-    float *tmp = col + K * nb * P;
+    float *tmp = col + K * ld;
     for (int64_t n0 = 0; n0 < N; n0 += nb) {
         int64_t cur = N - n0 < nb ? N - n0 : nb;
         for (int64_t g = 0; g < G; g++) {
-            im2col(col, x, s, n0, cur, g * Cg, Cg, true);
-            gemm(false, false, Og, cur * P, K, w + g * Og * K, K, col, cur * P, 0.0f, tmp,
-                 cur * P);
-            scatter_rows(y, tmp, b, s->o, P, n0, cur, g * Og, Og);
+            im2col(col, ld, x, s, n0, cur, g * Cg, Cg, true);
+            gemm(false, false, Og, cur * P, K, w + g * Og * K, K, col, ld, 0.0f, tmp, ld);
+            scatter_rows(y, tmp, ld, b, s->o, P, n0, cur, g * Og, Og, true);
         }
     }
     return 0;
@@ -551,8 +624,10 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
         memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
     if (N == 0 || P == 0 || s->o == 0 || (!dx && !dw))
         return 0;
-    if (!use_direct(s) && use_per_image(s) && fs_get_num_threads() <= 64)
-        return conv_backward_per_image(dx, dw, dy, x, w, s);
+    if (!use_direct(s) && use_thread_images(s, dw != NULL))
+        return conv_backward_threads(dx, dw, dy, x, w, s);
+    if (!use_direct(s) && dw && use_krows(s))
+        return conv_backward_krows(dx, dw, dy, x, w, s);
     if (use_direct(s)) {
         for (int64_t g = 0; g < G; g++)
             for (int64_t n = 0; n < N; n++) {
@@ -566,23 +641,23 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
             }
         return 0;
     }
-    const int64_t nb = chunk_images(N, K * P);
-    float *col = workspace((size_t)((K + Og) * nb * P));
+    const int64_t nb = chunk_images(N, K * P), ld = pad_ld(nb * P);
+    float *col = workspace((size_t)((K + Og) * ld));
     if (!col)
         return -1;
-    float *dyg = col + K * nb * P;
+    float *dyg = col + K * ld;
     for (int64_t n0 = 0; n0 < N; n0 += nb) {
         int64_t cur = N - n0 < nb ? N - n0 : nb, np = cur * P;
         for (int64_t g = 0; g < G; g++) {
-            gather_rows(dyg, dy, s->o, P, n0, cur, g * Og, Og);
+            gather_rows(dyg, ld, dy, s->o, P, n0, cur, g * Og, Og, true);
             if (dw) {
-                im2col(col, x, s, n0, cur, g * Cg, Cg, true);
-                gemm(false, true, Og, K, np, dyg, np, col, np, n0 ? 1.0f : 0.0f, dw + g * Og * K,
+                im2col(col, ld, x, s, n0, cur, g * Cg, Cg, true);
+                gemm(false, true, Og, K, np, dyg, ld, col, ld, n0 ? 1.0f : 0.0f, dw + g * Og * K,
                      K);
             }
             if (dx) { /* col is free again: reuse it for dcol */
-                gemm(true, false, K, np, Og, w + g * Og * K, K, dyg, np, 0.0f, col, np);
-                col2im(dx, col, s, n0, cur, g * Cg, Cg, true);
+                gemm(true, false, K, np, Og, w + g * Og * K, K, dyg, ld, 0.0f, col, ld);
+                col2im(dx, col, ld, s, n0, cur, g * Cg, Cg, true);
             }
         }
     }
@@ -592,18 +667,18 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
 int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                       const fs_conv2d_shape *s)
 {
-    blas_guard g = blas_single_begin();
+    int saved = fs_blas_single_begin();
     int rc = conv_forward(y, x, w, b, s);
-    blas_single_end(g);
+    fs_blas_single_end(saved);
     return rc;
 }
 
 int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, const fs_conv2d_shape *s)
 {
-    blas_guard g = blas_single_begin();
+    int saved = fs_blas_single_begin();
     int rc = conv_backward(dx, dw, db, dy, x, w, s);
-    blas_single_end(g);
+    fs_blas_single_end(saved);
     return rc;
 }
 

@@ -9,8 +9,6 @@
  * use GEMM: D = |a|^2 + |b|^2 - 2 a b^T clamped at 0, da = 2 (rowsum(G) a - G b),
  * db = 2 (colsum(G) b - G^T a) (relative error ~1e-7 |a|^2 / D near coincident points).
  */
-#include <cblas.h>
-
 #include "nn_internal.h"
 
 #define DIRECT_MAX ((int64_t)1 << 24)
@@ -42,8 +40,7 @@ static int cdist2_forward(float *dst, const float *a, const float *b, int64_t n,
             acc += (double)b[j * k + t] * b[j * k + t];
         nb[j] = acc;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, (int)k, -2.0f, a, (int)k,
-                b, (int)k, 0.0f, dst, (int)m);
+    fs_gemm(false, true, n, m, k, -2.0f, a, k, b, k, 0.0f, dst, m);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         double na = 0.0;
@@ -93,8 +90,7 @@ static int cdist2_backward_node(fs_node *nd, const fs_tensor *dout, fs_tensor **
         }
     } else {
         if (pa) { /* da = 2 rowsum(G) a - 2 G b */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)k, (int)m, -2.0f,
-                        g, (int)m, b, (int)k, 0.0f, pa, (int)k);
+            fs_gemm(false, false, n, k, m, -2.0f, g, m, b, k, 0.0f, pa, k);
             for (int64_t i = 0; i < n; i++) {
                 double rs = 0.0;
                 for (int64_t j = 0; j < m; j++)
@@ -104,8 +100,7 @@ static int cdist2_backward_node(fs_node *nd, const fs_tensor *dout, fs_tensor **
             }
         }
         if (pb) { /* db = 2 colsum(G) b - 2 G^T a */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)k, (int)n, -2.0f,
-                        g, (int)m, a, (int)k, 0.0f, pb, (int)k);
+            fs_gemm(true, false, m, k, n, -2.0f, g, m, a, k, 0.0f, pb, k);
             for (int64_t j = 0; j < m; j++) {
                 double cs = 0.0;
                 for (int64_t i = 0; i < n; i++)

@@ -1,11 +1,9 @@
 /* linear.c - fully connected layer y = x w^T + b, forward/backward pair.
  *
  * x (*, in) is seen as (M, in) with M the product of its leading dims (a 1-D x is one row),
- * w (out, in), b (out) or NULL, y (*, out). One cblas_sgemm each way:
+ * w (out, in), b (out) or NULL, y (*, out). One GEMM (fs_gemm) each way:
  *     y = x @ w^T (+ b);   dx = dy @ w;   dw = dy^T @ x;   db = column sums of dy.
  */
-#include <cblas.h>
-
 #include "nn_internal.h"
 
 /* saved: x, w (contiguous) */
@@ -19,8 +17,8 @@ static int linear_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **d
         if (!(dx = fs_tensor_new(x->ndim, x->size)))
             goto fail;
         if (M && in)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)in, (int)out,
-                        1.0f, dy, (int)out, fs_data(w), (int)in, 0.0f, fs_data(dx), (int)in);
+            fs_gemm(false, false, M, in, out, 1.0f, dy, out, fs_data(w), in, 0.0f, fs_data(dx),
+                    in);
         if (out == 0)
             fs_tensor_fill_(dx, 0.0f);
     }
@@ -28,8 +26,8 @@ static int linear_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **d
         if (!(dw = fs_tensor_zeros(2, w->size)))
             goto fail;
         if (M && in && out)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)M, 1.0f,
-                        dy, (int)out, fs_data(x), (int)in, 0.0f, fs_data(dw), (int)in);
+            fs_gemm(true, false, out, in, M, 1.0f, dy, out, fs_data(x), in, 0.0f, fs_data(dw),
+                    in);
     }
     if (fs_node_wants(n, 2)) {
         if (!(db = fs_tensor_new(1, &out)))
@@ -82,9 +80,8 @@ fs_tensor *fs_linear(fs_tensor *x, fs_tensor *w, fs_tensor *b)
     }
     if (M && out) {
         if (in)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)out, (int)in, 1.0f,
-                        fs_data(xc), (int)in, fs_data(wc), (int)in, b ? 1.0f : 0.0f, yd,
-                        (int)out);
+            fs_gemm(false, true, M, out, in, 1.0f, fs_data(xc), in, fs_data(wc), in,
+                    b ? 1.0f : 0.0f, yd, out);
         else if (!b)
             fs_tensor_fill_(y, 0.0f);
     }

@@ -129,33 +129,50 @@ fs_tensor *fs_max_pool2d(fs_tensor *x, const fs_pool2d_args *a)
     }
     const float *xd = fs_data(xc);
     float *yd = fs_data(y);
+    /* One output row at a time, the window offsets (ki, kj) outermost and the output columns
+     * innermost: a branch-free running max (a NaN wins, then sticks since v > NaN is false)
+     * that the compiler vectorises over ow. */
 #pragma omp parallel for schedule(static) if (s.planes * OP * s.kh * s.kw > FS_PARALLEL_MIN)
     for (int64_t p = 0; p < s.planes; p++) {
         const float *xp = xd + p * HW;
         for (int64_t oh = 0; oh < s.oh; oh++) {
-            int64_t h0 = oh * s.sh - s.ph, h1 = h0 + s.kh;
-            if (h0 < 0) h0 = 0;
-            if (h1 > s.h) h1 = s.h;
+            float *mx = yd + p * OP + oh * s.ow;
+            int32_t *at = am ? am + p * OP + oh * s.ow : NULL;
+            int64_t h0 = oh * s.sh - s.ph;
+            int64_t first_h = h0 < 0 ? 0 : h0;
             for (int64_t ow = 0; ow < s.ow; ow++) {
-                int64_t w0 = ow * s.sw - s.pw, w1 = w0 + s.kw;
-                if (w0 < 0) w0 = 0;
-                if (w1 > s.w) w1 = s.w;
-                float mx = -INFINITY;
-                int64_t at = -1;
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) {
-                        float v = xp[ih * s.w + iw];
-                        if (at < 0 || v > mx || isnan(v)) {
-                            mx = v;
-                            at = ih * s.w + iw;
-                            if (isnan(v))
-                                goto found;
+                int64_t w0 = ow * s.sw - s.pw;
+                mx[ow] = -INFINITY;
+                if (at)
+                    at[ow] = (int32_t)(first_h * s.w + (w0 < 0 ? 0 : w0));
+            }
+            for (int64_t ki = 0; ki < s.kh; ki++) {
+                int64_t ih = h0 + ki;
+                if (ih < 0 || ih >= s.h)
+                    continue;
+                const float *row = xp + ih * s.w;
+                for (int64_t kj = 0; kj < s.kw; kj++) {
+                    int64_t off = kj - s.pw; /* iw = ow*sw + off */
+                    int64_t lo = off >= 0 ? 0 : (-off + s.sw - 1) / s.sw;
+                    int64_t hi = (s.w - 1 - off) >= 0 ? (s.w - 1 - off) / s.sw + 1 : 0;
+                    if (hi > s.ow)
+                        hi = s.ow;
+                    if (at) {
+                        for (int64_t ow = lo; ow < hi; ow++) {
+                            int64_t iw = ow * s.sw + off;
+                            float v = row[iw];
+                            bool take = (v > mx[ow]) | (v != v);
+                            mx[ow] = take ? v : mx[ow];
+                            at[ow] = take ? (int32_t)(ih * s.w + iw) : at[ow];
+                        }
+                    } else {
+                        for (int64_t ow = lo; ow < hi; ow++) {
+                            float v = row[ow * s.sw + off];
+                            bool take = (v > mx[ow]) | (v != v);
+                            mx[ow] = take ? v : mx[ow];
                         }
                     }
-            found:
-                yd[p * OP + oh * s.ow + ow] = mx;
-                if (am)
-                    am[p * OP + oh * s.ow + ow] = (int32_t)at;
+                }
             }
         }
     }
