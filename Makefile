@@ -94,6 +94,7 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench-cblas
 	$(LUA_ENV) $(LUA) bench/tensor_bench.lua
+	$(LUA_ENV) $(LUA) bench/run.lua
 
 $(BUILD)/bench-cblas: bench/cblas_matmul.c
 	@mkdir -p $(BUILD)
