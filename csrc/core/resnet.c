@@ -88,10 +88,71 @@ static fs_tensor *add_relu(fs_tensor *a, fs_tensor *b)
     return y;
 }
 
+/* relu on a BatchNorm output that nothing else holds, in place: the BN node keeps its input,
+ * not its output, so overwriting the output loses nothing and saves one activation tensor.
+ * x: a new contiguous tensor with refcount 1 (else the ordinary fs_relu). */
+static int relu_inplace_backward(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
+{
+    const fs_tensor *y = n->saved[0];
+    fs_tensor *g = fs_tensor_new(dout->ndim, dout->size);
+    if (!g)
+        return -1;
+    const float *yd = fs_data(y), *dd = fs_data(dout);
+    float *gd = fs_data(g);
+    int64_t count = fs_numel(g);
+#pragma omp parallel for schedule(static) if (count > FS_PARALLEL_MIN)
+    for (int64_t i = 0; i < count; i++)
+        gd[i] = yd[i] > 0.0f ? dd[i] : 0.0f;
+    dinputs[0] = g;
+    return 0;
+}
+
+static fs_tensor *relu_consuming(fs_tensor *x)
+{
+    if (x->refcount != 1 || x->storage->refcount != 1 || !fs_is_contiguous(x)) {
+        fs_tensor *y = fs_relu(x);
+        fs_tensor_release(x);
+        return y;
+    }
+    fs_tensor *y = fs_tensor_alias(x);
+    if (!y) {
+        fs_tensor_release(x);
+        return NULL;
+    }
+    y->requires_grad = false;
+    float *d = fs_data(y);
+    int64_t count = fs_numel(y);
+#pragma omp parallel for schedule(static) if (count > FS_PARALLEL_MIN)
+    for (int64_t i = 0; i < count; i++)
+        d[i] = d[i] > 0.0f ? d[i] : 0.0f;
+    fs_node *n = fs_node_maybe_new("relu", relu_inplace_backward, 1, &x);
+    if (n) {
+        if (!(n->saved[0] = fs_tensor_alias(y))) {
+            fs_node_release(n);
+            fs_tensor_release(y);
+            fs_tensor_release(x);
+            return NULL;
+        }
+        fs_node_attach(n, y);
+    }
+    fs_tensor_release(x); /* the node (if any) keeps the input header for its shape */
+    return y;
+}
+
+/* conv -> bn -> relu (in place) of module m's children cname, bname. */
+static fs_tensor *conv_bn_relu(fs_module *m, fs_tensor *x, const char *cname, const char *bname)
+{
+    const char *const names[] = {cname, bname};
+    fs_tensor *h = chain(m, x, 2, names);
+    return h ? relu_consuming(h) : NULL;
+}
+
 static fs_tensor *block_forward(fs_module *m, fs_tensor *x)
 {
-    static const char *const main_path[] = {"conv1", "bn1", "relu", "conv2", "bn2"};
-    fs_tensor *out = chain(m, x, 5, main_path);
+    static const char *const tail[] = {"conv2", "bn2"};
+    fs_tensor *h = conv_bn_relu(m, x, "conv1", "bn1");
+    fs_tensor *out = h ? chain(m, h, 2, tail) : NULL;
+    fs_tensor_release(h);
     if (!out)
         return NULL;
     fs_tensor *identity = child_forward(m, "downsample", x);
@@ -110,9 +171,11 @@ static fs_tensor *resnet_forward(fs_module *m, fs_tensor *x)
     if (x->ndim != 4 || x->size[1] != m->extra[0])
         return fs_set_error("resnet18: expected input (N, %lld, H, W), got %s",
                             (long long)m->extra[0], FS_SHAPE(x)), NULL;
-    static const char *const names[] = {"conv1",  "bn1",    "relu",   "maxpool", "layer1",
-                                        "layer2", "layer3", "layer4", "avgpool"};
-    fs_tensor *h = chain(m, x, 9, names);
+    static const char *const names[] = {"maxpool", "layer1", "layer2", "layer3", "layer4",
+                                        "avgpool"};
+    fs_tensor *stem = conv_bn_relu(m, x, "conv1", "bn1");
+    fs_tensor *h = stem ? chain(m, stem, 6, names) : NULL;
+    fs_tensor_release(stem);
     if (!h)
         return NULL;
     fs_tensor *flat = fs_view(h, 2, (int64_t[]){h->size[0], h->size[1]});
