@@ -171,6 +171,21 @@ describe("fs.optim errors", function()
       "fs.optim.step_lr: option 'step' (>= 1) is required")
   end)
 
+  it("leaves frozen parameters (requires_grad false) of a model alone", function()
+    local m = fs.nn.sequential{fs.nn.linear(3, 4, {seed = 1}), fs.nn.linear(4, 2, {seed = 2})}
+    local w0 = m:named_parameters()["0.weight"]
+    w0:requires_grad(false)
+    local before = w0:clone()
+    local w1 = m:named_parameters()["1.weight"]
+    local before1 = w1:clone()
+    local o = fs.optim.adam(m, {lr = 0.1, weight_decay = 0.1})
+    assert.equal(3, #o:state_dict().step:totable())
+    m(fs.ones(2, 3)):sum():backward()
+    o:step()
+    assert.tensor_near(w0, before, 0)
+    assert.is_true((w1 - before1):abs():max():item() > 0.05) -- Adam's first step moves by ~lr
+  end)
+
   it("skips parameters without a gradient, as PyTorch does", function()
     local a = fs.ones(2, {requires_grad = true})
     local b = fs.ones(2, {requires_grad = true})

@@ -27,7 +27,7 @@ static int collect_cb(void *ud, const char *name, fs_module_entry *e, fs_module 
     (void)name;
     (void)owner;
     plist *l = ud;
-    if (e->buffer)
+    if (e->buffer || !e->t->requires_grad) /* frozen parameters are not optimized */
         return 0;
     for (int i = 0; i < l->n; i++)
         if (l->v[i] == e->t)
