@@ -183,7 +183,9 @@ done:
 static int accumulate(fs_tensor **slot, fs_tensor *g, bool leaf)
 {
     if (!*slot) {
-        *slot = (!leaf && fs_is_contiguous(g)) ? fs_tensor_retain(g) : fs_tensor_contiguous_copy(g);
+        /* A leaf may take g itself when nobody else holds it (the kernel's fresh result). */
+        bool take = fs_is_contiguous(g) && (!leaf || (g->refcount == 1 && g->storage->refcount == 1));
+        *slot = take ? fs_tensor_retain(g) : fs_tensor_contiguous_copy(g);
         return *slot ? 0 : -1;
     }
     if (!leaf && (*slot)->refcount > 1) {

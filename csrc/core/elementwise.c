@@ -338,22 +338,22 @@ static int unary_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
     float *p = fs_data(g);
     float lo = (float)n->f[0], hi = (float)n->f[1];
     int64_t m = fs_numel(g);
-#pragma omp parallel for if(m > FS_PARALLEL_MIN)
-    for (int64_t i = 0; i < m; i++) {
-        float v;
-        switch (op) {
-        case FS_NEG: v = -1.0f; break;
-        case FS_EXP: v = o[i]; break;
-        case FS_LOG: v = 1.0f / x[i]; break;
-        case FS_SQRT: v = 0.5f / o[i]; break;
-        case FS_ABS: v = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f); break;
-        case FS_RELU: v = x[i] > 0.0f ? 1.0f : 0.0f; break;
-        case FS_SIGMOID: v = o[i] * (1.0f - o[i]); break;
-        case FS_TANH: v = 1.0f - o[i] * o[i]; break;
-        default: v = (x[i] >= lo && x[i] <= hi) ? 1.0f : 0.0f; break; /* clamp */
-        }
-        p[i] = d[i] * v;
+    /* One loop per op, so each vectorises. */
+#define GRAD_LOOP(EXPR)                                                      \
+    _Pragma("omp parallel for if(m > FS_PARALLEL_MIN)")                      \
+    for (int64_t i = 0; i < m; i++) p[i] = d[i] * (EXPR);
+    switch (op) {
+    case FS_NEG: GRAD_LOOP(-1.0f) break;
+    case FS_EXP: GRAD_LOOP(o[i]) break;
+    case FS_LOG: GRAD_LOOP(1.0f / x[i]) break;
+    case FS_SQRT: GRAD_LOOP(0.5f / o[i]) break;
+    case FS_ABS: GRAD_LOOP(x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f)) break;
+    case FS_RELU: GRAD_LOOP(x[i] > 0.0f ? 1.0f : 0.0f) break;
+    case FS_SIGMOID: GRAD_LOOP(o[i] * (1.0f - o[i])) break;
+    case FS_TANH: GRAD_LOOP(1.0f - o[i] * o[i]) break;
+    default: GRAD_LOOP((x[i] >= lo && x[i] <= hi) ? 1.0f : 0.0f) break; /* clamp */
     }
+#undef GRAD_LOOP
     din[0] = g;
     return 0;
 }

@@ -2,7 +2,23 @@
  *
  * PyTorch's names and defaults. Options are one table; stride/padding/dilation/kernel accept
  * a number or {h, w}. Dims are 1-based (negative from the end); cross_entropy/nll_loss labels
- * are 1-based integers, from a table or a tensor of integer values.
+ * are 1-based integers, from a table or a tensor of integer values. Every function records
+ * its backward when an input requires grad; inputs may be non-contiguous views.
+ *
+ *   F.conv2d(x, w [, b], {stride=1, padding=0, dilation=1, groups=1})
+ *   F.conv_transpose2d(x, w [, b], {stride=1, padding=0, output_padding=0, dilation=1, groups=1})
+ *   F.linear(x, w [, b])
+ *   F.batch_norm(x, running_mean, running_var [, weight, bias],
+ *                {training=false, momentum=0.1, eps=1e-5})     running stats updated in place
+ *   F.relu(x)
+ *   F.max_pool2d(x, {kernel=, stride=kernel, padding=0, ceil_mode=false})
+ *   F.avg_pool2d(x, {kernel=, stride=kernel, padding=0, ceil_mode=false, count_include_pad=true})
+ *   F.adaptive_avg_pool2d(x, {h, w} | n)
+ *   F.interpolate(x, {scale=, mode="nearest"|"bilinear"})      align_corners false
+ *   F.softmax(x [, dim=-1]), F.log_softmax(x [, dim=-1])
+ *   F.cross_entropy(logits, labels, {reduction="mean"|"sum"|"none"}), F.nll_loss(logp, labels, ...)
+ *   F.mse_loss(input, target, {reduction=}), F.l1_loss(...), F.smooth_l1_loss(..., {beta=1})
+ *   fs.cdist2(a (n, d), b (m, d)) -> (n, m) squared Euclidean distances (also F.cdist2)
  */
 #include <math.h>
 #include <stdio.h>
