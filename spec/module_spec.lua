@@ -138,6 +138,27 @@ describe("fs.nn.sequential", function()
     assert.equal(0, m:flat_grad():abs():max():item())
   end)
 
+  it("frees a step's activations at backward while Lua still holds the loss", function()
+    local m = fs.nn.sequential{
+      fs.nn.conv2d{in_channels = 1, out_channels = 16, kernel = 3, padding = 1, seed = 1},
+      fs.nn.batchnorm2d(16), fs.nn.relu(),
+      fs.nn.conv2d{in_channels = 16, out_channels = 16, kernel = 3, padding = 1, seed = 2},
+      fs.nn.relu(), fs.nn.flatten()}
+    local x = fs.randn({8, 1, 32, 32}, {generator = fs.generator(1)})
+    m(x):sum():backward() -- allocates the flat gradient buffer
+    collectgarbage()
+    local base = fs.memory().live_bytes
+    local y = m(x)
+    local loss = y:sum()
+    y:close() -- only the loss stays in Lua's hands
+    local held = fs.memory().live_bytes - base
+    assert.is_true(held > 4 * 8 * 16 * 32 * 32 * 4, "activations held: " .. held)
+    loss:backward()
+    local after = fs.memory().live_bytes - base
+    assert.is_true(after < 1024, ("after backward %d of %d bytes still held"):format(after, held))
+    assert.has_error(function() loss:backward() end)
+  end)
+
   it("gradient of a conv module matches finite differences", function()
     local c = fs.nn.conv2d{in_channels = 2, out_channels = 3, kernel = 3, stride = 2, padding = 1, seed = 3}
     local p = c:named_parameters()
