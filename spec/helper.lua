@@ -167,4 +167,26 @@ function helper.rss_mb()
   f:close()
 end
 
+--- A fresh temporary file name ending in ext (the file does not exist yet).
+function helper.tmpname(ext)
+  local n = os.tmpname()
+  os.remove(n)
+  return n .. (ext or "")
+end
+
+--- The whole content of a file as a string.
+function helper.read_bytes(p)
+  local f = assert(io.open(p, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Writes s as the whole content of a file.
+function helper.write_bytes(p, s)
+  local f = assert(io.open(p, "wb"))
+  f:write(s)
+  f:close()
+end
+
 return helper

@@ -2,6 +2,7 @@
 -- 16-bit round trips, RGB/palette/alpha conversion, and corrupt or truncated files.
 local fs = require "fewshot"
 local helper = require "helper"
+local tmpname, read_bytes, write_bytes = helper.tmpname, helper.read_bytes, helper.write_bytes
 
 local FIX = "spec/fixtures/io/"
 
@@ -12,25 +13,6 @@ local function grid(h, w, f)
     for c = 0, w - 1 do t[r + 1][c + 1] = f(r, c) end
   end
   return t
-end
-
-local function tmpname(ext)
-  local n = os.tmpname()
-  os.remove(n)
-  return n .. ext
-end
-
-local function read_bytes(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_bytes(p, s)
-  local f = assert(io.open(p, "wb"))
-  f:write(s)
-  f:close()
 end
 
 describe("image.read (files from outside tools)", function()

@@ -3,6 +3,7 @@
 -- Every fixture volume holds v[z][y][x] = x + 10 y + 100 z (0-based).
 local fs = require "fewshot"
 local helper = require "helper"
+local tmpname, read_bytes, write_bytes = helper.tmpname, helper.read_bytes, helper.write_bytes
 
 local FIX = "spec/fixtures/io/"
 
@@ -17,25 +18,6 @@ local function vol(nz, ny, nx, f)
     end
   end
   return t
-end
-
-local function tmpname(ext)
-  local n = os.tmpname()
-  os.remove(n)
-  return n .. ext
-end
-
-local function read_bytes(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_bytes(p, s)
-  local f = assert(io.open(p, "wb"))
-  f:write(s)
-  f:close()
 end
 
 local function raises_naming(fn, path, reason)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lbind.h"
+#include "lmodule.h"
 #include "npy.h"
 #include "safetensors.h"
 
@@ -34,32 +35,6 @@ static int l_load(lua_State *L)
     fs_tensor_dict_free(&d);
     fs_lua_account(L);
     return 2;
-}
-
-/* Builds a dict from the table at idx (borrowed tensors, retained by the dict). */
-static void check_tensor_table(lua_State *L, int idx, const char *op, fs_tensor_dict *d)
-{
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            fs_tensor_dict_free(d);
-            luaL_error(L, "%s: tensor table keys must be strings (got a %s)", op,
-                       luaL_typename(L, -2));
-        }
-        fs_tensor *t = fs_lua_test_tensor(L, -1);
-        if (!t) {
-            const char *name = lua_tostring(L, -2);
-            fs_tensor_dict_free(d);
-            luaL_error(L, "%s: value of '%s' must be a Tensor (got a %s)", op, name,
-                       luaL_typename(L, -1));
-        }
-        if (fs_tensor_dict_add(d, lua_tostring(L, -2), t) < 0) {
-            fs_tensor_dict_free(d);
-            fs_lua_error(L);
-        }
-        lua_pop(L, 1);
-    }
 }
 
 static int l_save(lua_State *L)
@@ -94,7 +69,7 @@ static int l_save(lua_State *L)
     } else if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
     }
-    check_tensor_table(L, 2, "fs.io.save", &d);
+    fs_lua_check_tensor_dict(L, 2, "fs.io.save", &d);
     int rc = fs_safetensors_save(path, &d);
     fs_tensor_dict_free(&d);
     if (rc < 0)
