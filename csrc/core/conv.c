@@ -252,6 +252,33 @@ static void im2col_rows(float *col, int64_t ld, const float *x, const fs_conv2d_
         int64_t off = kj * dw - pw, lo, hi;
         valid_range(off, sw, W, OW, &lo, &hi);
         float *dst = col + (r - r0) * ld;
+        if (sh == 1 && sw == 1 && OW == W) {
+            /* input rows ih = oh + shift: the valid part is one contiguous span of x, copied
+             * at once (rows of 2-16 floats cost a call each); columns outside [lo, hi) get
+             * the neighbour row's values and are zeroed after. */
+            int64_t shift = ki * dh - ph, a = -shift > 0 ? -shift : 0, e = H - shift;
+            if (e > OH)
+                e = OH;
+            if (e < a)
+                e = a;
+            for (int64_t n = 0; n < nb; n++) {
+                const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
+                float *d = dst + n * P;
+                memset(d, 0, (size_t)(a * OW) * sizeof(float));
+                memset(d + e * OW, 0, (size_t)((OH - e) * OW) * sizeof(float));
+                if (e == a || hi == lo)
+                    continue;
+                int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi;
+                memcpy(d + j0, xp + j0 + shift * W + off, (size_t)(j1 - j0) * sizeof(float));
+                for (int64_t oh = a; oh < e; oh++) {
+                    for (int64_t ow = 0; ow < lo; ow++)
+                        d[oh * OW + ow] = 0.0f;
+                    for (int64_t ow = hi; ow < OW; ow++)
+                        d[oh * OW + ow] = 0.0f;
+                }
+            }
+            continue;
+        }
         for (int64_t n = 0; n < nb; n++) {
             const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
             for (int64_t oh = 0; oh < OH; oh++) {
