@@ -115,7 +115,7 @@ describe("conv2d", function()
       {randn({1, 3, 4, 4}, 9), randn({2, 3, 1, 1}, 10, 0.3)})
   end)
 
-  it("stride-1 'same' convolutions (one span copy per unfolded row) equal the explicitly padded ones", function()
+  it("stride-1 'same' convolutions (one span copy per unfolded row) equal the explicitly padded ones, gradients too", function()
     local function zero_pad(x, ph, pw)
       local n, c, h, w = x:size(1), x:size(2), x:size(3), x:size(4)
       local z = fs.zeros({n, c, h, pw})
@@ -132,15 +132,18 @@ describe("conv2d", function()
     }
     for i, cs in ipairs(cases) do
       local x, w = randn(cs[1], 20 + i), randn(cs[2], 40 + i, 0.3)
-      local y = fs.no_grad(function()
-        return F.conv2d(x, w, nil, {padding = cs[3], dilation = cs[4], groups = cs[5]})
-      end)
-      local ref = fs.no_grad(function()
-        return F.conv2d(zero_pad(x, cs[3][1], cs[3][2]), w, nil, {dilation = cs[4], groups = cs[5]})
-      end)
+      local y = F.conv2d(x, w, nil, {padding = cs[3], dilation = cs[4], groups = cs[5]})
+      local r = fs.randn(y:shape(), {generator = fs.generator(60 + i)})
+      ;(y * r):sum():backward()
+      local gx, gw = x.grad, w.grad
+      x.grad, w.grad = nil, nil
+      local ref = F.conv2d(zero_pad(x, cs[3][1], cs[3][2]), w, nil, {dilation = cs[4], groups = cs[5]})
+      ;(ref * r):sum():backward()
       assert.are.same(cs[1][3], y:size(3))
       assert.are.same(cs[1][4], y:size(4))
       assert.tensor_near(y, ref, 1e-5)
+      assert.tensor_near(gx, x.grad, 1e-5) -- col2im's span path against the unpadded one
+      assert.tensor_near(gw, w.grad, 1e-5)
     end
   end)
 

@@ -314,8 +314,10 @@ static void im2col(float *col, int64_t ld, const float *x, const fs_conv2d_shape
 }
 
 /* dx (N, C, H, W), images n0..n0+nb-1, channels c0..c0+Cg-1: set to the sum of the columns
- * of dcol (K, nb*P), leading dimension ld, that read each pixel. */
-static void col2im(float *dx, const float *dcol, int64_t ld, const fs_conv2d_shape *s,
+ * of dcol (K, nb*P), leading dimension ld, that read each pixel. dcol is scratch: a stride-1
+ * conv whose output width equals the input's zeroes the entries of its out-of-range columns
+ * and adds each unfolded row as one span (as im2col copies it). */
+static void col2im(float *dx, float *dcol, int64_t ld, const fs_conv2d_shape *s,
                    int64_t n0, int64_t nb, int64_t c0, int64_t cg, bool par)
 {
     const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
@@ -332,7 +334,23 @@ static void col2im(float *dx, const float *dcol, int64_t ld, const fs_conv2d_sha
                 for (int64_t kj = 0; kj < kw; kj++) {
                     int64_t r = (c * kh + ki) * kw + kj, off = kj * dw - pw, lo, hi;
                     valid_range(off, sw, W, OW, &lo, &hi);
-                    const float *src = dcol + r * ld + n * P;
+                    float *src = dcol + r * ld + n * P;
+                    if (sh == 1 && sw == 1 && OW == W) {
+                        int64_t shift = ki * dh - ph, a = -shift > 0 ? -shift : 0;
+                        int64_t e = H - shift < OH ? H - shift : OH;
+                        if (e <= a || hi <= lo)
+                            continue;
+                        for (int64_t oh = a; oh < e; oh++) {
+                            for (int64_t ow = 0; ow < lo; ow++)
+                                src[oh * OW + ow] = 0.0f;
+                            for (int64_t ow = hi; ow < OW; ow++)
+                                src[oh * OW + ow] = 0.0f;
+                        }
+                        int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi, d = shift * W + off;
+                        for (int64_t j = j0; j < j1; j++)
+                            xp[j + d] += src[j];
+                        continue;
+                    }
                     for (int64_t oh = 0; oh < OH; oh++) {
                         int64_t ih = oh * sh - ph + ki * dh;
                         if (ih < 0 || ih >= H)
