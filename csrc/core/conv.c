@@ -26,6 +26,7 @@
  * page faults.
  */
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -412,6 +413,29 @@ static void add_bias(float *y, const float *b, int64_t N, int64_t O, int64_t P)
         }
 }
 
+/* d (P), one output channel o: the epilogue (see nn.h). */
+static void ep_apply(float *d, int64_t P, const fs_conv_epilogue *ep, int64_t o)
+{
+    const float m = ep->mean[o], sc = ep->scale[o], sh = ep->shift[o];
+    if (ep->relu)
+        for (int64_t q = 0; q < P; q++) {
+            float v = (d[q] - m) * sc + sh;
+            d[q] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (int64_t q = 0; q < P; q++)
+            d[q] = (d[q] - m) * sc + sh;
+}
+
+/* y (N, O, P): the epilogue over every channel. */
+static void ep_apply_all(float *y, const fs_conv_epilogue *ep, int64_t N, int64_t O, int64_t P)
+{
+#pragma omp parallel for collapse(2) schedule(static) if (N * O * P > FS_PARALLEL_MIN)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            ep_apply(y + (n * O + o) * P, P, ep, o);
+}
+
 /* db (O) = sum of dy (N, O, P) over N and P (in double). */
 static void bias_grad(float *db, const float *dy, int64_t N, int64_t O, int64_t P)
 {
@@ -515,7 +539,7 @@ static int conv_backward_krows(float *dx, float *dw, const float *dy, const floa
 }
 
 static int conv_forward_threads(float *y, const float *x, const float *w, const float *b,
-                                const fs_conv2d_shape *s)
+                                const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow;
@@ -555,6 +579,10 @@ static int conv_forward_threads(float *y, const float *x, const float *w, const 
                                 for (int64_t q = 0; q < P; q++)
                                     d[q] = sp[q] + bv;
                         }
+                if (ep) /* on the block just written, still in cache */
+                    for (int64_t n = 0; n < cur; n++)
+                        for (int64_t o = 0; o < Og; o++)
+                            ep_apply(y + ((n0 + n) * O + g * Og + o) * P, P, ep, g * Og + o);
             }
         }
     }
@@ -623,14 +651,14 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
 }
 
 static int conv_forward(float *y, const float *x, const float *w, const float *b,
-                        const fs_conv2d_shape *s)
+                        const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (N == 0 || P == 0 || s->o == 0)
         return 0;
     if (!use_direct(s) && use_thread_images(s, false))
-        return conv_forward_threads(y, x, w, b, s);
+        return conv_forward_threads(y, x, w, b, ep, s);
     if (use_direct(s)) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t g = 0; g < G; g++)
@@ -638,6 +666,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
                      0.0f, y + (n * s->o + g * Og) * P, P);
         if (b)
             add_bias(y, b, N, s->o, P);
+        if (ep)
+            ep_apply_all(y, ep, N, s->o, P);
         return 0;
     }
     const int64_t nb = chunk_images(N, K * P), ld = pad_ld(nb * P);
@@ -653,6 +683,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
             scatter_rows(y, tmp, ld, b, s->o, P, n0, cur, g * Og, Og, true);
         }
     }
+    if (ep)
+        ep_apply_all(y, ep, N, s->o, P);
     return 0;
 }
 
@@ -709,13 +741,19 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
     return 0;
 }
 
+int fs_conv2d_forward_ep(float *y, const float *x, const float *w, const float *b,
+                         const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
+{
+    int saved = fs_blas_single_begin();
+    int rc = conv_forward(y, x, w, b, ep, s);
+    fs_blas_single_end(saved);
+    return rc;
+}
+
 int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                       const fs_conv2d_shape *s)
 {
-    int saved = fs_blas_single_begin();
-    int rc = conv_forward(y, x, w, b, s);
-    fs_blas_single_end(saved);
-    return rc;
+    return fs_conv2d_forward_ep(y, x, w, b, NULL, s);
 }
 
 int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
@@ -807,6 +845,58 @@ fs_tensor *fs_conv2d(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_a
 fail:
     fs_nn_release_all(4, (fs_tensor *[]){xc, wc, bc, y});
     return NULL;
+}
+
+static int check_bn_vec(const char *name, const fs_tensor *t, const fs_tensor *w, int64_t o)
+{
+    if (t && (t->ndim != 1 || t->size[0] != o))
+        return fs_set_error("conv2d_bn_eval: %s %s must have shape (%lld) for weight %s", name,
+                            FS_SHAPE(t), (long long)o, FS_SHAPE(w));
+    return 0;
+}
+
+fs_tensor *fs_conv2d_bn_eval(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_args *a,
+                             fs_tensor *running_mean, fs_tensor *running_var,
+                             fs_tensor *bn_weight, fs_tensor *bn_bias, double eps, bool relu)
+{
+    fs_conv2d_args def = FS_CONV2D_ARGS_DEFAULT;
+    fs_conv2d_shape s;
+    if (fs_conv2d_shape_init(&s, "conv2d", x, w, b, a ? a : &def) < 0)
+        return NULL;
+    const int64_t O = s.o;
+    if (!running_mean || !running_var)
+        return fs_set_error("conv2d_bn_eval: needs running_mean and running_var"), NULL;
+    if (check_bn_vec("running_mean", running_mean, w, O) < 0 ||
+        check_bn_vec("running_var", running_var, w, O) < 0 ||
+        check_bn_vec("weight", bn_weight, w, O) < 0 || check_bn_vec("bias", bn_bias, w, O) < 0)
+        return NULL;
+    float *par = fs_alloc((size_t)(3 * (O ? O : 1)) * sizeof(float));
+    if (!par)
+        return NULL;
+    /* as batch_norm's eval mode computes them (norm.c) */
+    for (int64_t o = 0; o < O; o++) {
+        double mu = fs_data(running_mean)[o * running_mean->stride[0]];
+        double var = fs_data(running_var)[o * running_var->stride[0]];
+        double is = 1.0 / sqrt(var + eps);
+        double g = bn_weight ? fs_data(bn_weight)[o * bn_weight->stride[0]] : 1.0;
+        par[o] = (float)mu;
+        par[O + o] = (float)(g * is);
+        par[2 * O + o] = bn_bias ? fs_data(bn_bias)[o * bn_bias->stride[0]] : 0.0f;
+    }
+    fs_conv_epilogue ep = {par, par + O, par + 2 * O, relu};
+    int64_t ysize[4] = {s.n, s.o, s.oh, s.ow};
+    int batched = x->ndim == 4;
+    fs_tensor *xc = fs_nn_contig(x), *wc = fs_nn_contig(w), *bc = b ? fs_nn_contig(b) : NULL;
+    fs_tensor *y = (xc && wc && (bc || !b)) ? fs_tensor_new(batched ? 4 : 3, ysize + !batched)
+                                            : NULL;
+    if (y && fs_conv2d_forward_ep(fs_data(y), fs_data(xc), fs_data(wc), bc ? fs_data(bc) : NULL,
+                                  &ep, &s) < 0) {
+        fs_tensor_release(y);
+        y = NULL;
+    }
+    fs_free(par);
+    fs_nn_release_all(3, (fs_tensor *[]){xc, wc, bc});
+    return y;
 }
 
 /* conv_transpose2d: x (N, Cin, H, W) is the conv's dy, y the conv's dx. */
