@@ -679,6 +679,13 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
         int64_t cur = N - n0 < nb ? N - n0 : nb;
         for (int64_t g = 0; g < G; g++) {
             im2col(col, ld, x, s, n0, cur, g * Cg, Cg, true);
+            if (cur == 1) { /* the image's rows of y are one (Og, P) block: no scatter */
+                float *yb = y + (n0 * s->o + g * Og) * P;
+                gemm(false, false, Og, P, K, w + g * Og * K, K, col, ld, 0.0f, yb, P);
+                if (b)
+                    add_bias(yb, b + g * Og, 1, Og, P);
+                continue;
+            }
             gemm(false, false, Og, cur * P, K, w + g * Og * K, K, col, ld, 0.0f, tmp, ld);
             scatter_rows(y, tmp, ld, b, s->o, P, n0, cur, g * Og, Og, true);
         }
