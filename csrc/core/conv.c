@@ -326,13 +326,27 @@ static void col2im(float *dx, float *dcol, int64_t ld, const fs_conv2d_shape *s,
     const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
     const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
     const int64_t NP = nb * P;
+    /* the tap (ki, kj) whose unfolded row is the plane itself (stride 1, same size, the
+     * padding a multiple of the dilation), or -1 */
+    int64_t rc = -1;
+    if (sh == 1 && sw == 1 && OH == H && OW == W && ph % dh == 0 && pw % dw == 0 &&
+        ph / dh < kh && pw / dw < kw)
+        rc = ph / dh * kw + pw / dw;
 #pragma omp parallel for collapse(2) schedule(static) if (par && cg * kh * kw * NP > FS_PARALLEL_MIN)
     for (int64_t n = 0; n < nb; n++) {
         for (int64_t c = 0; c < cg; c++) {
             float *xp = dx + ((n0 + n) * C + c0 + c) * H * W;
-            memset(xp, 0, (size_t)(H * W) * sizeof(float));
+            if (rc >= 0) { /* the centre tap reads every pixel once: it sets the plane */
+                const float *src = dcol + (c * kh * kw + rc) * ld + n * P;
+                for (int64_t j = 0; j < H * W; j++)
+                    xp[j] = src[j];
+            } else {
+                memset(xp, 0, (size_t)(H * W) * sizeof(float));
+            }
             for (int64_t ki = 0; ki < kh; ki++) {
                 for (int64_t kj = 0; kj < kw; kj++) {
+                    if (ki * kw + kj == rc)
+                        continue;
                     int64_t r = (c * kh + ki) * kw + kj, off = kj * dw - pw, lo, hi;
                     valid_range(off, sw, W, OW, &lo, &hi);
                     float *src = dcol + r * ld + n * P;
