@@ -265,8 +265,10 @@ static void im2col_rows(float *col, int64_t ld, const float *x, const fs_conv2d_
             for (int64_t n = 0; n < nb; n++) {
                 const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
                 float *d = dst + n * P;
-                memset(d, 0, (size_t)(a * OW) * sizeof(float));
-                memset(d + e * OW, 0, (size_t)((OH - e) * OW) * sizeof(float));
+                if (a > 0) /* most rows need neither: skip the calls */
+                    memset(d, 0, (size_t)(a * OW) * sizeof(float));
+                if (e < OH)
+                    memset(d + e * OW, 0, (size_t)((OH - e) * OW) * sizeof(float));
                 if (e == a || hi == lo)
                     continue;
                 int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi;
