@@ -273,12 +273,14 @@ static void im2col_rows(float *col, int64_t ld, const float *x, const fs_conv2d_
                     continue;
                 int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi;
                 memcpy(d + j0, xp + j0 + shift * W + off, (size_t)(j1 - j0) * sizeof(float));
-                for (int64_t oh = a; oh < e; oh++) {
-                    for (int64_t ow = 0; ow < lo; ow++)
+                /* columns outer, rows inner: a strided store the compiler keeps inline (row by
+                 * row it became a memset call of 0 or 1 float per row) */
+                for (int64_t ow = 0; ow < lo; ow++)
+                    for (int64_t oh = a; oh < e; oh++)
                         d[oh * OW + ow] = 0.0f;
-                    for (int64_t ow = hi; ow < OW; ow++)
+                for (int64_t ow = hi; ow < OW; ow++)
+                    for (int64_t oh = a; oh < e; oh++)
                         d[oh * OW + ow] = 0.0f;
-                }
             }
             continue;
         }
@@ -357,12 +359,12 @@ static void col2im(float *dx, float *dcol, int64_t ld, const fs_conv2d_shape *s,
                         int64_t e = H - shift < OH ? H - shift : OH;
                         if (e <= a || hi <= lo)
                             continue;
-                        for (int64_t oh = a; oh < e; oh++) {
-                            for (int64_t ow = 0; ow < lo; ow++)
+                        for (int64_t ow = 0; ow < lo; ow++) /* strided: no memset calls */
+                            for (int64_t oh = a; oh < e; oh++)
                                 src[oh * OW + ow] = 0.0f;
-                            for (int64_t ow = hi; ow < OW; ow++)
+                        for (int64_t ow = hi; ow < OW; ow++)
+                            for (int64_t oh = a; oh < e; oh++)
                                 src[oh * OW + ow] = 0.0f;
-                        }
                         int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi, d = shift * W + off;
                         for (int64_t j = j0; j < j1; j++)
                             xp[j + d] += src[j];
