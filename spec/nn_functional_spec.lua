@@ -115,6 +115,38 @@ describe("conv2d", function()
       {randn({1, 3, 4, 4}, 9), randn({2, 3, 1, 1}, 10, 0.3)})
   end)
 
+  it("stride-1 'same' convolutions (one span copy per unfolded row) equal the explicitly padded ones, gradients too", function()
+    local function zero_pad(x, ph, pw)
+      local n, c, h, w = x:size(1), x:size(2), x:size(3), x:size(4)
+      local z = fs.zeros({n, c, h, pw})
+      x = fs.cat({z, x, z}, 4)
+      z = fs.zeros({n, c, ph, w + 2 * pw})
+      return fs.cat({z, x, z}, 3)
+    end
+    local cases = { -- x shape, w shape, padding, dilation, groups
+      {{3, 4, 6, 7}, {5, 4, 3, 3}, {1, 1}, {1, 1}, 1},
+      {{2, 3, 5, 9}, {4, 3, 3, 5}, {1, 2}, {1, 1}, 1},
+      {{2, 4, 7, 6}, {4, 2, 3, 3}, {2, 2}, {2, 2}, 2},
+      {{27, 2, 2, 2}, {3, 2, 3, 3}, {1, 1}, {1, 1}, 1},
+      {{1, 2, 4, 3}, {2, 2, 5, 5}, {2, 2}, {1, 1}, 1},
+    }
+    for i, cs in ipairs(cases) do
+      local x, w = randn(cs[1], 20 + i), randn(cs[2], 40 + i, 0.3)
+      local y = F.conv2d(x, w, nil, {padding = cs[3], dilation = cs[4], groups = cs[5]})
+      local r = fs.randn(y:shape(), {generator = fs.generator(60 + i)})
+      ;(y * r):sum():backward()
+      local gx, gw = x.grad, w.grad
+      x.grad, w.grad = nil, nil
+      local ref = F.conv2d(zero_pad(x, cs[3][1], cs[3][2]), w, nil, {dilation = cs[4], groups = cs[5]})
+      ;(ref * r):sum():backward()
+      assert.are.same(cs[1][3], y:size(3))
+      assert.are.same(cs[1][4], y:size(4))
+      assert.tensor_near(y, ref, 1e-5)
+      assert.tensor_near(gx, x.grad, 1e-5) -- col2im's span path against the unpadded one
+      assert.tensor_near(gw, w.grad, 1e-5)
+    end
+  end)
+
   it("accepts a non-contiguous weight and bias (gradients land in their storage)", function()
     local f = fixture("conv_basic")
     local w, gw = strided_leaf(f.w)

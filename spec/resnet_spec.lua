@@ -69,6 +69,32 @@ describe("fs.nn.resnet18", function()
     assert.tensor_near(y, fixture("resnet_eval_out"), 1e-5)
   end)
 
+  it("eval without gradients (conv+BN+ReLU fused) equals eval with them (separate ops), after optimizer steps and train() too", function()
+    local m = fs.nn.resnet18{in_channels = 3, num_classes = 5}
+    m:load_state_dict(SD, {strict = false})
+    local x = fixture("resnet_x")
+    local opt = fs.optim.adam(m, {lr = 1e-2})
+    for step = 1, 2 do
+      m:eval()
+      local fused = fs.no_grad(function() return m(x) end)
+      local plain = m(x) -- parameters require grad: the recorded, unfused ops
+      assert.is_true(plain:requires_grad())
+      assert.tensor_near(fused, plain, 1e-6)
+      m:train() -- a train step: parameters and running stats change
+      opt:zero_grad()
+      local y = m(x)
+      ;(y * fixture("resnet_r")):sum():backward()
+      opt:step()
+      if step == 1 then -- train mode under no_grad uses batch statistics, not the fused eval form
+        local t = fs.no_grad(function() return m(x) end)
+        local ref = m(x)
+        assert.tensor_near(t, ref, 1e-5)
+        m:eval()
+        assert.is_true((fs.no_grad(function() return m(x) end) - t):abs():max():item() > 1e-3)
+      end
+    end
+  end)
+
   it("matches PyTorch in train mode: output, gradients and running stats", function()
     local m = fs.nn.resnet18{in_channels = 3, num_classes = 5}
     m:load_state_dict(SD, {strict = false})

@@ -26,6 +26,7 @@
  * page faults.
  */
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -252,6 +253,37 @@ static void im2col_rows(float *col, int64_t ld, const float *x, const fs_conv2d_
         int64_t off = kj * dw - pw, lo, hi;
         valid_range(off, sw, W, OW, &lo, &hi);
         float *dst = col + (r - r0) * ld;
+        if (sh == 1 && sw == 1 && OW == W) {
+            /* input rows ih = oh + shift: the valid part is one contiguous span of x, copied
+             * at once (rows of 2-16 floats cost a call each); columns outside [lo, hi) get
+             * the neighbour row's values and are zeroed after. */
+            int64_t shift = ki * dh - ph, a = -shift > 0 ? -shift : 0, e = H - shift;
+            if (e > OH)
+                e = OH;
+            if (e < a)
+                e = a;
+            for (int64_t n = 0; n < nb; n++) {
+                const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
+                float *d = dst + n * P;
+                if (a > 0) /* most rows need neither: skip the calls */
+                    memset(d, 0, (size_t)(a * OW) * sizeof(float));
+                if (e < OH)
+                    memset(d + e * OW, 0, (size_t)((OH - e) * OW) * sizeof(float));
+                if (e == a || hi == lo)
+                    continue;
+                int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi;
+                memcpy(d + j0, xp + j0 + shift * W + off, (size_t)(j1 - j0) * sizeof(float));
+                /* columns outer, rows inner: a strided store the compiler keeps inline (row by
+                 * row it became a memset call of 0 or 1 float per row) */
+                for (int64_t ow = 0; ow < lo; ow++)
+                    for (int64_t oh = a; oh < e; oh++)
+                        d[oh * OW + ow] = 0.0f;
+                for (int64_t ow = hi; ow < OW; ow++)
+                    for (int64_t oh = a; oh < e; oh++)
+                        d[oh * OW + ow] = 0.0f;
+            }
+            continue;
+        }
         for (int64_t n = 0; n < nb; n++) {
             const float *xp = x + ((n0 + n) * C + c0 + c) * H * W;
             for (int64_t oh = 0; oh < OH; oh++) {
@@ -287,8 +319,10 @@ static void im2col(float *col, int64_t ld, const float *x, const fs_conv2d_shape
 }
 
 /* dx (N, C, H, W), images n0..n0+nb-1, channels c0..c0+Cg-1: set to the sum of the columns
- * of dcol (K, nb*P), leading dimension ld, that read each pixel. */
-static void col2im(float *dx, const float *dcol, int64_t ld, const fs_conv2d_shape *s,
+ * of dcol (K, nb*P), leading dimension ld, that read each pixel. dcol is scratch: a stride-1
+ * conv whose output width equals the input's zeroes the entries of its out-of-range columns
+ * and adds each unfolded row as one span (as im2col copies it). */
+static void col2im(float *dx, float *dcol, int64_t ld, const fs_conv2d_shape *s,
                    int64_t n0, int64_t nb, int64_t c0, int64_t cg, bool par)
 {
     const int64_t C = s->c, H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW;
@@ -296,16 +330,46 @@ static void col2im(float *dx, const float *dcol, int64_t ld, const fs_conv2d_sha
     const int64_t ph = s->a.padding[0], pw = s->a.padding[1];
     const int64_t dh = s->a.dilation[0], dw = s->a.dilation[1];
     const int64_t NP = nb * P;
+    /* the tap (ki, kj) whose unfolded row is the plane itself (stride 1, same size, the
+     * padding a multiple of the dilation), or -1 */
+    int64_t rc = -1;
+    if (sh == 1 && sw == 1 && OH == H && OW == W && ph % dh == 0 && pw % dw == 0 &&
+        ph / dh < kh && pw / dw < kw)
+        rc = ph / dh * kw + pw / dw;
 #pragma omp parallel for collapse(2) schedule(static) if (par && cg * kh * kw * NP > FS_PARALLEL_MIN)
     for (int64_t n = 0; n < nb; n++) {
         for (int64_t c = 0; c < cg; c++) {
             float *xp = dx + ((n0 + n) * C + c0 + c) * H * W;
-            memset(xp, 0, (size_t)(H * W) * sizeof(float));
+            if (rc >= 0) { /* the centre tap reads every pixel once: it sets the plane */
+                const float *src = dcol + (c * kh * kw + rc) * ld + n * P;
+                for (int64_t j = 0; j < H * W; j++)
+                    xp[j] = src[j];
+            } else {
+                memset(xp, 0, (size_t)(H * W) * sizeof(float));
+            }
             for (int64_t ki = 0; ki < kh; ki++) {
                 for (int64_t kj = 0; kj < kw; kj++) {
+                    if (ki * kw + kj == rc)
+                        continue;
                     int64_t r = (c * kh + ki) * kw + kj, off = kj * dw - pw, lo, hi;
                     valid_range(off, sw, W, OW, &lo, &hi);
-                    const float *src = dcol + r * ld + n * P;
+                    float *src = dcol + r * ld + n * P;
+                    if (sh == 1 && sw == 1 && OW == W) {
+                        int64_t shift = ki * dh - ph, a = -shift > 0 ? -shift : 0;
+                        int64_t e = H - shift < OH ? H - shift : OH;
+                        if (e <= a || hi <= lo)
+                            continue;
+                        for (int64_t ow = 0; ow < lo; ow++) /* strided: no memset calls */
+                            for (int64_t oh = a; oh < e; oh++)
+                                src[oh * OW + ow] = 0.0f;
+                        for (int64_t ow = hi; ow < OW; ow++)
+                            for (int64_t oh = a; oh < e; oh++)
+                                src[oh * OW + ow] = 0.0f;
+                        int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi, d = shift * W + off;
+                        for (int64_t j = j0; j < j1; j++)
+                            xp[j + d] += src[j];
+                        continue;
+                    }
                     for (int64_t oh = 0; oh < OH; oh++) {
                         int64_t ih = oh * sh - ph + ki * dh;
                         if (ih < 0 || ih >= H)
@@ -365,6 +429,29 @@ static void add_bias(float *y, const float *b, int64_t N, int64_t O, int64_t P)
             for (int64_t p = 0; p < P; p++)
                 d[p] += bv;
         }
+}
+
+/* d (P), one output channel o: the epilogue (see nn.h). */
+static void ep_apply(float *d, int64_t P, const fs_conv_epilogue *ep, int64_t o)
+{
+    const float m = ep->mean[o], sc = ep->scale[o], sh = ep->shift[o];
+    if (ep->relu)
+        for (int64_t q = 0; q < P; q++) {
+            float v = (d[q] - m) * sc + sh;
+            d[q] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (int64_t q = 0; q < P; q++)
+            d[q] = (d[q] - m) * sc + sh;
+}
+
+/* y (N, O, P): the epilogue over every channel. */
+static void ep_apply_all(float *y, const fs_conv_epilogue *ep, int64_t N, int64_t O, int64_t P)
+{
+#pragma omp parallel for collapse(2) schedule(static) if (N * O * P > FS_PARALLEL_MIN)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < O; o++)
+            ep_apply(y + (n * O + o) * P, P, ep, o);
 }
 
 /* db (O) = sum of dy (N, O, P) over N and P (in double). */
@@ -470,7 +557,7 @@ static int conv_backward_krows(float *dx, float *dw, const float *dy, const floa
 }
 
 static int conv_forward_threads(float *y, const float *x, const float *w, const float *b,
-                                const fs_conv2d_shape *s)
+                                const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow;
@@ -510,6 +597,10 @@ static int conv_forward_threads(float *y, const float *x, const float *w, const 
                                 for (int64_t q = 0; q < P; q++)
                                     d[q] = sp[q] + bv;
                         }
+                if (ep) /* on the block just written, still in cache */
+                    for (int64_t n = 0; n < cur; n++)
+                        for (int64_t o = 0; o < Og; o++)
+                            ep_apply(y + ((n0 + n) * O + g * Og + o) * P, P, ep, g * Og + o);
             }
         }
     }
@@ -578,14 +669,14 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
 }
 
 static int conv_forward(float *y, const float *x, const float *w, const float *b,
-                        const fs_conv2d_shape *s)
+                        const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (N == 0 || P == 0 || s->o == 0)
         return 0;
     if (!use_direct(s) && use_thread_images(s, false))
-        return conv_forward_threads(y, x, w, b, s);
+        return conv_forward_threads(y, x, w, b, ep, s);
     if (use_direct(s)) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t g = 0; g < G; g++)
@@ -593,6 +684,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
                      0.0f, y + (n * s->o + g * Og) * P, P);
         if (b)
             add_bias(y, b, N, s->o, P);
+        if (ep)
+            ep_apply_all(y, ep, N, s->o, P);
         return 0;
     }
     const int64_t nb = chunk_images(N, K * P), ld = pad_ld(nb * P);
@@ -604,10 +697,19 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
         int64_t cur = N - n0 < nb ? N - n0 : nb;
         for (int64_t g = 0; g < G; g++) {
             im2col(col, ld, x, s, n0, cur, g * Cg, Cg, true);
+            if (cur == 1) { /* the image's rows of y are one (Og, P) block: no scatter */
+                float *yb = y + (n0 * s->o + g * Og) * P;
+                gemm(false, false, Og, P, K, w + g * Og * K, K, col, ld, 0.0f, yb, P);
+                if (b)
+                    add_bias(yb, b + g * Og, 1, Og, P);
+                continue;
+            }
             gemm(false, false, Og, cur * P, K, w + g * Og * K, K, col, ld, 0.0f, tmp, ld);
             scatter_rows(y, tmp, ld, b, s->o, P, n0, cur, g * Og, Og, true);
         }
     }
+    if (ep)
+        ep_apply_all(y, ep, N, s->o, P);
     return 0;
 }
 
@@ -664,13 +766,19 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
     return 0;
 }
 
+int fs_conv2d_forward_ep(float *y, const float *x, const float *w, const float *b,
+                         const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
+{
+    int saved = fs_blas_single_begin();
+    int rc = conv_forward(y, x, w, b, ep, s);
+    fs_blas_single_end(saved);
+    return rc;
+}
+
 int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                       const fs_conv2d_shape *s)
 {
-    int saved = fs_blas_single_begin();
-    int rc = conv_forward(y, x, w, b, s);
-    fs_blas_single_end(saved);
-    return rc;
+    return fs_conv2d_forward_ep(y, x, w, b, NULL, s);
 }
 
 int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
@@ -762,6 +870,58 @@ fs_tensor *fs_conv2d(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_a
 fail:
     fs_nn_release_all(4, (fs_tensor *[]){xc, wc, bc, y});
     return NULL;
+}
+
+static int check_bn_vec(const char *name, const fs_tensor *t, const fs_tensor *w, int64_t o)
+{
+    if (t && (t->ndim != 1 || t->size[0] != o))
+        return fs_set_error("conv2d_bn_eval: %s %s must have shape (%lld) for weight %s", name,
+                            FS_SHAPE(t), (long long)o, FS_SHAPE(w));
+    return 0;
+}
+
+fs_tensor *fs_conv2d_bn_eval(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_args *a,
+                             fs_tensor *running_mean, fs_tensor *running_var,
+                             fs_tensor *bn_weight, fs_tensor *bn_bias, double eps, bool relu)
+{
+    fs_conv2d_args def = FS_CONV2D_ARGS_DEFAULT;
+    fs_conv2d_shape s;
+    if (fs_conv2d_shape_init(&s, "conv2d", x, w, b, a ? a : &def) < 0)
+        return NULL;
+    const int64_t O = s.o;
+    if (!running_mean || !running_var)
+        return fs_set_error("conv2d_bn_eval: needs running_mean and running_var"), NULL;
+    if (check_bn_vec("running_mean", running_mean, w, O) < 0 ||
+        check_bn_vec("running_var", running_var, w, O) < 0 ||
+        check_bn_vec("weight", bn_weight, w, O) < 0 || check_bn_vec("bias", bn_bias, w, O) < 0)
+        return NULL;
+    float *par = fs_alloc((size_t)(3 * (O ? O : 1)) * sizeof(float));
+    if (!par)
+        return NULL;
+    /* as batch_norm's eval mode computes them (norm.c) */
+    for (int64_t o = 0; o < O; o++) {
+        double mu = fs_data(running_mean)[o * running_mean->stride[0]];
+        double var = fs_data(running_var)[o * running_var->stride[0]];
+        double is = 1.0 / sqrt(var + eps);
+        double g = bn_weight ? fs_data(bn_weight)[o * bn_weight->stride[0]] : 1.0;
+        par[o] = (float)mu;
+        par[O + o] = (float)(g * is);
+        par[2 * O + o] = bn_bias ? fs_data(bn_bias)[o * bn_bias->stride[0]] : 0.0f;
+    }
+    fs_conv_epilogue ep = {par, par + O, par + 2 * O, relu};
+    int64_t ysize[4] = {s.n, s.o, s.oh, s.ow};
+    int batched = x->ndim == 4;
+    fs_tensor *xc = fs_nn_contig(x), *wc = fs_nn_contig(w), *bc = b ? fs_nn_contig(b) : NULL;
+    fs_tensor *y = (xc && wc && (bc || !b)) ? fs_tensor_new(batched ? 4 : 3, ysize + !batched)
+                                            : NULL;
+    if (y && fs_conv2d_forward_ep(fs_data(y), fs_data(xc), fs_data(wc), bc ? fs_data(bc) : NULL,
+                                  &ep, &s) < 0) {
+        fs_tensor_release(y);
+        y = NULL;
+    }
+    fs_free(par);
+    fs_nn_release_all(3, (fs_tensor *[]){xc, wc, bc});
+    return y;
 }
 
 /* conv_transpose2d: x (N, Cin, H, W) is the conv's dy, y the conv's dx. */

@@ -114,6 +114,23 @@ int fs_conv2d_shape_init(fs_conv2d_shape *s, const char *op, const fs_tensor *x,
 /* y (n, o, oh, ow) = conv(x (n, c, h, w), w) + b ; b may be NULL. */
 int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                       const fs_conv2d_shape *s);
+/* Per output channel o, applied to the conv's output after the bias:
+ * y = (y - mean[o]) * scale[o] + shift[o], then max(y, 0) when relu. With BatchNorm's
+ * eval-mode mean, scale = weight / sqrt(var + eps) and shift = bias this is conv -> BN (-> ReLU)
+ * in one pass over each block of y while it is in cache, rounding as BN's own kernel does. */
+typedef struct fs_conv_epilogue {
+    const float *mean, *scale, *shift; /* (o) each */
+    bool relu;
+} fs_conv_epilogue;
+/* fs_conv2d_forward, then the epilogue (ep may be NULL: none). */
+int fs_conv2d_forward_ep(float *y, const float *x, const float *w, const float *b,
+                         const fs_conv_epilogue *ep, const fs_conv2d_shape *s);
+/* Eval-mode conv2d -> batch_norm (-> relu) fused, with no tape: for callers that want no
+ * gradient (grad mode off or no input requiring one). b, bn_weight, bn_bias may be NULL;
+ * running_mean and running_var are (O). Same values as the three ops in turn. */
+fs_tensor *fs_conv2d_bn_eval(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_args *a,
+                             fs_tensor *running_mean, fs_tensor *running_var,
+                             fs_tensor *bn_weight, fs_tensor *bn_bias, double eps, bool relu);
 /* Given dy (n, o, oh, ow): dx (n, c, h, w), dw (o, c/g, kh, kw), db (o), each written
  * (not accumulated) when non-NULL. */
 int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,

@@ -139,23 +139,76 @@ static fs_tensor *relu_consuming(fs_tensor *x)
     return y;
 }
 
+static fs_tensor *entry(fs_module *m, const char *name)
+{
+    for (int i = 0; i < m->nentries; i++)
+        if (strcmp(m->entries[i].name, name) == 0)
+            return m->entries[i].t;
+    return NULL;
+}
+
+/* Conv2d module c -> BatchNorm2d module b (-> relu) as one fused pass (fs_conv2d_bn_eval)
+ * when b is in eval mode and no gradient is wanted (grad mode off, or nothing involved
+ * requires one): BN's affine map and the ReLU are applied to each block of the conv's output
+ * while it is in cache, with no intermediate tensor. The values are those of the separate
+ * ops, computed from the current parameters and running stats at every call (nothing is
+ * cached, so optimizer steps, load_state_dict and train() need no invalidation).
+ * *done is false when the fused form does not apply (then nothing was computed). */
+static fs_tensor *conv_bn_eval(fs_module *c, fs_module *b, fs_tensor *x, bool relu, bool *done)
+{
+    *done = false;
+    if (!c || !b || b->training || strcmp(c->kind, "Conv2d") != 0 ||
+        strcmp(b->kind, "BatchNorm2d") != 0)
+        return NULL;
+    fs_tensor *w = entry(c, "weight"), *cb = entry(c, "bias");
+    fs_tensor *rm = entry(b, "running_mean"), *rv = entry(b, "running_var");
+    fs_tensor *bw = entry(b, "weight"), *bb = entry(b, "bias");
+    if (!w || !rm || !rv || x->ndim != 4 ||
+        fs_any_requires_grad(5, (fs_tensor *[]){x, w, cb, bw, bb}))
+        return NULL;
+    *done = true;
+    return fs_conv2d_bn_eval(x, w, cb, &c->conv, rm, rv, bw, bb, b->eps, relu);
+}
+
 /* conv -> bn -> relu (in place) of module m's children cname, bname. */
 static fs_tensor *conv_bn_relu(fs_module *m, fs_tensor *x, const char *cname, const char *bname)
 {
+    bool done;
+    fs_tensor *y = conv_bn_eval(fs_module_child(m, cname), fs_module_child(m, bname), x, true,
+                                &done);
+    if (done)
+        return y;
     const char *const names[] = {cname, bname};
     fs_tensor *h = chain(m, x, 2, names);
     return h ? relu_consuming(h) : NULL;
 }
 
+/* conv -> bn of m's children cname, bname (fused in eval mode without gradients). */
+static fs_tensor *conv_bn(fs_module *m, fs_tensor *x, const char *cname, const char *bname)
+{
+    bool done;
+    fs_tensor *y = conv_bn_eval(fs_module_child(m, cname), fs_module_child(m, bname), x, false,
+                                &done);
+    if (done)
+        return y;
+    const char *const names[] = {cname, bname};
+    return chain(m, x, 2, names);
+}
+
 static fs_tensor *block_forward(fs_module *m, fs_tensor *x)
 {
-    static const char *const tail[] = {"conv2", "bn2"};
     fs_tensor *h = conv_bn_relu(m, x, "conv1", "bn1");
-    fs_tensor *out = h ? chain(m, h, 2, tail) : NULL;
+    fs_tensor *out = h ? conv_bn(m, h, "conv2", "bn2") : NULL;
     fs_tensor_release(h);
     if (!out)
         return NULL;
-    fs_tensor *identity = child_forward(m, "downsample", x);
+    fs_module *ds = fs_module_child(m, "downsample");
+    bool done = false;
+    fs_tensor *identity = NULL;
+    if (ds && ds->nchildren == 2 && strcmp(ds->kind, "Sequential") == 0)
+        identity = conv_bn_eval(ds->children[0], ds->children[1], x, false, &done);
+    if (!done)
+        identity = child_forward(m, "downsample", x);
     if (!identity) {
         fs_tensor_release(out);
         return NULL;
