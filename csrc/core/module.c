@@ -180,14 +180,14 @@ int64_t fs_module_num_parameters(const fs_module *m)
 
 /* ---- flat buffers ---- */
 
-typedef struct { fs_tensor **v; int n, cap; } tlist;
+typedef struct { fs_tensor **v; int n, cap; bool trainable_only; } tlist;
 
 static int collect_params(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
 {
     (void)name;
     (void)owner;
     tlist *l = ud;
-    if (e->buffer)
+    if (e->buffer || (l->trainable_only && !e->t->requires_grad))
         return 0;
     for (int i = 0; i < l->n; i++) /* a module used twice: its parameters once */
         if (l->v[i] == e->t)
@@ -196,11 +196,23 @@ static int collect_params(void *ud, const char *name, fs_module_entry *e, fs_mod
         int cap = l->cap ? l->cap * 2 : 64;
         fs_tensor **v = realloc(l->v, (size_t)cap * sizeof *v);
         if (!v)
-            return fs_set_error("flatten: out of memory");
+            return fs_set_error("parameters: out of memory");
         l->v = v;
         l->cap = cap;
     }
     l->v[l->n++] = e->t;
+    return 0;
+}
+
+int fs_module_parameter_list(fs_module *m, bool trainable_only, fs_tensor ***out, int *n)
+{
+    tlist l = {.trainable_only = trainable_only};
+    if (fs_module_visit(m, collect_params, &l) != 0) {
+        free(l.v);
+        return -1;
+    }
+    *out = l.v;
+    *n = l.n;
     return 0;
 }
 
@@ -243,11 +255,9 @@ int fs_module_flatten(fs_module *m)
     if (defer_depth > 0)
         return 0;
     tlist l = {0};
-    int rc = fs_module_visit(m, collect_params, &l);
-    if (rc) {
-        free(l.v);
+    int rc = fs_module_parameter_list(m, false, &l.v, &l.n);
+    if (rc)
         return -1;
-    }
     int64_t total = 0;
     for (int i = 0; i < l.n; i++)
         total += fs_numel(l.v[i]);
@@ -284,7 +294,7 @@ int fs_module_ensure_grad(fs_module *m)
     if (!m->flat || m->flat_grad)
         return 0;
     tlist l = {0};
-    int rc = fs_module_visit(m, collect_params, &l);
+    int rc = fs_module_parameter_list(m, false, &l.v, &l.n);
     fs_tensor *grad = rc ? NULL : fs_tensor_zeros(1, m->flat->size);
     if (!grad) {
         free(l.v);

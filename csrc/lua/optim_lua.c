@@ -20,29 +20,7 @@
 #define OPTIM_MT "fewshot.Optimizer"
 #define STEPLR_MT "fewshot.StepLR"
 
-typedef struct { fs_tensor **v; int n, cap; } plist;
-
-static int collect_cb(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
-{
-    (void)name;
-    (void)owner;
-    plist *l = ud;
-    if (e->buffer || !e->t->requires_grad) /* frozen parameters are not optimized */
-        return 0;
-    for (int i = 0; i < l->n; i++)
-        if (l->v[i] == e->t)
-            return 0;
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 64;
-        fs_tensor **v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v)
-            return fs_set_error("optimizer: out of memory");
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = e->t;
-    return 0;
-}
+typedef struct { fs_tensor **v; int n; } plist;
 
 static fs_optim *check_opt(lua_State *L, int idx)
 {
@@ -89,8 +67,8 @@ static int make(lua_State *L, fs_optim_kind kind)
     plist l = {0};
     fs_module *m = fs_lua_test_module(L, 1);
     if (m) {
-        if (fs_module_ensure_grad(m) < 0 || fs_module_visit(m, collect_cb, &l) != 0) {
-            free(l.v);
+        /* frozen parameters are not optimized */
+        if (fs_module_ensure_grad(m) < 0 || fs_module_parameter_list(m, true, &l.v, &l.n) < 0) {
             return fs_lua_error(L);
         }
     } else {
