@@ -97,6 +97,10 @@ describe("conv2d", function()
     conv_1x1_stride2 = {stride = 2},
     conv_7x7 = {stride = 2, padding = 3},
     conv_per_image = {padding = 1, groups = 2},
+    conv_direct_wide = {padding = 1},
+    conv_direct_small = {padding = 1},
+    conv_direct_one = {padding = {2, 1}},
+    conv_direct_rect = {padding = {0, 1}},
   }
   for name, opts in pairs(cases) do
     it("matches PyTorch: " .. name, function()
@@ -223,6 +227,26 @@ describe("conv2d", function()
     with_threads(2, function()
       same_as_image_by_image({3, 64, 2, 2}, {128, 64, 3, 3}, {padding = 1}, 25)
     end)
+  end)
+
+  it("stride-1 kernels without im2col match PyTorch at 1 and 2 threads", function()
+    -- conv_direct.c: a partial block of output channels, masked last vectors, small images
+    -- grouped, one image split over output channels, 5x5 and 1x3 kernels, and
+    -- conv_transpose2d's forward (the same kernel as conv2d's data-gradient)
+    local cases = {
+      conv_direct_wide = {padding = 1}, conv_direct_small = {padding = 1},
+      conv_direct_one = {padding = {2, 1}}, conv_direct_rect = {padding = {0, 1}},
+    }
+    for _, t in ipairs({1, 2}) do
+      with_threads(t, function()
+        for name, opts in pairs(cases) do
+          check_fixture(name, function(I) return F.conv2d(I.x, I.w, I.b, opts) end)
+        end
+        check_fixture("convt_direct", function(I)
+          return F.conv_transpose2d(I.x, I.w, I.b, {padding = 1})
+        end)
+      end)
+    end
   end)
 
   it("one image at 2 threads (GEMMs split over the threads) equals 1 thread", function()

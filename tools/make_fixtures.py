@@ -95,6 +95,27 @@ def conv_cases():
         run(name, lambda x, w, b: F.conv_transpose2d(x, w, b, **kw), [x, w, b])
 
 
+def conv_direct_cases():
+    """Added after the others with their own seed, so that the earlier files stay the same."""
+    torch.manual_seed(4321)
+    cases = [
+        # stride 1 without im2col (conv_direct.c): 11 channels (a partial block of 8), a
+        # masked last vector (P = 72), 4x4 images grouped 3 at a time, one image whose output
+        # channels the threads split, a 5x5 kernel with unequal padding, a 1x3 kernel
+        ("conv_direct_wide", (3, 5, 8, 16), (11, 5, 3, 3), True, dict(padding=1)),
+        ("conv_direct_small", (5, 6, 4, 4), (9, 6, 3, 3), True, dict(padding=1)),
+        ("conv_direct_one", (1, 4, 12, 12), (20, 4, 5, 5), False, dict(padding=(2, 1))),
+        ("conv_direct_rect", (2, 3, 9, 8), (10, 3, 1, 3), True, dict(padding=(0, 1))),
+    ]
+    for name, xs, ws, bias, kw in cases:
+        x, w = rnd(*xs), rnd(*ws, scale=0.3)
+        b = rnd(ws[0]) if bias else None
+        run(name, lambda x, w, b: F.conv2d(x, w, b, **kw), [x, w, b])
+    # conv_transpose2d with stride 1: its forward is conv2d's data-gradient
+    x, w, b = rnd(2, 6, 8, 8), rnd(6, 5, 3, 3, scale=0.3), rnd(5)
+    run("convt_direct", lambda x, w, b: F.conv_transpose2d(x, w, b, padding=1), [x, w, b])
+
+
 def linear_cases():
     run("linear_2d", F.linear, [rnd(5, 7), rnd(3, 7), rnd(3)])
     run("linear_3d", F.linear, [rnd(2, 3, 7), rnd(4, 7), rnd(4)])
@@ -195,7 +216,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(1234)
     for fn in (conv_cases, linear_cases, bn_cases, pool_cases, interp_cases, softmax_cases,
-               loss_cases, cdist_cases):
+               loss_cases, cdist_cases, conv_direct_cases):
         fn()
     print("wrote", len(os.listdir(OUT)), "fixtures to", os.path.normpath(OUT))
 

@@ -33,6 +33,7 @@
 #include <omp.h>
 #endif
 
+#include "conv_direct.h"
 #include "nn_internal.h"
 
 /* Threads: one pool (OpenMP) for the whole kernel; OpenBLAS runs single-threaded inside
@@ -675,6 +676,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (N == 0 || P == 0 || s->o == 0)
         return 0;
+    if (fs_conv_direct_forward_ok(s))
+        return fs_conv_direct_forward(y, x, w, b, ep, s);
     if (!use_direct(s) && use_thread_images(s, false))
         return conv_forward_threads(y, x, w, b, ep, s);
     if (use_direct(s)) {
@@ -726,6 +729,11 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
         memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
     if (N == 0 || P == 0 || s->o == 0 || (!dx && !dw))
         return 0;
+    if (dx && fs_conv_direct_backward_data_ok(s)) { /* dw by im2col + GEMM, dx directly */
+        if (dw && conv_backward(NULL, dw, NULL, dy, x, w, s) != 0)
+            return -1;
+        return fs_conv_direct_backward_data(dx, dy, w, s);
+    }
     if (!use_direct(s) && use_thread_images(s, dw != NULL))
         return conv_backward_threads(dx, dw, dy, x, w, s);
     if (!use_direct(s) && dw && use_krows(s))

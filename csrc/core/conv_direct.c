@@ -1,0 +1,370 @@
+/* conv_direct.c - stride-1 convolution as a register-blocked GEMM that reads shifted copies
+ * of the image instead of an im2col matrix.
+ *
+ * For a stride-1, dilation-1 convolution with padding (ph, pw), output pixel q = oy*OW + ox
+ * of channel o is
+ *     y[o, q] = sum over (c, ky, kx) of w[o, c, ky, kx] * xs[c, kx][q + ky*OW]
+ * where xs[c, kx] (Hp = OH + kh - 1 rows of OW floats) is input channel c shifted by kx - pw
+ * columns and ph rows, zero outside the image. These kw shifted copies are kw / (kh*kw) of
+ * im2col's size, and every tap k = (c, ky, kx) of a vector of 16 consecutive output pixels is
+ * one contiguous load at the offset off[k] = (c*kw + kx)*Hp*OW + ky*OW.
+ * The kernel holds MR = 8 output channels x NV <= 3 such vectors in 24 zmm accumulators and
+ * walks k: NV loads and MR broadcast FMAs per tap, weights packed as [o-block][k][MR]. The
+ * last vector of an image is masked when OH*OW is not a multiple of 16.
+ * The data-gradient of such a convolution is one too: dy convolved with the weights flipped
+ * in space and transposed (c <-> o), padding k-1-p; the same driver runs both.
+ * Threads own images (one parallel region, no barrier); with fewer images than threads they
+ * split the output channels instead.
+ */
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "conv_direct.h"
+#include "tensor.h"
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+#define MR 8     /* output channels per kernel call */
+#define NVMAX 3  /* vectors of 16 pixels per kernel call */
+#define LANES 16
+
+/* One stride-1 convolution as the driver sees it (the data-gradient's is transposed). */
+typedef struct dshape {
+    int64_t n, c, h, w;       /* input (n, c, h, w) */
+    int64_t o, kh, kw;        /* output channels, kernel */
+    int64_t ph, pw;           /* zero padding, >= 0 */
+    int64_t oh, ow;           /* output */
+} dshape;
+
+/* One output vector: where its taps start in xs, where its channel-0 pixels go, which lanes
+ * are pixels. */
+typedef struct ovec {
+    const float *in;
+    float *out;
+    __mmask16 m;
+} ovec;
+
+/* What happens to a finished value of channel o: + bias[o], then the epilogue. */
+typedef struct finish {
+    const float *bias;           /* (o) or NULL */
+    const fs_conv_epilogue *ep;  /* or NULL */
+} finish;
+
+static inline __m512 finish_value(__m512 v, const finish *f, int64_t o)
+{
+    if (f->bias)
+        v = _mm512_add_ps(v, _mm512_set1_ps(f->bias[o]));
+    if (f->ep) { /* (v - mean) * scale + shift, rounded as ep_apply in conv.c does */
+        v = _mm512_sub_ps(v, _mm512_set1_ps(f->ep->mean[o]));
+        v = _mm512_mul_ps(v, _mm512_set1_ps(f->ep->scale[o]));
+        v = _mm512_add_ps(v, _mm512_set1_ps(f->ep->shift[o]));
+        if (f->ep->relu)
+            v = _mm512_max_ps(v, _mm512_setzero_ps());
+    }
+    return v;
+}
+
+/* out rows o0 .. o0+mr-1 of the NV vectors v: sum over k < K of wp (K, MR) [k][i] times the
+ * 16 inputs at v[j].in + off[k]. Channel o's row is at v[j].out + o*P. The accumulators are
+ * named (cIJ: channel I, vector J), not an array: GCC keeps an array of vectors in memory. */
+#define KERNEL_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define KERNEL_FMA(i)                                                                         \
+    {                                                                                         \
+        const __m512 wb = _mm512_set1_ps(wk[i]);                                              \
+        c##i##0 = _mm512_fmadd_ps(wb, x0, c##i##0);                                           \
+        if (nv > 1)                                                                           \
+            c##i##1 = _mm512_fmadd_ps(wb, x1, c##i##1);                                       \
+        if (nv > 2)                                                                           \
+            c##i##2 = _mm512_fmadd_ps(wb, x2, c##i##2);                                       \
+    }
+#define KERNEL_STORE(i)                                                                       \
+    if (i < mr) {                                                                             \
+        _mm512_mask_storeu_ps(v[0].out + (o0 + i) * P, v[0].m, finish_value(c##i##0, f, o0 + i)); \
+        if (nv > 1)                                                                           \
+            _mm512_mask_storeu_ps(v[1].out + (o0 + i) * P, v[1].m,                            \
+                                  finish_value(c##i##1, f, o0 + i));                          \
+        if (nv > 2)                                                                           \
+            _mm512_mask_storeu_ps(v[2].out + (o0 + i) * P, v[2].m,                            \
+                                  finish_value(c##i##2, f, o0 + i));                          \
+    }
+#define ALL8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#define DEFINE_KERNEL(NV)                                                                     \
+    static void kernel##NV(int64_t K, const int32_t *off, const float *wp, const ovec *v,     \
+                           int64_t P, int64_t o0, int mr, const finish *f)                    \
+    {                                                                                         \
+        const int nv = NV;                                                                    \
+        ALL8(KERNEL_DECL)                                                                     \
+        const float *in0 = v[0].in, *in1 = v[NV > 1 ? 1 : 0].in, *in2 = v[NV > 2 ? 2 : 0].in; \
+        const __mmask16 m0 = v[0].m, m1 = v[NV > 1 ? 1 : 0].m, m2 = v[NV > 2 ? 2 : 0].m;      \
+        for (int64_t k = 0; k < K; k++) {                                                     \
+            const int64_t d = off[k];                                                         \
+            const __m512 x0 = _mm512_maskz_loadu_ps(m0, in0 + d);                             \
+            const __m512 x1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, in1 + d) : x0;               \
+            const __m512 x2 = NV > 2 ? _mm512_maskz_loadu_ps(m2, in2 + d) : x0;               \
+            const float *wk = wp + k * MR;                                                    \
+            ALL8(KERNEL_FMA)                                                                  \
+        }                                                                                     \
+        ALL8(KERNEL_STORE)                                                                    \
+    }
+DEFINE_KERNEL(1)
+DEFINE_KERNEL(2)
+DEFINE_KERNEL(3)
+
+static void kernel_nv(int nv, int64_t K, const int32_t *off, const float *wp, const ovec *v,
+                      int64_t P, int64_t o0, int mr, const finish *f)
+{
+    switch (nv) {
+    case 3: kernel3(K, off, wp, v, P, o0, mr, f); break;
+    case 2: kernel2(K, off, wp, v, P, o0, mr, f); break;
+    default: kernel1(K, off, wp, v, P, o0, mr, f); break;
+    }
+}
+
+static int64_t hp_of(const dshape *d) { return d->oh + d->kh - 1; }
+
+/* Floats of the shifted copies of one image. */
+static int64_t xs_floats(const dshape *d) { return d->c * d->kw * hp_of(d) * d->ow; }
+
+/* Images per group: enough for NVMAX vectors when images are small. */
+static int64_t group_images(const dshape *d)
+{
+    int64_t P = d->oh * d->ow, g = (NVMAX * LANES + P - 1) / P;
+    return g < 1 ? 1 : g;
+}
+
+/* xs (c, kw, Hp, OW) of image x (c, h, w): channel c shifted by (ky - ph, kx - pw). */
+static void shift_copies(float *xs, const float *x, const dshape *d)
+{
+    const int64_t Hp = hp_of(d), OW = d->ow, H = d->h, W = d->w;
+    for (int64_t c = 0; c < d->c; c++)
+        for (int64_t kx = 0; kx < d->kw; kx++) {
+            float *dst = xs + (c * d->kw + kx) * Hp * OW;
+            const int64_t sh = kx - d->pw; /* input column of output column 0 */
+            int64_t lo = sh < 0 ? -sh : 0, hi = W - sh < OW ? W - sh : OW;
+            if (hi < lo)
+                hi = lo;
+            for (int64_t r = 0; r < Hp; r++) {
+                float *row = dst + r * OW;
+                const int64_t iy = r - d->ph;
+                if (iy < 0 || iy >= H) {
+                    memset(row, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                const float *src = x + (c * H + iy) * W + sh;
+                for (int64_t q = 0; q < lo; q++)
+                    row[q] = 0.0f;
+                memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                for (int64_t q = hi; q < OW; q++)
+                    row[q] = 0.0f;
+            }
+        }
+}
+
+/* y (n, o, oh, ow) from x (n, c, h, w) and wp (o-blocks, K, MR). */
+static int run(float *y, const float *x, const float *wp, const finish *f, const dshape *d)
+{
+    const int64_t K = d->c * d->kh * d->kw, P = d->oh * d->ow, Hp = hp_of(d);
+    const int64_t nob = (d->o + MR - 1) / MR, per_img = xs_floats(d), gimg = group_images(d);
+    const int64_t nvec = (P + LANES - 1) / LANES;
+    const int nt = fs_get_num_threads();
+    const bool own_images = d->n >= nt;
+    const int64_t gsz = own_images ? gimg : 1;
+    int32_t *off = fs_alloc((size_t)K * sizeof(int32_t));
+    float *ws = off ? fs_alloc((size_t)(nt * gsz * per_img) * sizeof(float)) : NULL;
+    if (!ws) {
+        fs_free(off);
+        return -1;
+    }
+    for (int64_t c = 0, k = 0; c < d->c; c++)
+        for (int64_t ky = 0; ky < d->kh; ky++)
+            for (int64_t kx = 0; kx < d->kw; kx++)
+                off[k++] = (int32_t)((c * d->kw + kx) * Hp * d->ow + ky * d->ow);
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        float *xs = ws + t * gsz * per_img;
+        int64_t i0 = 0, i1 = d->n, b0 = 0, b1 = nob;
+        if (own_images) {
+            i0 = d->n * t / T;
+            i1 = d->n * (t + 1) / T;
+        } else {
+            b0 = nob * t / T;
+            b1 = nob * (t + 1) / T;
+        }
+        ovec v[NVMAX * 8];
+        for (int64_t n0 = i0; n0 < i1 && b1 > b0; n0 += gsz) {
+            const int64_t cur = i1 - n0 < gsz ? i1 - n0 : gsz;
+            int64_t nv = 0;
+            for (int64_t g = 0; g < cur; g++) {
+                shift_copies(xs + g * per_img, x + (n0 + g) * d->c * d->h * d->w, d);
+                for (int64_t q = 0; q < nvec; q++) {
+                    int64_t rest = P - q * LANES;
+                    v[nv].in = xs + g * per_img + q * LANES;
+                    v[nv].out = y + (n0 + g) * d->o * P + q * LANES;
+                    v[nv].m = rest >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << rest) - 1);
+                    if (++nv == NVMAX * 8 || (g == cur - 1 && q == nvec - 1)) {
+                        for (int64_t b = b0; b < b1; b++) {
+                            int mr = (int)(d->o - b * MR < MR ? d->o - b * MR : MR);
+                            for (int64_t j = 0; j < nv; j += NVMAX)
+                                kernel_nv((int)(nv - j < NVMAX ? nv - j : NVMAX), K, off,
+                                          wp + b * K * MR, v + j, P, b * MR, mr, f);
+                        }
+                        nv = 0;
+                    }
+                }
+            }
+        }
+    }
+    fs_free(ws);
+    fs_free(off);
+    return 0;
+}
+
+static int64_t out_pixels_ok(int64_t P)
+{
+    /* vectors at least 80% full on average */
+    int64_t nvec = (P + LANES - 1) / LANES;
+    return P >= LANES && nvec * LANES * 4 <= P * 5;
+}
+
+static bool fits_offsets(const dshape *d)
+{
+    return (double)xs_floats(d) * (double)group_images(d) < 2e9;
+}
+
+static dshape forward_shape(const fs_conv2d_shape *s)
+{
+    return (dshape){s->n, s->c, s->h, s->w, s->o, s->kh, s->kw,
+                    s->a.padding[0], s->a.padding[1], s->oh, s->ow};
+}
+
+static dshape backward_data_shape(const fs_conv2d_shape *s)
+{
+    return (dshape){s->n, s->o, s->oh, s->ow, s->c, s->kh, s->kw,
+                    s->kh - 1 - s->a.padding[0], s->kw - 1 - s->a.padding[1], s->h, s->w};
+}
+
+static bool plain_stride1(const fs_conv2d_shape *s)
+{
+    return s->a.groups == 1 && s->a.stride[0] == 1 && s->a.stride[1] == 1 &&
+           s->a.dilation[0] == 1 && s->a.dilation[1] == 1 && s->kh * s->kw > 1 && s->n > 0 &&
+           s->c > 0 && s->o > 0;
+}
+
+bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s)
+{
+    if (!plain_stride1(s))
+        return false;
+    dshape d = forward_shape(s);
+    return out_pixels_ok(d.oh * d.ow) && fits_offsets(&d);
+}
+
+bool fs_conv_direct_backward_data_ok(const fs_conv2d_shape *s)
+{
+    if (!plain_stride1(s) || s->a.padding[0] > s->kh - 1 || s->a.padding[1] > s->kw - 1)
+        return false;
+    dshape d = backward_data_shape(s);
+    return out_pixels_ok(d.oh * d.ow) && fits_offsets(&d);
+}
+
+/* Floats of the packed weights wp (ceil(o/MR), K, MR) of d. */
+static size_t packed_floats(const dshape *d)
+{
+    return (size_t)(((d->o + MR - 1) / MR) * d->c * d->kh * d->kw * MR);
+}
+
+/* wp[b][k][i] = w[b*MR + i][k] for w (O, K) (the forward's weights), zero past O. */
+static void pack_forward(float *wp, const float *w, int64_t O, int64_t K)
+{
+    const int64_t nob = (O + MR - 1) / MR;
+#pragma omp parallel for schedule(static) if (O * K > FS_PARALLEL_MIN)
+    for (int64_t b = 0; b < nob; b++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t i = 0; i < MR; i++)
+                wp[(b * K + k) * MR + i] = b * MR + i < O ? w[(b * MR + i) * K + k] : 0.0f;
+}
+
+/* The data-gradient's weights from w (O, C, kh, kw): driver channel c (< C) at tap
+ * k = (o, ky, kx) is w[o, c, kh-1-ky, kw-1-kx]; packed as pack_forward's. */
+static void pack_backward_data(float *wp, const float *w, int64_t O, int64_t C, int64_t kh,
+                               int64_t kw)
+{
+    const int64_t KK = kh * kw, K = O * KK, nob = (C + MR - 1) / MR;
+#pragma omp parallel for schedule(static) if (C * K > FS_PARALLEL_MIN)
+    for (int64_t b = 0; b < nob; b++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t t = 0; t < KK; t++) {
+                const int64_t ft = KK - 1 - t; /* (kh-1-ky)*kw + (kw-1-kx) */
+                float *dst = wp + (b * K + o * KK + t) * MR;
+                for (int64_t i = 0; i < MR; i++) {
+                    const int64_t c = b * MR + i;
+                    dst[i] = c < C ? w[(o * C + c) * KK + ft] : 0.0f;
+                }
+            }
+}
+
+int fs_conv_direct_forward(float *y, const float *x, const float *w, const float *b,
+                           const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
+{
+    const dshape d = forward_shape(s);
+    float *wp = fs_alloc(packed_floats(&d) * sizeof(float));
+    if (!wp)
+        return -1;
+    pack_forward(wp, w, d.o, d.c * d.kh * d.kw);
+    const finish f = {b, ep};
+    int rc = run(y, x, wp, &f, &d);
+    fs_free(wp);
+    return rc;
+}
+
+int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
+                                 const fs_conv2d_shape *s)
+{
+    const dshape d = backward_data_shape(s);
+    float *wp = fs_alloc(packed_floats(&d) * sizeof(float));
+    if (!wp)
+        return -1;
+    pack_backward_data(wp, w, s->o, s->c, s->kh, s->kw);
+    const finish f = {NULL, NULL};
+    int rc = run(dx, dy, wp, &f, &d);
+    fs_free(wp);
+    return rc;
+}
+
+#else /* no AVX-512: conv.c keeps im2col + GEMM */
+
+bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s)
+{
+    (void)s;
+    return false;
+}
+
+bool fs_conv_direct_backward_data_ok(const fs_conv2d_shape *s)
+{
+    (void)s;
+    return false;
+}
+
+int fs_conv_direct_forward(float *y, const float *x, const float *w, const float *b,
+                           const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
+{
+    (void)y, (void)x, (void)w, (void)b, (void)ep, (void)s;
+    return fs_set_error("conv2d: direct kernels not built (no AVX-512)");
+}
+
+int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
+                                 const fs_conv2d_shape *s)
+{
+    (void)dx, (void)dy, (void)w, (void)s;
+    return fs_set_error("conv2d: direct kernels not built (no AVX-512)");
+}
+
+#endif
