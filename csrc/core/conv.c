@@ -729,10 +729,17 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
         memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
     if (N == 0 || P == 0 || s->o == 0 || (!dx && !dw))
         return 0;
-    if (dx && fs_conv_direct_backward_data_ok(s)) { /* dw by im2col + GEMM, dx directly */
-        if (dw && conv_backward(NULL, dw, NULL, dy, x, w, s) != 0)
+    /* each of dw and dx by conv_direct.c's kernels where they take the shape, else below */
+    const bool dw_direct = dw && fs_conv_direct_backward_weight_ok(s);
+    const bool dx_direct = dx && fs_conv_direct_backward_data_ok(s);
+    if (dw_direct || dx_direct) {
+        if (dw && (dw_direct ? fs_conv_direct_backward_weight(dw, dy, x, s)
+                             : conv_backward(NULL, dw, NULL, dy, x, w, s)) != 0)
             return -1;
-        return fs_conv_direct_backward_data(dx, dy, w, s);
+        if (dx && (dx_direct ? fs_conv_direct_backward_data(dx, dy, w, s)
+                             : conv_backward(dx, NULL, NULL, dy, x, w, s)) != 0)
+            return -1;
+        return 0;
     }
     if (!use_direct(s) && use_thread_images(s, dw != NULL))
         return conv_backward_threads(dx, dw, dy, x, w, s);

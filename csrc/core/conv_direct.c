@@ -36,6 +36,7 @@
 typedef struct dshape {
     int64_t n, c, h, w;       /* input (n, c, h, w) */
     int64_t o, kh, kw;        /* output channels, kernel */
+    int64_t sh, sw;           /* stride, >= 1 */
     int64_t ph, pw;           /* zero padding, >= 0 */
     int64_t oh, ow;           /* output */
 } dshape;
@@ -124,50 +125,76 @@ static void kernel_nv(int nv, int64_t K, const int32_t *off, const float *wp, co
     }
 }
 
-static int64_t hp_of(const dshape *d) { return d->oh + d->kh - 1; }
+/* Rows of one plane of xs: output rows plus the taps below them. */
+static int64_t hp_of(const dshape *d) { return d->oh + (d->kh - 1) / d->sh; }
 
-/* Floats of the shifted copies of one image. */
-static int64_t xs_floats(const dshape *d) { return d->c * d->kw * hp_of(d) * d->ow; }
+/* Floats of the shifted copies of one image: a plane per (c, kx, row phase). */
+static int64_t xs_floats(const dshape *d) { return d->c * d->kw * d->sh * hp_of(d) * d->ow; }
 
 /* Images per group: enough for NVMAX vectors when images are small. */
+/* Images per group: small images go three at a time, so that their vectors fill kernel calls
+ * of NVMAX = 3 (4 vectors alone would be two calls of 2). */
 static int64_t group_images(const dshape *d)
 {
-    int64_t P = d->oh * d->ow, g = (NVMAX * LANES + P - 1) / P;
-    return g < 1 ? 1 : g;
+    int64_t nvec = (d->oh * d->ow + LANES - 1) / LANES;
+    return nvec >= 8 || nvec % NVMAX == 0 ? 1 : NVMAX;
 }
 
-/* xs (c, kw, Hp, OW) of image x (c, h, w): channel c shifted by (ky - ph, kx - pw). */
+/* xs (c, kw, sh, Hp, OW) of image x (c, h, w): plane (c, kx, ay) row r, column ox holds
+ * x[c, sh*r + ay - ph, sw*ox + kx - pw] (zero outside the image), so that tap (c, ky, kx) of
+ * output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox. */
 static void shift_copies(float *xs, const float *x, const dshape *d)
 {
-    const int64_t Hp = hp_of(d), OW = d->ow, H = d->h, W = d->w;
+    const int64_t Hp = hp_of(d), OW = d->ow, H = d->h, W = d->w, sw = d->sw;
     for (int64_t c = 0; c < d->c; c++)
         for (int64_t kx = 0; kx < d->kw; kx++) {
-            float *dst = xs + (c * d->kw + kx) * Hp * OW;
             const int64_t sh = kx - d->pw; /* input column of output column 0 */
-            int64_t lo = sh < 0 ? -sh : 0, hi = W - sh < OW ? W - sh : OW;
+            /* output columns lo..hi-1 read inside the image */
+            int64_t lo = sh < 0 ? (-sh + sw - 1) / sw : 0;
+            int64_t hi = W - sh > 0 ? (W - sh + sw - 1) / sw : 0;
+            if (hi > OW)
+                hi = OW;
             if (hi < lo)
                 hi = lo;
-            for (int64_t r = 0; r < Hp; r++) {
-                float *row = dst + r * OW;
-                const int64_t iy = r - d->ph;
-                if (iy < 0 || iy >= H) {
-                    memset(row, 0, (size_t)OW * sizeof(float));
-                    continue;
+            for (int64_t ay = 0; ay < d->sh; ay++) {
+                float *dst = xs + ((c * d->kw + kx) * d->sh + ay) * Hp * OW;
+                for (int64_t r = 0; r < Hp; r++) {
+                    float *row = dst + r * OW;
+                    const int64_t iy = d->sh * r + ay - d->ph;
+                    if (iy < 0 || iy >= H) {
+                        memset(row, 0, (size_t)OW * sizeof(float));
+                        continue;
+                    }
+                    const float *src = x + (c * H + iy) * W + sh;
+                    for (int64_t q = 0; q < lo; q++)
+                        row[q] = 0.0f;
+                    if (sw == 1)
+                        memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    else
+                        for (int64_t q = lo; q < hi; q++)
+                            row[q] = src[q * sw];
+                    for (int64_t q = hi; q < OW; q++)
+                        row[q] = 0.0f;
                 }
-                const float *src = x + (c * H + iy) * W + sh;
-                for (int64_t q = 0; q < lo; q++)
-                    row[q] = 0.0f;
-                memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-                for (int64_t q = hi; q < OW; q++)
-                    row[q] = 0.0f;
             }
         }
+}
+
+/* off (K): where tap k = (c, ky, kx) of output pixel 0 is in xs; pixel q's is off[k] + q. */
+static void tap_offsets(int32_t *off, const dshape *d)
+{
+    const int64_t Hp = hp_of(d);
+    for (int64_t c = 0, k = 0; c < d->c; c++)
+        for (int64_t ky = 0; ky < d->kh; ky++)
+            for (int64_t kx = 0; kx < d->kw; kx++)
+                off[k++] = (int32_t)((((c * d->kw + kx) * d->sh + ky % d->sh) * Hp +
+                                      ky / d->sh) * d->ow);
 }
 
 /* y (n, o, oh, ow) from x (n, c, h, w) and wp (o-blocks, K, MR). */
 static int run(float *y, const float *x, const float *wp, const finish *f, const dshape *d)
 {
-    const int64_t K = d->c * d->kh * d->kw, P = d->oh * d->ow, Hp = hp_of(d);
+    const int64_t K = d->c * d->kh * d->kw, P = d->oh * d->ow;
     const int64_t nob = (d->o + MR - 1) / MR, per_img = xs_floats(d), gimg = group_images(d);
     const int64_t nvec = (P + LANES - 1) / LANES;
     const int nt = fs_get_num_threads();
@@ -179,10 +206,7 @@ static int run(float *y, const float *x, const float *wp, const finish *f, const
         fs_free(off);
         return -1;
     }
-    for (int64_t c = 0, k = 0; c < d->c; c++)
-        for (int64_t ky = 0; ky < d->kh; ky++)
-            for (int64_t kx = 0; kx < d->kw; kx++)
-                off[k++] = (int32_t)((c * d->kw + kx) * Hp * d->ow + ky * d->ow);
+    tap_offsets(off, d);
 #pragma omp parallel num_threads(nt)
     {
         int t = 0, T = 1;
@@ -213,9 +237,13 @@ static int run(float *y, const float *x, const float *wp, const finish *f, const
                     if (++nv == NVMAX * 8 || (g == cur - 1 && q == nvec - 1)) {
                         for (int64_t b = b0; b < b1; b++) {
                             int mr = (int)(d->o - b * MR < MR ? d->o - b * MR : MR);
-                            for (int64_t j = 0; j < nv; j += NVMAX)
-                                kernel_nv((int)(nv - j < NVMAX ? nv - j : NVMAX), K, off,
-                                          wp + b * K * MR, v + j, P, b * MR, mr, f);
+                            /* nv vectors in calls of 2 or 3 (16 = 2+3+3+2+3+3), not 3+..+1 */
+                            const int64_t nch = (nv + NVMAX - 1) / NVMAX;
+                            for (int64_t j = 0; j < nch; j++) {
+                                const int64_t v0 = nv * j / nch, v1 = nv * (j + 1) / nch;
+                                kernel_nv((int)(v1 - v0), K, off, wp + b * K * MR, v + v0, P,
+                                          b * MR, mr, f);
+                            }
                         }
                         nv = 0;
                     }
@@ -242,34 +270,38 @@ static bool fits_offsets(const dshape *d)
 
 static dshape forward_shape(const fs_conv2d_shape *s)
 {
-    return (dshape){s->n, s->c, s->h, s->w, s->o, s->kh, s->kw,
+    return (dshape){s->n, s->c, s->h, s->w, s->o, s->kh, s->kw, s->a.stride[0], s->a.stride[1],
                     s->a.padding[0], s->a.padding[1], s->oh, s->ow};
 }
 
 static dshape backward_data_shape(const fs_conv2d_shape *s)
 {
-    return (dshape){s->n, s->o, s->oh, s->ow, s->c, s->kh, s->kw,
+    return (dshape){s->n, s->o, s->oh, s->ow, s->c, s->kh, s->kw, 1, 1,
                     s->kh - 1 - s->a.padding[0], s->kw - 1 - s->a.padding[1], s->h, s->w};
 }
 
-static bool plain_stride1(const fs_conv2d_shape *s)
+/* Ungrouped, undilated, and not a stride-1 1x1 (conv.c multiplies those in place). */
+static bool plain(const fs_conv2d_shape *s)
 {
-    return s->a.groups == 1 && s->a.stride[0] == 1 && s->a.stride[1] == 1 &&
-           s->a.dilation[0] == 1 && s->a.dilation[1] == 1 && s->kh * s->kw > 1 && s->n > 0 &&
+    return s->a.groups == 1 && s->a.dilation[0] == 1 && s->a.dilation[1] == 1 &&
+           s->a.stride[0] <= 4 && s->a.stride[1] <= 4 &&
+           (s->kh * s->kw > 1 || s->a.stride[0] > 1 || s->a.stride[1] > 1) && s->n > 0 &&
            s->c > 0 && s->o > 0;
 }
 
 bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s)
 {
-    if (!plain_stride1(s))
+    if (!plain(s))
         return false;
     dshape d = forward_shape(s);
     return out_pixels_ok(d.oh * d.ow) && fits_offsets(&d);
 }
 
+/* The data-gradient of a strided convolution is not a convolution: stride 1 only. */
 bool fs_conv_direct_backward_data_ok(const fs_conv2d_shape *s)
 {
-    if (!plain_stride1(s) || s->a.padding[0] > s->kh - 1 || s->a.padding[1] > s->kw - 1)
+    if (!plain(s) || s->a.stride[0] != 1 || s->a.stride[1] != 1 || s->kh * s->kw == 1 ||
+        s->a.padding[0] > s->kh - 1 || s->a.padding[1] > s->kw - 1)
         return false;
     dshape d = backward_data_shape(s);
     return out_pixels_ok(d.oh * d.ow) && fits_offsets(&d);
@@ -339,6 +371,167 @@ int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
     return rc;
 }
 
+/* ---- weight gradient ----
+ * dw[o, k] = sum over images and pixels q of dy[o, q] * xs[off[k] + q]: a tile of WO output
+ * channels x WK taps keeps 24 accumulators of 16 pixel lanes over a chunk of images' vectors,
+ * then sums each one's lanes into dw. */
+#define WO 4
+#define WK 6
+#define DW_VECTORS 128           /* vectors per chunk of images: amortizes the lane sums */
+#define DW_XS_FLOATS (1 << 18)   /* 1 MB of shifted copies per thread at most */
+
+typedef struct dvec {
+    const float *in, *dy; /* tap 0 in xs; channel 0 of dy */
+    __mmask16 m;
+} dvec;
+
+#define DW_DECL(i)                                                                            \
+    __m512 a##i##0 = _mm512_setzero_ps(), a##i##1 = a##i##0, a##i##2 = a##i##0,              \
+           a##i##3 = a##i##0, a##i##4 = a##i##0, a##i##5 = a##i##0;
+#define DW_FMA(i)                                                                             \
+    {                                                                                         \
+        const __m512 yv = _mm512_maskz_loadu_ps(m, v[t].dy + oi[i]);                          \
+        a##i##0 = _mm512_fmadd_ps(yv, x0, a##i##0);                                           \
+        a##i##1 = _mm512_fmadd_ps(yv, x1, a##i##1);                                           \
+        a##i##2 = _mm512_fmadd_ps(yv, x2, a##i##2);                                           \
+        a##i##3 = _mm512_fmadd_ps(yv, x3, a##i##3);                                           \
+        a##i##4 = _mm512_fmadd_ps(yv, x4, a##i##4);                                           \
+        a##i##5 = _mm512_fmadd_ps(yv, x5, a##i##5);                                           \
+    }
+#define DW_STORE(i)                                                                           \
+    if (i < mo) {                                                                             \
+        const float sums[WK] = {_mm512_reduce_add_ps(a##i##0), _mm512_reduce_add_ps(a##i##1), \
+                                _mm512_reduce_add_ps(a##i##2), _mm512_reduce_add_ps(a##i##3), \
+                                _mm512_reduce_add_ps(a##i##4), _mm512_reduce_add_ps(a##i##5)}; \
+        float *row = dwt + (o0 + i) * K + k0;                                                 \
+        for (int j = 0; j < mk; j++)                                                          \
+            row[j] += sums[j];                                                                \
+    }
+
+/* dwt rows o0 .. o0+mo-1, columns k0 .. k0+mk-1 (mo <= WO, mk <= WK) += the sums over the nv
+ * vectors v of dy's channel times xs's tap. Rows and taps past mo, mk repeat the first. */
+static void dw_tile(const dvec *v, int64_t nv, const int32_t *off, int64_t k0, int mk,
+                    int64_t o0, int mo, int64_t P, float *dwt, int64_t K)
+{
+    int64_t oi[WO], ki[WK];
+    for (int i = 0; i < WO; i++)
+        oi[i] = (o0 + (i < mo ? i : 0)) * P;
+    for (int j = 0; j < WK; j++)
+        ki[j] = off[k0 + (j < mk ? j : 0)];
+    DW_DECL(0) DW_DECL(1) DW_DECL(2) DW_DECL(3)
+    for (int64_t t = 0; t < nv; t++) {
+        const __mmask16 m = v[t].m;
+        const float *in = v[t].in;
+        const __m512 x0 = _mm512_maskz_loadu_ps(m, in + ki[0]);
+        const __m512 x1 = _mm512_maskz_loadu_ps(m, in + ki[1]);
+        const __m512 x2 = _mm512_maskz_loadu_ps(m, in + ki[2]);
+        const __m512 x3 = _mm512_maskz_loadu_ps(m, in + ki[3]);
+        const __m512 x4 = _mm512_maskz_loadu_ps(m, in + ki[4]);
+        const __m512 x5 = _mm512_maskz_loadu_ps(m, in + ki[5]);
+        DW_FMA(0) DW_FMA(1) DW_FMA(2) DW_FMA(3)
+    }
+    DW_STORE(0) DW_STORE(1) DW_STORE(2) DW_STORE(3)
+}
+
+/* Images per chunk of the weight gradient. */
+static int64_t dw_chunk(const dshape *d)
+{
+    const int64_t nvec = (d->oh * d->ow + LANES - 1) / LANES;
+    int64_t c = DW_VECTORS / nvec, cap = DW_XS_FLOATS / xs_floats(d);
+    if (c > cap)
+        c = cap;
+    return c < 1 ? 1 : c;
+}
+
+bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
+{
+    if (!fs_conv_direct_forward_ok(s))
+        return false;
+    dshape d = forward_shape(s);
+    int64_t nvec = (d.oh * d.ow + LANES - 1) / LANES, per = nvec * dw_chunk(&d);
+    return per * 2 >= DW_VECTORS; /* the lane sums stay a small part */
+}
+
+int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
+                                   const fs_conv2d_shape *s)
+{
+    const dshape d = forward_shape(s);
+    const int64_t K = d.c * d.kh * d.kw, P = d.oh * d.ow, O = d.o, WKS = O * K;
+    const int64_t nvec = (P + LANES - 1) / LANES, per_img = xs_floats(&d);
+    const int nt = fs_get_num_threads();
+    const bool own_images = d.n >= nt;
+    const int64_t chunk = dw_chunk(&d), nob = (O + WO - 1) / WO;
+    const int64_t per_thread = chunk * per_img +
+                               (int64_t)((chunk * nvec * sizeof(dvec) + 63) / sizeof(float));
+    int32_t *off = fs_alloc((size_t)K * sizeof(int32_t));
+    float *ws = off ? fs_alloc((size_t)(nt * per_thread + (own_images ? (nt - 1) * WKS : 0)) *
+                               sizeof(float))
+                    : NULL;
+    if (!ws) {
+        fs_free(off);
+        return -1;
+    }
+    tap_offsets(off, &d);
+    float *parts = ws + nt * per_thread;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        float *xs = ws + t * per_thread;
+        dvec *v = (dvec *)(xs + chunk * per_img);
+        int64_t i0 = 0, i1 = d.n, b0 = 0, b1 = nob;
+        float *dwt = dw;
+        if (own_images) {
+            i0 = d.n * t / T;
+            i1 = d.n * (t + 1) / T;
+            if (t > 0)
+                dwt = parts + (t - 1) * WKS;
+            memset(dwt, 0, (size_t)WKS * sizeof(float));
+        } else {
+            b0 = nob * t / T;
+            b1 = nob * (t + 1) / T;
+            int64_t r0 = b0 * WO, r1 = b1 * WO < O ? b1 * WO : O;
+            if (r1 > r0)
+                memset(dw + r0 * K, 0, (size_t)((r1 - r0) * K) * sizeof(float));
+        }
+        for (int64_t n0 = i0; n0 < i1 && b1 > b0; n0 += chunk) {
+            const int64_t cur = i1 - n0 < chunk ? i1 - n0 : chunk;
+            int64_t nv = 0;
+            for (int64_t g = 0; g < cur; g++) {
+                shift_copies(xs + g * per_img, x + (n0 + g) * d.c * d.h * d.w, &d);
+                for (int64_t q = 0; q < nvec; q++, nv++) {
+                    int64_t rest = P - q * LANES;
+                    v[nv].in = xs + g * per_img + q * LANES;
+                    v[nv].dy = dy + (n0 + g) * O * P + q * LANES;
+                    v[nv].m = rest >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << rest) - 1);
+                }
+            }
+            for (int64_t b = b0; b < b1; b++) {
+                const int mo = (int)(O - b * WO < WO ? O - b * WO : WO);
+                for (int64_t k0 = 0; k0 < K; k0 += WK)
+                    dw_tile(v, nv, off, k0, (int)(K - k0 < WK ? K - k0 : WK), b * WO, mo, P,
+                            dwt, K);
+            }
+        }
+        if (own_images && T > 1) {
+#pragma omp barrier
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < WKS; k++) {
+                float acc = dw[k];
+                for (int u = 1; u < T; u++)
+                    acc += parts[(u - 1) * WKS + k];
+                dw[k] = acc;
+            }
+        }
+    }
+    fs_free(ws);
+    fs_free(off);
+    return 0;
+}
+
 #else /* no AVX-512: conv.c keeps im2col + GEMM */
 
 bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s)
@@ -364,6 +557,19 @@ int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
                                  const fs_conv2d_shape *s)
 {
     (void)dx, (void)dy, (void)w, (void)s;
+    return fs_set_error("conv2d: direct kernels not built (no AVX-512)");
+}
+
+bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
+{
+    (void)s;
+    return false;
+}
+
+int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
+                                   const fs_conv2d_shape *s)
+{
+    (void)dw, (void)dy, (void)x, (void)s;
     return fs_set_error("conv2d: direct kernels not built (no AVX-512)");
 }
 

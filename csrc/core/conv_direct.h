@@ -15,6 +15,10 @@ bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s);
  * transposed weights with padding k-1-p, which also needs p <= k-1). */
 bool fs_conv_direct_backward_data_ok(const fs_conv2d_shape *s);
 
+/* The weight gradient of a shape the forward takes, when its images give the kernel enough
+ * pixels per chunk to amortize summing the lanes. */
+bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s);
+
 /* y (n, o, oh, ow) = conv(x (n, c, h, w), w (o, c, kh, kw)) + b, then the epilogue ep;
  * b and ep may be NULL. */
 int fs_conv_direct_forward(float *y, const float *x, const float *w, const float *b,
@@ -22,5 +26,9 @@ int fs_conv_direct_forward(float *y, const float *x, const float *w, const float
 /* dx (n, c, h, w), written (not accumulated), from dy (n, o, oh, ow) and w (o, c, kh, kw). */
 int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
                                  const fs_conv2d_shape *s);
+
+/* dw (o, c, kh, kw), written (not accumulated), from dy (n, o, oh, ow) and x (n, c, h, w). */
+int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
+                                   const fs_conv2d_shape *s);
 
 #endif
