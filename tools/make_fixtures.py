@@ -114,6 +114,17 @@ def conv_direct_cases():
     # conv_transpose2d with stride 1: its forward is conv2d's data-gradient
     x, w, b = rnd(2, 6, 8, 8), rnd(6, 5, 3, 3, scale=0.3), rnd(5)
     run("convt_direct", lambda x, w, b: F.conv_transpose2d(x, w, b, padding=1), [x, w, b])
+    # strided forwards through one shifted copy per row phase: 3x3/2, ResNet's 7x7/2 stem,
+    # a 1x1/2 downsample (weight gradients by the tile kernel)
+    strided = [
+        ("conv_direct_s2", (2, 3, 20, 20), (10, 3, 3, 3), True, dict(stride=2, padding=1)),
+        ("conv_direct_stem", (1, 3, 32, 32), (8, 3, 7, 7), False, dict(stride=2, padding=3)),
+        ("conv_direct_ds", (2, 8, 16, 16), (6, 8, 1, 1), False, dict(stride=2)),
+    ]
+    for name, xs, ws, bias, kw in strided:
+        x, w = rnd(*xs), rnd(*ws, scale=0.3)
+        b = rnd(ws[0]) if bias else None
+        run(name, lambda x, w, b: F.conv2d(x, w, b, **kw), [x, w, b])
 
 
 def linear_cases():
