@@ -49,6 +49,15 @@ typedef struct ovec {
     __mmask16 m;
 } ovec;
 
+/* Where the kernel finds the weight of channel b*MR + i at tap k: w[b*block + i*row + k*step].
+ * Packed (block K*MR, row 1, step MR), or the forward's own (O, K) rows when O is a multiple
+ * of MR (block MR*K, row K, step 1): packing costs a pass over the weights on every call,
+ * which is most of the weights' traffic for one image. */
+typedef struct weights {
+    const float *w;
+    int64_t block, row, step;
+} weights;
+
 /* What happens to a finished value of channel o: + bias[o], then the epilogue. */
 typedef struct finish {
     const float *bias;           /* (o) or NULL */
@@ -69,13 +78,13 @@ static inline __m512 finish_value(__m512 v, const finish *f, int64_t o)
     return v;
 }
 
-/* out rows o0 .. o0+mr-1 of the NV vectors v: sum over k < K of wp (K, MR) [k][i] times the
+/* out rows o0 .. o0+mr-1 of the NV vectors v: sum over k < K of weight (b*MR + i, k) times the
  * 16 inputs at v[j].in + off[k]. Channel o's row is at v[j].out + o*P. The accumulators are
  * named (cIJ: channel I, vector J), not an array: GCC keeps an array of vectors in memory. */
 #define KERNEL_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
 #define KERNEL_FMA(i)                                                                         \
     {                                                                                         \
-        const __m512 wb = _mm512_set1_ps(wk[i]);                                              \
+        const __m512 wb = _mm512_set1_ps(wk[i * wrow]);                                       \
         c##i##0 = _mm512_fmadd_ps(wb, x0, c##i##0);                                           \
         if (nv > 1)                                                                           \
             c##i##1 = _mm512_fmadd_ps(wb, x1, c##i##1);                                       \
@@ -94,10 +103,12 @@ static inline __m512 finish_value(__m512 v, const finish *f, int64_t o)
     }
 #define ALL8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 #define DEFINE_KERNEL(NV)                                                                     \
-    static void kernel##NV(int64_t K, const int32_t *off, const float *wp, const ovec *v,     \
-                           int64_t P, int64_t o0, int mr, const finish *f)                    \
+    static void kernel##NV(int64_t K, const int32_t *off, const weights *wt, int64_t b,       \
+                           const ovec *v, int64_t P, int64_t o0, int mr, const finish *f)     \
     {                                                                                         \
         const int nv = NV;                                                                    \
+        const float *wbase = wt->w + b * wt->block;                                           \
+        const int64_t wrow = wt->row, wstep = wt->step;                                       \
         ALL8(KERNEL_DECL)                                                                     \
         const float *in0 = v[0].in, *in1 = v[NV > 1 ? 1 : 0].in, *in2 = v[NV > 2 ? 2 : 0].in; \
         const __mmask16 m0 = v[0].m, m1 = v[NV > 1 ? 1 : 0].m, m2 = v[NV > 2 ? 2 : 0].m;      \
@@ -106,7 +117,7 @@ static inline __m512 finish_value(__m512 v, const finish *f, int64_t o)
             const __m512 x0 = _mm512_maskz_loadu_ps(m0, in0 + d);                             \
             const __m512 x1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, in1 + d) : x0;               \
             const __m512 x2 = NV > 2 ? _mm512_maskz_loadu_ps(m2, in2 + d) : x0;               \
-            const float *wk = wp + k * MR;                                                    \
+            const float *wk = wbase + k * wstep;                                              \
             ALL8(KERNEL_FMA)                                                                  \
         }                                                                                     \
         ALL8(KERNEL_STORE)                                                                    \
@@ -115,13 +126,13 @@ DEFINE_KERNEL(1)
 DEFINE_KERNEL(2)
 DEFINE_KERNEL(3)
 
-static void kernel_nv(int nv, int64_t K, const int32_t *off, const float *wp, const ovec *v,
-                      int64_t P, int64_t o0, int mr, const finish *f)
+static void kernel_nv(int nv, int64_t K, const int32_t *off, const weights *wt, int64_t b,
+                      const ovec *v, int64_t P, int64_t o0, int mr, const finish *f)
 {
     switch (nv) {
-    case 3: kernel3(K, off, wp, v, P, o0, mr, f); break;
-    case 2: kernel2(K, off, wp, v, P, o0, mr, f); break;
-    default: kernel1(K, off, wp, v, P, o0, mr, f); break;
+    case 3: kernel3(K, off, wt, b, v, P, o0, mr, f); break;
+    case 2: kernel2(K, off, wt, b, v, P, o0, mr, f); break;
+    default: kernel1(K, off, wt, b, v, P, o0, mr, f); break;
     }
 }
 
@@ -191,8 +202,8 @@ static void tap_offsets(int32_t *off, const dshape *d)
                                       ky / d->sh) * d->ow);
 }
 
-/* y (n, o, oh, ow) from x (n, c, h, w) and wp (o-blocks, K, MR). */
-static int run(float *y, const float *x, const float *wp, const finish *f, const dshape *d)
+/* y (n, o, oh, ow) from x (n, c, h, w) and the weights wt. */
+static int run(float *y, const float *x, const weights *wt, const finish *f, const dshape *d)
 {
     const int64_t K = d->c * d->kh * d->kw, P = d->oh * d->ow;
     const int64_t nob = (d->o + MR - 1) / MR, per_img = xs_floats(d), gimg = group_images(d);
@@ -241,8 +252,8 @@ static int run(float *y, const float *x, const float *wp, const finish *f, const
                             const int64_t nch = (nv + NVMAX - 1) / NVMAX;
                             for (int64_t j = 0; j < nch; j++) {
                                 const int64_t v0 = nv * j / nch, v1 = nv * (j + 1) / nch;
-                                kernel_nv((int)(v1 - v0), K, off, wp + b * K * MR, v + v0, P,
-                                          b * MR, mr, f);
+                                kernel_nv((int)(v1 - v0), K, off, wt, b, v + v0, P, b * MR, mr,
+                                          f);
                             }
                         }
                         nv = 0;
@@ -347,12 +358,18 @@ int fs_conv_direct_forward(float *y, const float *x, const float *w, const float
                            const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
 {
     const dshape d = forward_shape(s);
+    const int64_t K = d.c * d.kh * d.kw;
+    const finish f = {b, ep};
+    if (d.o % MR == 0) {
+        const weights wt = {w, MR * K, K, 1};
+        return run(y, x, &wt, &f, &d);
+    }
     float *wp = fs_alloc(packed_floats(&d) * sizeof(float));
     if (!wp)
         return -1;
-    pack_forward(wp, w, d.o, d.c * d.kh * d.kw);
-    const finish f = {b, ep};
-    int rc = run(y, x, wp, &f, &d);
+    pack_forward(wp, w, d.o, K);
+    const weights wt = {wp, K * MR, 1, MR};
+    int rc = run(y, x, &wt, &f, &d);
     fs_free(wp);
     return rc;
 }
@@ -366,7 +383,8 @@ int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
         return -1;
     pack_backward_data(wp, w, s->o, s->c, s->kh, s->kw);
     const finish f = {NULL, NULL};
-    int rc = run(dx, dy, wp, &f, &d);
+    const weights wt = {wp, d.c * d.kh * d.kw * MR, 1, MR};
+    int rc = run(dx, dy, &wt, &f, &d);
     fs_free(wp);
     return rc;
 }
