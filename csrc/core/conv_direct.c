@@ -1,20 +1,22 @@
-/* conv_direct.c - stride-1 convolution as a register-blocked GEMM that reads shifted copies
- * of the image instead of an im2col matrix.
+/* conv_direct.c - convolution as register-blocked GEMMs that read shifted copies of the
+ * image instead of an im2col matrix (AVX-512 builds only; conv.c asks *_ok first).
  *
- * For a stride-1, dilation-1 convolution with padding (ph, pw), output pixel q = oy*OW + ox
- * of channel o is
- *     y[o, q] = sum over (c, ky, kx) of w[o, c, ky, kx] * xs[c, kx][q + ky*OW]
- * where xs[c, kx] (Hp = OH + kh - 1 rows of OW floats) is input channel c shifted by kx - pw
- * columns and ph rows, zero outside the image. These kw shifted copies are kw / (kh*kw) of
- * im2col's size, and every tap k = (c, ky, kx) of a vector of 16 consecutive output pixels is
- * one contiguous load at the offset off[k] = (c*kw + kx)*Hp*OW + ky*OW.
- * The kernel holds MR = 8 output channels x NV <= 3 such vectors in 24 zmm accumulators and
- * walks k: NV loads and MR broadcast FMAs per tap, weights packed as [o-block][k][MR]. The
- * last vector of an image is masked when OH*OW is not a multiple of 16.
- * The data-gradient of such a convolution is one too: dy convolved with the weights flipped
- * in space and transposed (c <-> o), padding k-1-p; the same driver runs both.
- * Threads own images (one parallel region, no barrier); with fewer images than threads they
- * split the output channels instead.
+ * For an undilated convolution with stride (sh, sw) and padding (ph, pw), output pixel
+ * q = oy*OW + ox of channel o is
+ *     y[o, q] = sum over taps k = (c, ky, kx) of w[o, k] * xs[off[k] + q]
+ * where xs holds, per (c, kx, row phase ky % sh), a plane of Hp = OH + (kh-1)/sh rows of OW
+ * floats: x[c, sh*r + ky%sh - ph, sw*ox + kx - pw], zero outside the image. These copies are
+ * kw*sh / (kh*kw) of im2col's size, and tap k of a vector of 16 consecutive output pixels is
+ * one contiguous load at off[k] (tap_offsets). The last vector of an image is masked when
+ * OH*OW is not a multiple of 16.
+ *   - forward: MR = 8 output channels x NV <= 3 vectors in 24 zmm accumulators; per tap NV
+ *     loads and 8 broadcast FMAs' worth of weights, read in place from w (O, K) or packed.
+ *   - data-gradient (stride 1): dy convolved with the weights flipped in space and transposed
+ *     (c <-> o), padding k-1-p: the forward's driver on packed weights.
+ *   - weight-gradient: dw[o, k] = sum over pixels of dy[o, q] * xs[off[k] + q], tiles of
+ *     4 channels x 6 taps accumulating 16 lanes over a chunk of images, then summing them.
+ * Threads own images (one parallel region; dw sums per-thread copies after one barrier);
+ * with fewer images than threads they split the output channels instead.
  */
 #include <stdint.h>
 #include <string.h>
