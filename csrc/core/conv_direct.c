@@ -481,8 +481,9 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
     const int nt = fs_get_num_threads();
     const bool own_images = d.n >= nt;
     const int64_t chunk = dw_chunk(&d), nob = (O + WO - 1) / WO;
-    const int64_t per_thread = chunk * per_img +
-                               (int64_t)((chunk * nvec * sizeof(dvec) + 63) / sizeof(float));
+    const int64_t xs_part = (chunk * per_img + 15) & ~(int64_t)15; /* the dvecs stay aligned */
+    const int64_t per_thread =
+        xs_part + (((int64_t)(chunk * nvec * sizeof(dvec)) + 63) & ~(int64_t)63) / 4;
     int32_t *off = fs_alloc((size_t)K * sizeof(int32_t));
     float *ws = off ? fs_alloc((size_t)(nt * per_thread + (own_images ? (nt - 1) * WKS : 0)) *
                                sizeof(float))
@@ -501,7 +502,7 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
         T = omp_get_num_threads();
 #endif
         float *xs = ws + t * per_thread;
-        dvec *v = (dvec *)(xs + chunk * per_img);
+        dvec *v = (dvec *)(xs + xs_part);
         int64_t i0 = 0, i1 = d.n, b0 = 0, b1 = nob;
         float *dwt = dw;
         if (own_images) {
