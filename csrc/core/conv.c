@@ -33,9 +33,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "conv_direct.h"
 #include "nn_internal.h"
@@ -533,11 +530,8 @@ static int conv_backward_krows(float *dx, float *dw, const float *dy, const floa
         return -1;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
+        int t, T;
+        fs_nn_thread(&t, &T);
         float *dy2 = ws + t * per_thread, *col = dy2 + Og * ld;
         int64_t k0 = K * t / T, k1 = K * (t + 1) / T;
         int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
@@ -574,11 +568,8 @@ static int conv_forward_threads(float *y, const float *x, const float *w, const 
         return -1;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
+        int t, T;
+        fs_nn_thread(&t, &T);
         float *col = ws + t * per_thread, *tmp = col + K * ld;
         int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
         for (int64_t n0 = i0; n0 < i1; n0 += nb) {
@@ -626,11 +617,8 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
     float *dw_parts = ws + nt * per_thread;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
+        int t, T;
+        fs_nn_thread(&t, &T);
         float *col = ws + t * per_thread, *dyg = col + K * ld;
         float *dwt = dw ? (t == 0 ? dw : dw_parts + (t - 1) * WK) : NULL;
         int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
@@ -659,16 +647,8 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
                 }
             }
         }
-        if (dw && T > 1) {
-#pragma omp barrier
-#pragma omp for schedule(static)
-            for (int64_t k = 0; k < WK; k++) {
-                float acc = dw[k];
-                for (int u = 1; u < T; u++)
-                    acc += dw_parts[(u - 1) * WK + k];
-                dw[k] = acc;
-            }
-        }
+        if (dw)
+            fs_nn_sum_thread_parts(dw, dw_parts, WK, T);
     }
     return 0;
 }

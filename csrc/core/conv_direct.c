@@ -20,12 +20,9 @@
  */
 #include <stdint.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "conv_direct.h"
-#include "tensor.h"
+#include "nn_internal.h"
 
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -33,6 +30,15 @@
 #define MR 8     /* output channels per kernel call */
 #define NVMAX 3  /* vectors of 16 pixels per kernel call */
 #define LANES 16
+
+/* Vectors of 16 lanes that hold P pixels, the last one masked. */
+static inline int64_t vectors_of(int64_t P) { return (P + LANES - 1) / LANES; }
+
+/* The lanes of a vector whose first pixel has rest pixels left in its image. */
+static inline __mmask16 lanes_of(int64_t rest)
+{
+    return rest >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << rest) - 1);
+}
 
 /* One stride-1 convolution as the driver sees it (the data-gradient's is transposed). */
 typedef struct dshape {
@@ -149,7 +155,7 @@ static int64_t xs_floats(const dshape *d) { return d->c * d->kw * d->sh * hp_of(
  * of NVMAX = 3 (4 vectors alone would be two calls of 2). */
 static int64_t group_images(const dshape *d)
 {
-    int64_t nvec = (d->oh * d->ow + LANES - 1) / LANES;
+    int64_t nvec = vectors_of(d->oh * d->ow);
     return nvec >= 8 || nvec % NVMAX == 0 ? 1 : NVMAX;
 }
 
@@ -204,12 +210,23 @@ static void tap_offsets(int32_t *off, const dshape *d)
                                       ky / d->sh) * d->ow);
 }
 
+/* Thread t of T's work: images i0..i1-1 of n and channel blocks b0..b1-1 of nob. Threads own
+ * images when there are enough of them, else they split the channel blocks of every image. */
+static void share_work(bool own_images, int64_t n, int64_t nob, int t, int T, int64_t *i0,
+                       int64_t *i1, int64_t *b0, int64_t *b1)
+{
+    *i0 = own_images ? n * t / T : 0;
+    *i1 = own_images ? n * (t + 1) / T : n;
+    *b0 = own_images ? 0 : nob * t / T;
+    *b1 = own_images ? nob : nob * (t + 1) / T;
+}
+
 /* y (n, o, oh, ow) from x (n, c, h, w) and the weights wt. */
 static int run(float *y, const float *x, const weights *wt, const finish *f, const dshape *d)
 {
     const int64_t K = d->c * d->kh * d->kw, P = d->oh * d->ow;
     const int64_t nob = (d->o + MR - 1) / MR, per_img = xs_floats(d), gimg = group_images(d);
-    const int64_t nvec = (P + LANES - 1) / LANES;
+    const int64_t nvec = vectors_of(P);
     const int nt = fs_get_num_threads();
     const bool own_images = d->n >= nt;
     const int64_t gsz = own_images ? gimg : 1;
@@ -222,20 +239,11 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
     tap_offsets(off, d);
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
+        int t, T;
+        fs_nn_thread(&t, &T);
         float *xs = ws + t * gsz * per_img;
-        int64_t i0 = 0, i1 = d->n, b0 = 0, b1 = nob;
-        if (own_images) {
-            i0 = d->n * t / T;
-            i1 = d->n * (t + 1) / T;
-        } else {
-            b0 = nob * t / T;
-            b1 = nob * (t + 1) / T;
-        }
+        int64_t i0, i1, b0, b1;
+        share_work(own_images, d->n, nob, t, T, &i0, &i1, &b0, &b1);
         ovec v[NVMAX * 8];
         for (int64_t n0 = i0; n0 < i1 && b1 > b0; n0 += gsz) {
             const int64_t cur = i1 - n0 < gsz ? i1 - n0 : gsz;
@@ -243,10 +251,9 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
             for (int64_t g = 0; g < cur; g++) {
                 shift_copies(xs + g * per_img, x + (n0 + g) * d->c * d->h * d->w, d);
                 for (int64_t q = 0; q < nvec; q++) {
-                    int64_t rest = P - q * LANES;
                     v[nv].in = xs + g * per_img + q * LANES;
                     v[nv].out = y + (n0 + g) * d->o * P + q * LANES;
-                    v[nv].m = rest >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << rest) - 1);
+                    v[nv].m = lanes_of(P - q * LANES);
                     if (++nv == NVMAX * 8 || (g == cur - 1 && q == nvec - 1)) {
                         for (int64_t b = b0; b < b1; b++) {
                             int mr = (int)(d->o - b * MR < MR ? d->o - b * MR : MR);
@@ -272,7 +279,7 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
 static int64_t out_pixels_ok(int64_t P)
 {
     /* vectors at least 80% full on average */
-    int64_t nvec = (P + LANES - 1) / LANES;
+    int64_t nvec = vectors_of(P);
     return P >= LANES && nvec * LANES * 4 <= P * 5;
 }
 
@@ -456,7 +463,7 @@ static void dw_tile(const dvec *v, int64_t nv, const int32_t *off, int64_t k0, i
 /* Images per chunk of the weight gradient. */
 static int64_t dw_chunk(const dshape *d)
 {
-    const int64_t nvec = (d->oh * d->ow + LANES - 1) / LANES;
+    const int64_t nvec = vectors_of(d->oh * d->ow);
     int64_t c = DW_VECTORS / nvec, cap = DW_XS_FLOATS / xs_floats(d);
     if (c > cap)
         c = cap;
@@ -468,7 +475,7 @@ bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
     if (!fs_conv_direct_forward_ok(s))
         return false;
     dshape d = forward_shape(s);
-    int64_t nvec = (d.oh * d.ow + LANES - 1) / LANES, per = nvec * dw_chunk(&d);
+    int64_t nvec = vectors_of(d.oh * d.ow), per = nvec * dw_chunk(&d);
     return per * 2 >= DW_VECTORS; /* the lane sums stay a small part */
 }
 
@@ -477,7 +484,7 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
 {
     const dshape d = forward_shape(s);
     const int64_t K = d.c * d.kh * d.kw, P = d.oh * d.ow, O = d.o, WKS = O * K;
-    const int64_t nvec = (P + LANES - 1) / LANES, per_img = xs_floats(&d);
+    const int64_t nvec = vectors_of(P), per_img = xs_floats(&d);
     const int nt = fs_get_num_threads();
     const bool own_images = d.n >= nt;
     const int64_t chunk = dw_chunk(&d), nob = (O + WO - 1) / WO;
@@ -496,24 +503,16 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
     float *parts = ws + nt * per_thread;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
+        int t, T;
+        fs_nn_thread(&t, &T);
         float *xs = ws + t * per_thread;
         dvec *v = (dvec *)(xs + xs_part);
-        int64_t i0 = 0, i1 = d.n, b0 = 0, b1 = nob;
-        float *dwt = dw;
-        if (own_images) {
-            i0 = d.n * t / T;
-            i1 = d.n * (t + 1) / T;
-            if (t > 0)
-                dwt = parts + (t - 1) * WKS;
+        int64_t i0, i1, b0, b1;
+        share_work(own_images, d.n, nob, t, T, &i0, &i1, &b0, &b1);
+        float *dwt = own_images && t > 0 ? parts + (t - 1) * WKS : dw;
+        if (own_images) { /* this thread's copy of dw */
             memset(dwt, 0, (size_t)WKS * sizeof(float));
-        } else {
-            b0 = nob * t / T;
-            b1 = nob * (t + 1) / T;
+        } else { /* this thread's rows of dw */
             int64_t r0 = b0 * WO, r1 = b1 * WO < O ? b1 * WO : O;
             if (r1 > r0)
                 memset(dw + r0 * K, 0, (size_t)((r1 - r0) * K) * sizeof(float));
@@ -524,10 +523,9 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
             for (int64_t g = 0; g < cur; g++) {
                 shift_copies(xs + g * per_img, x + (n0 + g) * d.c * d.h * d.w, &d);
                 for (int64_t q = 0; q < nvec; q++, nv++) {
-                    int64_t rest = P - q * LANES;
                     v[nv].in = xs + g * per_img + q * LANES;
                     v[nv].dy = dy + (n0 + g) * O * P + q * LANES;
-                    v[nv].m = rest >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << rest) - 1);
+                    v[nv].m = lanes_of(P - q * LANES);
                 }
             }
             for (int64_t b = b0; b < b1; b++) {
@@ -537,16 +535,8 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
                             dwt, K);
             }
         }
-        if (own_images && T > 1) {
-#pragma omp barrier
-#pragma omp for schedule(static)
-            for (int64_t k = 0; k < WKS; k++) {
-                float acc = dw[k];
-                for (int u = 1; u < T; u++)
-                    acc += parts[(u - 1) * WKS + k];
-                dw[k] = acc;
-            }
-        }
+        if (own_images)
+            fs_nn_sum_thread_parts(dw, parts, WKS, T);
     }
     fs_free(ws);
     fs_free(off);

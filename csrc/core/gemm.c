@@ -8,11 +8,8 @@
  * 347 ms at 2 threads against 252 ms at 1); with its OpenMP build, letting it thread the GEMMs
  * itself measured 708 ms against 139 ms with this split (same run, 2 threads). */
 #include <cblas.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "nn.h"
+#include "nn_internal.h"
 
 /* OpenBLAS's OpenMP build (openblas_get_parallel() == 2) shares libgomp's pool: inside one of
  * our parallel regions it runs single-threaded by itself, and setting its thread count would
@@ -58,11 +55,8 @@ void fs_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
     const bool split_cols = N >= M;
 #pragma omp parallel num_threads(nt)
     {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
+        int t, T;
+        fs_nn_thread(&t, &T);
         /* blocks start on multiples of 16 (a 64-byte line of floats) */
         int64_t len = split_cols ? N : M;
         int64_t b0 = (len * t / T) & ~(int64_t)15;
