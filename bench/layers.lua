@@ -1,7 +1,8 @@
 --- bench/layers.lua - conv2d forward and backward times for ResNet-18's layer shapes
 -- (batch 27, 3x64x64 input: a ProtoNet episode of 3 ways x (3 support + 6 query)).
 --
--- Run: LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./?.so;;" lua5.4 bench/layers.lua [threads] [reps]
+-- Run: LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./?.so;;" lua5.4 bench/layers.lua [threads] [reps] [dw]
+-- ("dw": no input needs a gradient, so backward is the weight gradient alone)
 -- Prints per shape the median ms of forward, of backward (dx and dw), GFLOP/s, and the sum
 -- weighted by how often ResNet-18 uses each shape. The same shapes in PyTorch:
 -- /usr/bin/python3 bench/layers_torch.py [threads].
@@ -10,6 +11,7 @@ local F = fs.nn.functional
 
 local threads = tonumber(arg and arg[1]) or 2
 local reps = tonumber(arg and arg[2]) or 7
+local dw_only = arg and arg[3] == "dw"
 fs.set_num_threads(threads)
 
 local N = 27
@@ -34,7 +36,8 @@ local function median(t)
 end
 
 local g = fs.generator(1)
-print(string.format("conv2d, batch %d, %d thread(s), median of %d runs", N, threads, reps))
+print(string.format("conv2d, batch %d, %d thread(s), median of %d runs%s", N, threads, reps,
+  dw_only and ", backward = dw only" or ""))
 print(string.format("%-27s %5s %9s %9s %9s %8s %8s", "shape", "count", "fwd ms", "bwd ms",
   "total ms", "fwd GF/s", "bwd GF/s"))
 local sum_f, sum_b, flops_all = 0, 0, 0
@@ -42,12 +45,12 @@ for _, s in ipairs(shapes) do
   local name, count, C, H, O, k, stride, pad = table.unpack(s)
   local x = fs.randn({N, C, H, H}, {generator = g})
   -- conv1's input is the image (no gradient); every other input needs dx
-  if C ~= 3 then x:requires_grad(true) end
+  if C ~= 3 and not dw_only then x:requires_grad(true) end
   local w = fs.randn({O, C, k, k}, {generator = g}):requires_grad(true)
   local opts = {stride = stride, padding = pad}
   local oh = (H + 2 * pad - k) // stride + 1
   local flops = 2.0 * N * O * oh * oh * C * k * k -- one GEMM's worth
-  local nbwd = C ~= 3 and 2 or 1                   -- dx and dw GEMMs
+  local nbwd = (C ~= 3 and not dw_only) and 2 or 1 -- dx and dw GEMMs
   local tf, tb = {}, {}
   for r = 0, reps do
     local t0 = fs.clock()

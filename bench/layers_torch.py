@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """PyTorch's times for bench/layers.lua's shapes (conv2d forward / backward, batch 27).
-Usage: /usr/bin/python3 bench/layers_torch.py [threads] [reps]"""
+Usage: /usr/bin/python3 bench/layers_torch.py [threads] [reps] [dw]
+("dw": no input needs a gradient, so backward is the weight gradient alone)"""
 import sys
 import time
 
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+dw_only = len(sys.argv) > 3 and sys.argv[3] == "dw"
 torch.set_num_threads(threads)
 N = 27
 shapes = [
@@ -28,7 +30,7 @@ print("torch %s conv2d, batch %d, %d thread(s), median of %d runs" % (torch.__ve
 print("%-27s %5s %9s %9s %9s" % ("shape", "count", "fwd ms", "bwd ms", "total ms"))
 sf = sb = 0.0
 for name, count, C, H, O, k, s, p in shapes:
-    x = torch.randn(N, C, H, H, requires_grad=(C != 3))
+    x = torch.randn(N, C, H, H, requires_grad=(C != 3 and not dw_only))
     w = torch.randn(O, C, k, k, requires_grad=True)
     tf, tb = [], []
     for r in range(reps + 1):

@@ -24,7 +24,7 @@
 #include "conv_direct.h"
 #include "nn_internal.h"
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(__BMI2__)
 #include <immintrin.h>
 
 #define MR 8     /* output channels per kernel call */
@@ -159,41 +159,64 @@ static int64_t group_images(const dshape *d)
     return nvec >= 8 || nvec % NVMAX == 0 ? 1 : NVMAX;
 }
 
-/* xs (c, kw, sh, Hp, OW) of image x (c, h, w): plane (c, kx, ay) row r, column ox holds
- * x[c, sh*r + ay - ph, sw*ox + kx - pw] (zero outside the image), so that tap (c, ky, kx) of
- * output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox. */
-static void shift_copies(float *xs, const float *x, const dshape *d)
+/* Lanes lo..hi-1 of 16 (clamped to 0..16). */
+static inline __mmask16 lane_range(int64_t lo, int64_t hi)
+{
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > LANES ? LANES : hi;
+    return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+/* row[q] = src[q*sw] for lo <= q < hi, zero for the rest of q < OW. Masked loads never touch
+ * the lanes outside lo..hi, so src may point before its row (a negative column shift). */
+static void shifted_row(float *row, const float *src, int64_t lo, int64_t hi, int64_t OW,
+                        int64_t sw)
+{
+    if (sw > 2) {
+        for (int64_t q = 0; q < OW; q++)
+            row[q] = q >= lo && q < hi ? src[q * sw] : 0.0f;
+        return;
+    }
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                            28, 30);
+    for (int64_t q0 = 0; q0 < OW; q0 += LANES) {
+        const __mmask16 m = lane_range(lo - q0, hi - q0);
+        __m512 v;
+        if (sw == 1) {
+            v = _mm512_maskz_loadu_ps(m, src + q0);
+        } else { /* lanes i of m read src[2*(q0+i)]: even lanes of two loads, then compacted */
+            const __mmask16 ma = (__mmask16)_pdep_u32(m & 0xFFu, 0x5555u);
+            const __mmask16 mb = (__mmask16)_pdep_u32(m >> 8, 0x5555u);
+            const float *p = src + 2 * q0;
+            v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(ma, p), evens,
+                                       _mm512_maskz_loadu_ps(mb, p + LANES));
+        }
+        _mm512_mask_storeu_ps(row + q0, lanes_of(OW - q0), v);
+    }
+}
+
+/* xs (c1-c0, kw, sh, Hp, OW) of channels c0..c1-1 of image x (c, h, w): plane (c, kx, ay) row
+ * r, column ox holds x[c, sh*r + ay - ph, sw*ox + kx - pw] (zero outside the image), so that
+ * tap (c, ky, kx) of output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox. */
+static void shift_copies(float *xs, const float *x, const dshape *d, int64_t c0, int64_t c1)
 {
     const int64_t Hp = hp_of(d), OW = d->ow, H = d->h, W = d->w, sw = d->sw;
-    for (int64_t c = 0; c < d->c; c++)
+    xs -= c0 * d->kw * d->sh * Hp * OW;
+    for (int64_t c = c0; c < c1; c++)
         for (int64_t kx = 0; kx < d->kw; kx++) {
-            const int64_t sh = kx - d->pw; /* input column of output column 0 */
+            const int64_t col0 = kx - d->pw; /* input column of output column 0 */
             /* output columns lo..hi-1 read inside the image */
-            int64_t lo = sh < 0 ? (-sh + sw - 1) / sw : 0;
-            int64_t hi = W - sh > 0 ? (W - sh + sw - 1) / sw : 0;
+            int64_t lo = col0 < 0 ? (-col0 + sw - 1) / sw : 0;
+            int64_t hi = W - col0 > 0 ? (W - col0 + sw - 1) / sw : 0;
             if (hi > OW)
                 hi = OW;
-            if (hi < lo)
-                hi = lo;
             for (int64_t ay = 0; ay < d->sh; ay++) {
                 float *dst = xs + ((c * d->kw + kx) * d->sh + ay) * Hp * OW;
                 for (int64_t r = 0; r < Hp; r++) {
-                    float *row = dst + r * OW;
                     const int64_t iy = d->sh * r + ay - d->ph;
-                    if (iy < 0 || iy >= H) {
-                        memset(row, 0, (size_t)OW * sizeof(float));
-                        continue;
-                    }
-                    const float *src = x + (c * H + iy) * W + sh;
-                    for (int64_t q = 0; q < lo; q++)
-                        row[q] = 0.0f;
-                    if (sw == 1)
-                        memcpy(row + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-                    else
-                        for (int64_t q = lo; q < hi; q++)
-                            row[q] = src[q * sw];
-                    for (int64_t q = hi; q < OW; q++)
-                        row[q] = 0.0f;
+                    const bool inside = iy >= 0 && iy < H;
+                    shifted_row(dst + r * OW, x + (c * H + (inside ? iy : 0)) * W + col0, lo,
+                                inside ? hi : lo, OW, sw);
                 }
             }
         }
@@ -249,7 +272,7 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
             const int64_t cur = i1 - n0 < gsz ? i1 - n0 : gsz;
             int64_t nv = 0;
             for (int64_t g = 0; g < cur; g++) {
-                shift_copies(xs + g * per_img, x + (n0 + g) * d->c * d->h * d->w, d);
+                shift_copies(xs + g * per_img, x + (n0 + g) * d->c * d->h * d->w, d, 0, d->c);
                 for (int64_t q = 0; q < nvec; q++) {
                     v[nv].in = xs + g * per_img + q * LANES;
                     v[nv].out = y + (n0 + g) * d->o * P + q * LANES;
@@ -399,146 +422,193 @@ int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
 }
 
 /* ---- weight gradient ----
- * dw[o, k] = sum over images and pixels q of dy[o, q] * xs[off[k] + q]: a tile of WO output
- * channels x WK taps keeps 24 accumulators of 16 pixel lanes over a chunk of images' vectors,
- * then sums each one's lanes into dw. */
-#define WO 4
-#define WK 6
-#define DW_VECTORS 128           /* vectors per chunk of images: amortizes the lane sums */
-#define DW_XS_FLOATS (1 << 18)   /* 1 MB of shifted copies per thread at most */
+ * dw[o, k] = sum over images n and pixels q of dy[n, o, q] * xs_n[off[k] + q]: a GEMM whose
+ * reduction runs over pixels. Vectors run along the output channels, so that no lanes need
+ * summing and any image size works: dy is transposed to dyT (n*P + q, OP), channels padded to
+ * OP (a multiple of 16) with zeros, and a tile of DW_OV vectors (64 channels) x DW_TAPS taps
+ * keeps 24 accumulators over up to DW_PIXELS pixels, then adds them to dwT (summing in two levels
+ * keeps float32's rounding error that of a few hundred terms, not of N*P); per pixel DW_OV
+ * loads of dyT and one broadcast of xs per tap. The threads split the taps: each makes the shifted copies of its own
+ * input channels only and accumulates its own rows of dwT (taps, OP), then writes its columns
+ * of dw; no thread waits for another after dyT is made. */
+#define DW_OV 4        /* vectors of 16 output channels per tile */
+#define DW_TAPS 6      /* taps per tile */
+#define DW_PIXELS 128  /* pixels per pass over a tile: their block of dyT stays in L1 */
 
-typedef struct dvec {
-    const float *in, *dy; /* tap 0 in xs; channel 0 of dy */
-    __mmask16 m;
-} dvec;
+/* Pixels of one image in a pass: xs at tap 0 of the first, dyT's row of the first (at the tile's
+ * channel block), how many. */
+typedef struct dseg {
+    const float *xs, *dyt;
+    int64_t n;
+} dseg;
 
-#define DW_DECL(i)                                                                            \
-    __m512 a##i##0 = _mm512_setzero_ps(), a##i##1 = a##i##0, a##i##2 = a##i##0,              \
-           a##i##3 = a##i##0, a##i##4 = a##i##0, a##i##5 = a##i##0;
-#define DW_FMA(i)                                                                             \
+#define DW_DECL(j)                                                                            \
+    __m512 a##j##0 = _mm512_setzero_ps(), a##j##1 = a##j##0, a##j##2 = a##j##0,               \
+           a##j##3 = a##j##0;
+#define DW_FMA(j)                                                                             \
     {                                                                                         \
-        const __m512 yv = _mm512_maskz_loadu_ps(m, v[t].dy + oi[i]);                          \
-        a##i##0 = _mm512_fmadd_ps(yv, x0, a##i##0);                                           \
-        a##i##1 = _mm512_fmadd_ps(yv, x1, a##i##1);                                           \
-        a##i##2 = _mm512_fmadd_ps(yv, x2, a##i##2);                                           \
-        a##i##3 = _mm512_fmadd_ps(yv, x3, a##i##3);                                           \
-        a##i##4 = _mm512_fmadd_ps(yv, x4, a##i##4);                                           \
-        a##i##5 = _mm512_fmadd_ps(yv, x5, a##i##5);                                           \
+        const __m512 xb = _mm512_set1_ps(xp[k##j]);                                           \
+        a##j##0 = _mm512_fmadd_ps(y0, xb, a##j##0);                                           \
+        if (nv > 1)                                                                           \
+            a##j##1 = _mm512_fmadd_ps(y1, xb, a##j##1);                                       \
+        if (nv > 2)                                                                           \
+            a##j##2 = _mm512_fmadd_ps(y2, xb, a##j##2);                                       \
+        if (nv > 3)                                                                           \
+            a##j##3 = _mm512_fmadd_ps(y3, xb, a##j##3);                                       \
     }
-#define DW_STORE(i)                                                                           \
-    if (i < mo) {                                                                             \
-        const float sums[WK] = {_mm512_reduce_add_ps(a##i##0), _mm512_reduce_add_ps(a##i##1), \
-                                _mm512_reduce_add_ps(a##i##2), _mm512_reduce_add_ps(a##i##3), \
-                                _mm512_reduce_add_ps(a##i##4), _mm512_reduce_add_ps(a##i##5)}; \
-        float *row = dwt + (o0 + i) * K + k0;                                                 \
-        for (int j = 0; j < mk; j++)                                                          \
-            row[j] += sums[j];                                                                \
+#define DW_ADD(p, a) _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a))
+#define DW_STORE(j)                                                                           \
+    if (j < mk) {                                                                             \
+        DW_ADD(acc + j * ld, a##j##0);                                                        \
+        if (nv > 1)                                                                           \
+            DW_ADD(acc + j * ld + 16, a##j##1);                                               \
+        if (nv > 2)                                                                           \
+            DW_ADD(acc + j * ld + 32, a##j##2);                                               \
+        if (nv > 3)                                                                           \
+            DW_ADD(acc + j * ld + 48, a##j##3);                                               \
     }
+#define ALL_TAPS(M) M(0) M(1) M(2) M(3) M(4) M(5)
 
-/* dwt rows o0 .. o0+mo-1, columns k0 .. k0+mk-1 (mo <= WO, mk <= WK) += the sums over the nv
- * vectors v of dy's channel times xs's tap. Rows and taps past mo, mk repeat the first. */
-static void dw_tile(const dvec *v, int64_t nv, const int32_t *off, int64_t k0, int mk,
-                    int64_t o0, int mo, int64_t P, float *dwt, int64_t K)
-{
-    int64_t oi[WO], ki[WK];
-    for (int i = 0; i < WO; i++)
-        oi[i] = (o0 + (i < mo ? i : 0)) * P;
-    for (int j = 0; j < WK; j++)
-        ki[j] = off[k0 + (j < mk ? j : 0)];
-    DW_DECL(0) DW_DECL(1) DW_DECL(2) DW_DECL(3)
-    for (int64_t t = 0; t < nv; t++) {
-        const __mmask16 m = v[t].m;
-        const float *in = v[t].in;
-        const __m512 x0 = _mm512_maskz_loadu_ps(m, in + ki[0]);
-        const __m512 x1 = _mm512_maskz_loadu_ps(m, in + ki[1]);
-        const __m512 x2 = _mm512_maskz_loadu_ps(m, in + ki[2]);
-        const __m512 x3 = _mm512_maskz_loadu_ps(m, in + ki[3]);
-        const __m512 x4 = _mm512_maskz_loadu_ps(m, in + ki[4]);
-        const __m512 x5 = _mm512_maskz_loadu_ps(m, in + ki[5]);
-        DW_FMA(0) DW_FMA(1) DW_FMA(2) DW_FMA(3)
+/* acc (mk rows of ld floats, NV*16 channels each: dwT at the tile) += over the pixels of the
+ * segments sg, dyT's NV vectors times xs at the taps' offsets koff (DW_TAPS of them, of which
+ * the first mk are stored). dyT's rows are ld floats apart too. */
+#define DEFINE_DW_KERNEL(NV)                                                                  \
+    static void dw_kernel##NV(const dseg *sg, int nseg, const int64_t *koff, int mk,         \
+                              float *acc, int64_t ld)                                         \
+    {                                                                                         \
+        const int64_t k0 = koff[0], k1 = koff[1], k2 = koff[2], k3 = koff[3], k4 = koff[4];    \
+        const int64_t k5 = koff[5];                                                           \
+        const int nv = NV;                                                                    \
+        ALL_TAPS(DW_DECL)                                                                     \
+        for (int s = 0; s < nseg; s++) {                                                      \
+            const float *xp = sg[s].xs, *yp = sg[s].dyt;                                      \
+            for (int64_t q = 0; q < sg[s].n; q++, xp++, yp += ld) {                           \
+                const __m512 y0 = _mm512_loadu_ps(yp);                                        \
+                const __m512 y1 = NV > 1 ? _mm512_loadu_ps(yp + 16) : y0;                     \
+                const __m512 y2 = NV > 2 ? _mm512_loadu_ps(yp + 32) : y0;                     \
+                const __m512 y3 = NV > 3 ? _mm512_loadu_ps(yp + 48) : y0;                     \
+                ALL_TAPS(DW_FMA)                                                              \
+            }                                                                                 \
+        }                                                                                     \
+        ALL_TAPS(DW_STORE)                                                                    \
     }
-    DW_STORE(0) DW_STORE(1) DW_STORE(2) DW_STORE(3)
+DEFINE_DW_KERNEL(1)
+DEFINE_DW_KERNEL(2)
+DEFINE_DW_KERNEL(3)
+DEFINE_DW_KERNEL(4)
+
+static void dw_kernel(int nv, const dseg *sg, int nseg, const int64_t *koff, int mk, float *acc,
+                      int64_t ld)
+{
+    switch (nv) {
+    case 4: dw_kernel4(sg, nseg, koff, mk, acc, ld); break;
+    case 3: dw_kernel3(sg, nseg, koff, mk, acc, ld); break;
+    case 2: dw_kernel2(sg, nseg, koff, mk, acc, ld); break;
+    default: dw_kernel1(sg, nseg, koff, mk, acc, ld); break;
+    }
 }
 
-/* Images per chunk of the weight gradient. */
-static int64_t dw_chunk(const dshape *d)
+/* dyT (n*P + q, OP) = dy (n, o, q), zero for channels o..OP-1; images shared by the threads. */
+static void transpose_dy(float *dyt, const float *dy, int64_t N, int64_t O, int64_t OP,
+                         int64_t P)
 {
-    const int64_t nvec = vectors_of(d->oh * d->ow);
-    int64_t c = DW_VECTORS / nvec, cap = DW_XS_FLOATS / xs_floats(d);
-    if (c > cap)
-        c = cap;
-    return c < 1 ? 1 : c;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *dst = dyt + n * P * OP;
+        const float *src = dy + n * O * P;
+        for (int64_t q0 = 0; q0 < P; q0 += 16) /* 16 pixels x all channels: lines stay in L1 */
+            for (int64_t o = 0; o < OP; o++)
+                for (int64_t q = q0; q < P && q < q0 + 16; q++)
+                    dst[q * OP + o] = o < O ? src[o * P + q] : 0.0f;
+    }
 }
 
+/* Images per pass: enough for DW_PIXELS pixels when images are small. */
+static int64_t dw_images(const dshape *d)
+{
+    const int64_t P = d->oh * d->ow, g = DW_PIXELS / P;
+    return g < 1 ? 1 : g;
+}
+
+/* Images of fewer than DW_PIXELS / 2 pixels make passes of many short segments, and OpenBLAS
+ * is faster there (ResNet-18 at 64x64: layer3's 4x4, layer4's 2x2). */
 bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
 {
-    if (!fs_conv_direct_forward_ok(s))
+    if (!plain(s) || s->oh * s->ow < DW_PIXELS / 2)
         return false;
     dshape d = forward_shape(s);
-    int64_t nvec = vectors_of(d.oh * d.ow), per = nvec * dw_chunk(&d);
-    return per * 2 >= DW_VECTORS; /* the lane sums stay a small part */
+    return fits_offsets(&d);
 }
 
 int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
                                    const fs_conv2d_shape *s)
 {
     const dshape d = forward_shape(s);
-    const int64_t K = d.c * d.kh * d.kw, P = d.oh * d.ow, O = d.o, WKS = O * K;
-    const int64_t nvec = vectors_of(P), per_img = xs_floats(&d);
+    const int64_t KK = d.kh * d.kw, K = d.c * KK, P = d.oh * d.ow, O = d.o, N = d.n;
+    const int64_t OP = (O + LANES - 1) / LANES * LANES, per_ch = xs_floats(&d) / d.c;
+    const int64_t ntiles = (K + DW_TAPS - 1) / DW_TAPS, imgs = dw_images(&d);
     const int nt = fs_get_num_threads();
-    const bool own_images = d.n >= nt;
-    const int64_t chunk = dw_chunk(&d), nob = (O + WO - 1) / WO;
-    const int64_t xs_part = (chunk * per_img + 15) & ~(int64_t)15; /* the dvecs stay aligned */
-    const int64_t per_thread =
-        xs_part + (((int64_t)(chunk * nvec * sizeof(dvec)) + 63) & ~(int64_t)63) / 4;
+    /* the most taps and input channels a thread can get (its taps may straddle 2 channels) */
+    const int64_t max_taps = (ntiles + nt - 1) / nt * DW_TAPS;
+    const int64_t max_ch = (max_taps + KK - 1) / KK + 1 < d.c ? (max_taps + KK - 1) / KK + 1 : d.c;
+    const int64_t xs_part = (imgs * max_ch * per_ch + 15) & ~(int64_t)15;
+    const int64_t per_thread = xs_part + max_taps * OP;
     int32_t *off = fs_alloc((size_t)K * sizeof(int32_t));
-    float *ws = off ? fs_alloc((size_t)(nt * per_thread + (own_images ? (nt - 1) * WKS : 0)) *
-                               sizeof(float))
-                    : NULL;
+    float *dyt = off ? fs_alloc((size_t)(N * P * OP) * sizeof(float)) : NULL;
+    float *ws = dyt ? fs_alloc((size_t)(nt * per_thread) * sizeof(float)) : NULL;
     if (!ws) {
+        fs_free(dyt);
         fs_free(off);
         return -1;
     }
     tap_offsets(off, &d);
-    float *parts = ws + nt * per_thread;
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
         fs_nn_thread(&t, &T);
-        float *xs = ws + t * per_thread;
-        dvec *v = (dvec *)(xs + xs_part);
-        int64_t i0, i1, b0, b1;
-        share_work(own_images, d.n, nob, t, T, &i0, &i1, &b0, &b1);
-        float *dwt = own_images && t > 0 ? parts + (t - 1) * WKS : dw;
-        if (own_images) { /* this thread's copy of dw */
-            memset(dwt, 0, (size_t)WKS * sizeof(float));
-        } else { /* this thread's rows of dw */
-            int64_t r0 = b0 * WO, r1 = b1 * WO < O ? b1 * WO : O;
-            if (r1 > r0)
-                memset(dw + r0 * K, 0, (size_t)((r1 - r0) * K) * sizeof(float));
-        }
-        for (int64_t n0 = i0; n0 < i1 && b1 > b0; n0 += chunk) {
-            const int64_t cur = i1 - n0 < chunk ? i1 - n0 : chunk;
-            int64_t nv = 0;
-            for (int64_t g = 0; g < cur; g++) {
-                shift_copies(xs + g * per_img, x + (n0 + g) * d.c * d.h * d.w, &d);
-                for (int64_t q = 0; q < nvec; q++, nv++) {
-                    v[nv].in = xs + g * per_img + q * LANES;
-                    v[nv].dy = dy + (n0 + g) * O * P + q * LANES;
-                    v[nv].m = lanes_of(P - q * LANES);
+        transpose_dy(dyt, dy, N, O, OP, P); /* ends with a barrier */
+        float *xs = ws + t * per_thread, *dwt = xs + xs_part;
+        const int64_t tile0 = ntiles * t / T, tile1 = ntiles * (t + 1) / T;
+        const int64_t k0 = tile0 * DW_TAPS, k1 = tile1 * DW_TAPS < K ? tile1 * DW_TAPS : K;
+        const int64_t c0 = k0 / KK, c1 = k1 > k0 ? (k1 - 1) / KK + 1 : c0, nch = c1 - c0;
+        if (k1 > k0)
+            memset(dwt, 0, (size_t)((k1 - k0) * OP) * sizeof(float));
+        dseg sg[DW_PIXELS + 1];
+        for (int64_t n0 = 0; n0 < N && k1 > k0; n0 += imgs) {
+            const int64_t cur = N - n0 < imgs ? N - n0 : imgs;
+            for (int64_t g = 0; g < cur; g++)
+                shift_copies(xs + g * nch * per_ch, x + (n0 + g) * d.c * d.h * d.w, &d, c0, c1);
+            for (int64_t ob = 0; ob < OP; ob += DW_OV * LANES) {
+                const int nv = (int)((OP - ob) / LANES < DW_OV ? (OP - ob) / LANES : DW_OV);
+                /* passes of DW_PIXELS pixels over this group's images */
+                for (int64_t p0 = 0; p0 < cur * P; p0 += DW_PIXELS) {
+                    const int64_t p1 = p0 + DW_PIXELS < cur * P ? p0 + DW_PIXELS : cur * P;
+                    int nseg = 0;
+                    for (int64_t p = p0; p < p1;) {
+                        const int64_t g = p / P, q = p % P;
+                        const int64_t len = P - q < p1 - p ? P - q : p1 - p;
+                        sg[nseg].xs = xs + g * nch * per_ch + q;
+                        sg[nseg].dyt = dyt + ((n0 + g) * P + q) * OP + ob;
+                        sg[nseg++].n = len;
+                        p += len;
+                    }
+                    for (int64_t k = k0; k < k1; k += DW_TAPS) {
+                        const int mk = (int)(k1 - k < DW_TAPS ? k1 - k : DW_TAPS);
+                        int64_t koff[DW_TAPS];
+                        for (int j = 0; j < DW_TAPS; j++) /* xs starts at channel c0 */
+                            koff[j] = off[k + (j < mk ? j : 0)] - c0 * per_ch;
+                        dw_kernel(nv, sg, nseg, koff, mk, dwt + (k - k0) * OP + ob, OP);
+                    }
                 }
             }
-            for (int64_t b = b0; b < b1; b++) {
-                const int mo = (int)(O - b * WO < WO ? O - b * WO : WO);
-                for (int64_t k0 = 0; k0 < K; k0 += WK)
-                    dw_tile(v, nv, off, k0, (int)(K - k0 < WK ? K - k0 : WK), b * WO, mo, P,
-                            dwt, K);
-            }
         }
-        if (own_images)
-            fs_nn_sum_thread_parts(dw, parts, WKS, T);
+        for (int64_t kb = k0; kb < k1; kb += 16) /* this thread's columns of dw, 16 at a time: */
+            for (int64_t o = 0; o < O; o++)     /* their 16 rows of dwT stay in L1 */
+                for (int64_t k = kb; k < k1 && k < kb + 16; k++)
+                    dw[o * K + k] = dwt[(k - k0) * OP + o];
     }
     fs_free(ws);
+    fs_free(dyt);
     fs_free(off);
     return 0;
 }
