@@ -127,6 +127,15 @@ def conv_direct_cases():
         run(name, lambda x, w, b: F.conv2d(x, w, b, **kw), [x, w, b])
 
 
+def conv_dw_cases():
+    """The weight gradient with vectors along the output channels (conv_direct.c), own seed:
+    70 output channels (a block of 64 and one of 16, 10 of them padding), 63 taps (a partial
+    tile of 3), 8x8 outputs (two images per pass of 128 pixels, then one)."""
+    torch.manual_seed(4322)
+    x, w, b = rnd(5, 7, 8, 8), rnd(70, 7, 3, 3, scale=0.3), rnd(70)
+    run("conv_direct_dw", lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, w, b])
+
+
 def linear_cases():
     run("linear_2d", F.linear, [rnd(5, 7), rnd(3, 7), rnd(3)])
     run("linear_3d", F.linear, [rnd(2, 3, 7), rnd(4, 7), rnd(4)])
@@ -227,7 +236,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(1234)
     for fn in (conv_cases, linear_cases, bn_cases, pool_cases, interp_cases, softmax_cases,
-               loss_cases, cdist_cases, conv_direct_cases):
+               loss_cases, cdist_cases, conv_direct_cases, conv_dw_cases):
         fn()
     print("wrote", len(os.listdir(OUT)), "fixtures to", os.path.normpath(OUT))
 
