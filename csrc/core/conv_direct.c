@@ -167,56 +167,52 @@ static inline __mmask16 lane_range(int64_t lo, int64_t hi)
     return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-/* row[q] = src[q*sw] for lo <= q < hi, zero for the rest of q < OW. Masked loads never touch
- * the lanes outside lo..hi, so src may point before its row (a negative column shift). */
-static void shifted_row(float *row, const float *src, int64_t lo, int64_t hi, int64_t OW,
-                        int64_t sw)
-{
-    if (sw > 2) {
-        for (int64_t q = 0; q < OW; q++)
-            row[q] = q >= lo && q < hi ? src[q * sw] : 0.0f;
-        return;
-    }
-    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
-                                            28, 30);
-    for (int64_t q0 = 0; q0 < OW; q0 += LANES) {
-        const __mmask16 m = lane_range(lo - q0, hi - q0);
-        __m512 v;
-        if (sw == 1) {
-            v = _mm512_maskz_loadu_ps(m, src + q0);
-        } else { /* lanes i of m read src[2*(q0+i)]: even lanes of two loads, then compacted */
-            const __mmask16 ma = (__mmask16)_pdep_u32(m & 0xFFu, 0x5555u);
-            const __mmask16 mb = (__mmask16)_pdep_u32(m >> 8, 0x5555u);
-            const float *p = src + 2 * q0;
-            v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(ma, p), evens,
-                                       _mm512_maskz_loadu_ps(mb, p + LANES));
-        }
-        _mm512_mask_storeu_ps(row + q0, lanes_of(OW - q0), v);
-    }
-}
-
 /* xs (c1-c0, kw, sh, Hp, OW) of channels c0..c1-1 of image x (c, h, w): plane (c, kx, ay) row
  * r, column ox holds x[c, sh*r + ay - ph, sw*ox + kx - pw] (zero outside the image), so that
- * tap (c, ky, kx) of output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox. */
+ * tap (c, ky, kx) of output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox.
+ * A plane is made 16 columns at a time, down its rows: which lanes lie inside the image is the
+ * same for every row. Masked loads never touch the lanes outside, so a row's source may start
+ * before the row (a negative column shift). Stride 2 takes the even lanes of two loads. */
 static void shift_copies(float *xs, const float *x, const dshape *d, int64_t c0, int64_t c1)
 {
     const int64_t Hp = hp_of(d), OW = d->ow, H = d->h, W = d->w, sw = d->sw;
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                            28, 30);
     xs -= c0 * d->kw * d->sh * Hp * OW;
     for (int64_t c = c0; c < c1; c++)
         for (int64_t kx = 0; kx < d->kw; kx++) {
             const int64_t col0 = kx - d->pw; /* input column of output column 0 */
             /* output columns lo..hi-1 read inside the image */
-            int64_t lo = col0 < 0 ? (-col0 + sw - 1) / sw : 0;
+            const int64_t lo = col0 < 0 ? (-col0 + sw - 1) / sw : 0;
             int64_t hi = W - col0 > 0 ? (W - col0 + sw - 1) / sw : 0;
             if (hi > OW)
                 hi = OW;
             for (int64_t ay = 0; ay < d->sh; ay++) {
                 float *dst = xs + ((c * d->kw + kx) * d->sh + ay) * Hp * OW;
-                for (int64_t r = 0; r < Hp; r++) {
-                    const int64_t iy = d->sh * r + ay - d->ph;
-                    const bool inside = iy >= 0 && iy < H;
-                    shifted_row(dst + r * OW, x + (c * H + (inside ? iy : 0)) * W + col0, lo,
-                                inside ? hi : lo, OW, sw);
+                const float *src = x + c * H * W + col0;
+                for (int64_t q0 = 0; q0 < OW; q0 += LANES) {
+                    const __mmask16 m = lane_range(lo - q0, hi - q0), ms = lanes_of(OW - q0);
+                    const __mmask16 ma = (__mmask16)_pdep_u32(m & 0xFFu, 0x5555u);
+                    const __mmask16 mb = (__mmask16)_pdep_u32(m >> 8, 0x5555u);
+                    for (int64_t r = 0; r < Hp; r++) {
+                        const int64_t iy = d->sh * r + ay - d->ph;
+                        float *row = dst + r * OW + q0;
+                        if (iy < 0 || iy >= H) {
+                            _mm512_mask_storeu_ps(row, ms, _mm512_setzero_ps());
+                        } else if (sw == 1) {
+                            _mm512_mask_storeu_ps(row, ms,
+                                                  _mm512_maskz_loadu_ps(m, src + iy * W + q0));
+                        } else if (sw == 2) {
+                            const float *p = src + iy * W + 2 * q0;
+                            _mm512_mask_storeu_ps(
+                                row, ms,
+                                _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(ma, p), evens,
+                                                       _mm512_maskz_loadu_ps(mb, p + LANES)));
+                        } else {
+                            for (int64_t q = q0; q < OW && q < q0 + LANES; q++)
+                                row[q - q0] = q >= lo && q < hi ? src[iy * W + q * sw] : 0.0f;
+                        }
+                    }
                 }
             }
         }
