@@ -229,26 +229,16 @@ static void tap_offsets(int32_t *off, const dshape *d)
                                       ky / d->sh) * d->ow);
 }
 
-/* Thread t of T's work: images i0..i1-1 of n and channel blocks b0..b1-1 of nob. Threads own
- * images when there are enough of them, else they split the channel blocks of every image. */
-static void share_work(bool own_images, int64_t n, int64_t nob, int t, int T, int64_t *i0,
-                       int64_t *i1, int64_t *b0, int64_t *b1)
-{
-    *i0 = own_images ? n * t / T : 0;
-    *i1 = own_images ? n * (t + 1) / T : n;
-    *b0 = own_images ? 0 : nob * t / T;
-    *b1 = own_images ? nob : nob * (t + 1) / T;
-}
-
-/* y (n, o, oh, ow) from x (n, c, h, w) and the weights wt. */
+/* y (n, o, oh, ow) from x (n, c, h, w) and the weights wt. The work is groups of images x
+ * blocks of MR channels, split evenly over the threads (27 images on 2 threads would leave one
+ * idle for 1/28 of the time): a thread whose share starts or ends inside a group makes that
+ * group's shifted copies too. */
 static int run(float *y, const float *x, const weights *wt, const finish *f, const dshape *d)
 {
     const int64_t K = d->c * d->kh * d->kw, P = d->oh * d->ow;
-    const int64_t nob = (d->o + MR - 1) / MR, per_img = xs_floats(d), gimg = group_images(d);
-    const int64_t nvec = vectors_of(P);
+    const int64_t nob = (d->o + MR - 1) / MR, per_img = xs_floats(d), gsz = group_images(d);
+    const int64_t nvec = vectors_of(P), units = (d->n + gsz - 1) / gsz * nob;
     const int nt = fs_get_num_threads();
-    const bool own_images = d->n >= nt;
-    const int64_t gsz = own_images ? gimg : 1;
     int32_t *off = fs_alloc((size_t)K * sizeof(int32_t));
     float *ws = off ? fs_alloc((size_t)(nt * gsz * per_img) * sizeof(float)) : NULL;
     if (!ws) {
@@ -261,11 +251,12 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
         int t, T;
         fs_nn_thread(&t, &T);
         float *xs = ws + t * gsz * per_img;
-        int64_t i0, i1, b0, b1;
-        share_work(own_images, d->n, nob, t, T, &i0, &i1, &b0, &b1);
+        const int64_t u0 = units * t / T, u1 = units * (t + 1) / T;
         ovec v[NVMAX * 8];
-        for (int64_t n0 = i0; n0 < i1 && b1 > b0; n0 += gsz) {
-            const int64_t cur = i1 - n0 < gsz ? i1 - n0 : gsz;
+        for (int64_t gi = u0 / nob; gi * nob < u1; gi++) {
+            const int64_t b0 = u0 > gi * nob ? u0 - gi * nob : 0;
+            const int64_t b1 = u1 - gi * nob < nob ? u1 - gi * nob : nob;
+            const int64_t n0 = gi * gsz, cur = d->n - n0 < gsz ? d->n - n0 : gsz;
             int64_t nv = 0;
             for (int64_t g = 0; g < cur; g++) {
                 shift_copies(xs + g * per_img, x + (n0 + g) * d->c * d->h * d->w, d, 0, d->c);
