@@ -130,10 +130,17 @@ def conv_direct_cases():
 def conv_dw_cases():
     """The weight gradient with vectors along the output channels (conv_direct.c), own seed:
     70 output channels (a block of 64 and one of 16, 10 of them padding), 63 taps (a partial
-    tile of 3), 8x8 outputs (two images per pass of 128 pixels, then one)."""
+    tile of 3), 8x8 outputs (two images per pass of 128 pixels, then one); then two
+    data-gradients."""
     torch.manual_seed(4322)
     x, w, b = rnd(5, 7, 8, 8), rnd(70, 7, 3, 3, scale=0.3), rnd(70)
     run("conv_direct_dw", lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, w, b])
+    # data-gradients on full blocks of 8 input channels, one with a single output channel
+    # (the driver's taps are then the kernel's alone)
+    x, w = rnd(3, 16, 10, 12), rnd(9, 16, 3, 3, scale=0.3)
+    run("conv_direct_dx", lambda x, w: F.conv2d(x, w, padding=1), [x, w])
+    x, w = rnd(2, 8, 9, 9), rnd(1, 8, 3, 3, scale=0.3)
+    run("conv_direct_dx1", lambda x, w: F.conv2d(x, w, padding=1), [x, w])
 
 
 def linear_cases():
