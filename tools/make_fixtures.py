@@ -141,6 +141,11 @@ def conv_dw_cases():
     run("conv_direct_dx", lambda x, w: F.conv2d(x, w, padding=1), [x, w])
     x, w = rnd(2, 8, 9, 9), rnd(1, 8, 3, 3, scale=0.3)
     run("conv_direct_dx1", lambda x, w: F.conv2d(x, w, padding=1), [x, w])
+    # weights large next to the columns (ResNet's layer4 at 64x64): at 2 threads the forward
+    # splits the output channels (100: blocks of 16 and a partial one) over a shared unfolding,
+    # the backward splits the input channels
+    x, w, b = rnd(3, 64, 3, 3), rnd(100, 64, 3, 3, scale=0.1), rnd(100)
+    run("conv_weight_heavy", lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, w, b])
 
 
 def linear_cases():

@@ -500,31 +500,29 @@ static int64_t thread_step(int64_t share, int64_t per_image, int64_t nt)
     return nb < share ? nb : share;
 }
 
-/* Backward when dw is large next to the columns (late stages: dw 512 x 4608, columns
- * 4608 x 108): instead of per-thread copies of dw, each thread gathers dy for the whole batch
- * (small here), unfolds its own rows k0..k1 of col for all images and computes dw's columns
- * k0..k1; then dcol for its own images and col2im into them. No barrier at all. */
+/* Backward when the weights are large next to the columns (late stages: w 512 x 4608,
+ * columns 4608 x 108): each thread takes whole input channels c0..c1-1 of each group, i.e.
+ * rows k0..k1-1 of col and columns of w. It gathers dy for the whole batch (small here),
+ * unfolds its rows of col for all images and computes dw's columns k0..k1-1; then its rows of
+ * dcol = w^T dy for all images and col2im into its channels of dx. Every thread packs only its
+ * own part of w for OpenBLAS, and no two threads write the same value: no barrier at all. */
 static bool use_krows(const fs_conv2d_shape *s)
 {
-    int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;
+    int64_t nt = fs_get_num_threads(), KK = s->kh * s->kw, Cg = s->c / s->a.groups;
     int64_t NP = s->n * s->oh * s->ow, Og = s->o / s->a.groups;
-    int64_t share = (s->n + nt - 1) / nt;
-    int64_t rows = (K + nt - 1) / nt;
-    int64_t ld = pad_ld(NP), ldi = pad_ld(share * s->oh * s->ow);
-    int64_t per = Og * ld + (rows * ld > K * ldi ? rows * ld : K * ldi);
-    return nt >= 2 && nt <= 64 && s->n >= nt && nt * per <= COL_BUDGET;
+    int64_t rows = (Cg + nt - 1) / nt * KK, ld = pad_ld(NP);
+    int64_t per = Og * ld + rows * ld;
+    return nt >= 2 && nt <= 64 && Cg >= nt && nt * per <= COL_BUDGET;
 }
 
 static int conv_backward_krows(float *dx, float *dw, const float *dy, const float *x,
                                const float *w, const fs_conv2d_shape *s)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
-    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, NP = N * P;
+    const int64_t KK = s->kh * s->kw, K = Cg * KK, P = s->oh * s->ow, NP = N * P;
     const int nt = fs_get_num_threads();
-    const int64_t share = (N + nt - 1) / nt, rows = (K + nt - 1) / nt;
-    const int64_t ld = pad_ld(NP), ldi = pad_ld(share * P);
-    const int64_t colsz = rows * ld > K * ldi ? rows * ld : K * ldi;
-    const int64_t per_thread = Og * ld + colsz;
+    const int64_t rows = (Cg + nt - 1) / nt * KK, ld = pad_ld(NP);
+    const int64_t per_thread = Og * ld + rows * ld;
     float *ws = workspace((size_t)(nt * per_thread));
     if (!ws)
         return -1;
@@ -533,23 +531,75 @@ static int conv_backward_krows(float *dx, float *dw, const float *dy, const floa
         int t, T;
         fs_nn_thread(&t, &T);
         float *dy2 = ws + t * per_thread, *col = dy2 + Og * ld;
-        int64_t k0 = K * t / T, k1 = K * (t + 1) / T;
-        int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
-        for (int64_t g = 0; g < G; g++) {
+        const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, k0 = c0 * KK, k1 = c1 * KK;
+        for (int64_t g = 0; g < G && k1 > k0; g++) {
             gather_rows(dy2, ld, dy, O, P, 0, N, g * Og, Og, false);
-            if (dw && k1 > k0) {
+            if (dw) {
                 im2col_rows(col, ld, x, s, 0, N, g * Cg, k0, k1, false);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)(k1 - k0),
                             (int)NP, 1.0f, dy2, (int)ld, col, (int)ld, 0.0f,
                             dw + g * Og * K + k0, (int)K);
             }
-            if (dx && i1 > i0) {
-                int64_t np = (i1 - i0) * P;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
-                            1.0f, w + g * Og * K, (int)K, dy2 + i0 * P, (int)ld, 0.0f, col,
-                            (int)ldi);
-                col2im(dx, col, ldi, s, i0, i1 - i0, g * Cg, Cg, false);
+            if (dx) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(k1 - k0), (int)NP,
+                            (int)Og, 1.0f, w + g * Og * K + k0, (int)K, dy2, (int)ld, 0.0f, col,
+                            (int)ld);
+                col2im(dx, col, ld, s, 0, N, g * Cg + c0, c1 - c0, false);
             }
+        }
+    }
+    return 0;
+}
+
+/* Forward when the weights are large next to the columns (the same late stages): the batch is
+ * unfolded once, shared, and each thread multiplies its own rows of w (blocks of 16 output
+ * channels), so that OpenBLAS packs every weight once, not once per thread. */
+static bool weights_heavy(const fs_conv2d_shape *s)
+{
+    int64_t K = s->c / s->a.groups * s->kh * s->kw, Og = s->o / s->a.groups;
+    return Og >= s->n * s->oh * s->ow && K >= 512;
+}
+
+static bool use_orows(const fs_conv2d_shape *s)
+{
+    int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;
+    int64_t NP = s->n * s->oh * s->ow, Og = s->o / s->a.groups;
+    return nt >= 2 && nt <= 64 && Og >= 16 * nt && weights_heavy(s) &&
+           (K + Og) * pad_ld(NP) <= COL_BUDGET;
+}
+
+static int conv_forward_orows(float *y, const float *x, const float *w, const float *b,
+                              const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
+{
+    const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
+    const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, NP = N * P, ld = pad_ld(NP);
+    const int nt = fs_get_num_threads();
+    float *col = workspace((size_t)((K + Og) * ld));
+    if (!col)
+        return -1;
+    float *tmp = col + K * ld;
+#pragma omp parallel num_threads(nt)
+    {
+        int t, T;
+        fs_nn_thread(&t, &T);
+        const int64_t nb16 = (Og + 15) / 16;
+        const int64_t o0 = nb16 * t / T * 16, o1 = nb16 * (t + 1) / T * 16 < Og ? nb16 * (t + 1) / T * 16 : Og;
+        for (int64_t g = 0; g < G; g++) {
+            /* each thread unfolds its share of the rows; all of them read all rows */
+            im2col_rows(col + K * t / T * ld, ld, x, s, 0, N, g * Cg, K * t / T,
+                        K * (t + 1) / T, false);
+#pragma omp barrier
+            if (o1 > o0) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(o1 - o0), (int)NP,
+                            (int)K, 1.0f, w + (g * Og + o0) * K, (int)K, col, (int)ld, 0.0f,
+                            tmp + o0 * ld, (int)ld);
+                scatter_rows(y, tmp + o0 * ld, ld, b, O, P, 0, N, g * Og + o0, o1 - o0, false);
+                if (ep)
+                    for (int64_t n = 0; n < N; n++)
+                        for (int64_t o = o0; o < o1; o++)
+                            ep_apply(y + (n * O + g * Og + o) * P, P, ep, g * Og + o);
+            }
+#pragma omp barrier /* col is the next group's */
         }
     }
     return 0;
@@ -662,6 +712,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
         return 0;
     if (fs_conv_direct_forward_ok(s))
         return fs_conv_direct_forward(y, x, w, b, ep, s);
+    if (!use_direct(s) && use_orows(s))
+        return conv_forward_orows(y, x, w, b, ep, s);
     if (!use_direct(s) && use_thread_images(s, false))
         return conv_forward_threads(y, x, w, b, ep, s);
     if (use_direct(s)) {
@@ -725,10 +777,11 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
             return -1;
         return 0;
     }
+    if (!use_direct(s) && use_krows(s) &&
+        (weights_heavy(s) || (dw && !use_thread_images(s, true))))
+        return conv_backward_krows(dx, dw, dy, x, w, s);
     if (!use_direct(s) && use_thread_images(s, dw != NULL))
         return conv_backward_threads(dx, dw, dy, x, w, s);
-    if (!use_direct(s) && dw && use_krows(s))
-        return conv_backward_krows(dx, dw, dy, x, w, s);
     if (use_direct(s)) {
         for (int64_t g = 0; g < G; g++)
             for (int64_t n = 0; n < N; n++) {
