@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "blockcache.h"
 #include "module.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -282,6 +283,9 @@ int fs_module_flatten(fs_module *m)
     }
     free(l.v);
     m->flat = flat;
+    /* the parameters' old storages (a whole model's worth, freed just now) would otherwise
+     * wait in the block cache, resident, for requests of their sizes that may never come */
+    fs_block_cache_trim(0);
     if (rc == 0 && any_grad) /* gradients accumulated so far move into the new buffer */
         rc = fs_module_ensure_grad(m);
     return rc;
