@@ -28,6 +28,20 @@ describe("memory", function()
     assert.is_true(peak - start < 200, string.format("grew by %.0f MB", peak - start))
   end)
 
+  it("building a ResNet-18 keeps no construction-time storage resident", function()
+    -- its parameters are made one by one, then copied into one flat buffer: the first copies
+    -- (45 MB) must go back to the system, not wait in the block cache
+    collectgarbage() -- no garbage of earlier tests freed (and cached) during the build
+    local before = helper.rss_mb()
+    local model = fs.nn.resnet18{in_channels = 3, seed = 1}
+    assert.equals(0, fs.memory().cached_bytes)
+    if not os.getenv("FS_SANITIZE") then
+      local grown = helper.rss_mb() - before
+      assert.is_true(grown < 60, string.format("grew by %.0f MB for 45 MB of parameters", grown))
+    end
+    assert.equals(11176512, model:num_parameters())
+  end)
+
   it("frees a whole graph when its result is dropped", function()
     collectgarbage() -- a known starting point for this measurement only
     local before = fs.memory().live_bytes

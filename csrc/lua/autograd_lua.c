@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "autograd.h"
+#include "blockcache.h"
 #include "lbind.h"
 
 #define GUARD_MT "fewshot.NoGradGuard"
@@ -67,10 +68,13 @@ static int l_get_num_threads(lua_State *L)
     return 1;
 }
 
-/* fs.memory() -> {live_bytes=, total_bytes=}: tensor storage now alive, and ever allocated. */
+/* fs.memory() -> {live_bytes=, total_bytes=, cached_bytes=}: tensor storage now alive, ever
+ * allocated, and freed blocks kept mapped for reuse (blockcache.c). */
 static int l_memory(lua_State *L)
 {
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)fs_block_cached_bytes());
+    lua_setfield(L, -2, "cached_bytes");
     lua_pushinteger(L, fs_bytes_live());
     lua_setfield(L, -2, "live_bytes");
     lua_pushinteger(L, fs_bytes_allocated_total());
