@@ -107,6 +107,30 @@ static int max_pool_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor *
     return 0;
 }
 
+/* mx[ow] = max(mx[ow], src[ow*sw]) for lo <= ow < hi; a NaN wins, then sticks (v > NaN is
+ * false). */
+static void max_row(float *mx, const float *src, int64_t lo, int64_t hi, int64_t sw)
+{
+    for (int64_t ow = lo; ow < hi; ow++) {
+        float v = src[ow * sw];
+        bool take = (v > mx[ow]) | (v != v);
+        mx[ow] = take ? v : mx[ow];
+    }
+}
+
+/* max_row, also keeping in at[ow] where the max came from (base + ow*sw in the plane). A
+ * function of its own, this loop vectorises: 27x64x32x32 at 2 threads, 1.73 -> 1.58 ms. */
+static void max_row_at(float *mx, int32_t *at, const float *src, int64_t lo, int64_t hi,
+                       int64_t sw, int32_t base)
+{
+    for (int64_t ow = lo; ow < hi; ow++) {
+        float v = src[ow * sw];
+        bool take = (v > mx[ow]) | (v != v);
+        mx[ow] = take ? v : mx[ow];
+        at[ow] = take ? base + (int32_t)(ow * sw) : at[ow];
+    }
+}
+
 fs_tensor *fs_max_pool2d(fs_tensor *x, const fs_pool2d_args *a)
 {
     pool_shape s;
@@ -157,21 +181,10 @@ fs_tensor *fs_max_pool2d(fs_tensor *x, const fs_pool2d_args *a)
                     int64_t hi = (s.w - 1 - off) >= 0 ? (s.w - 1 - off) / s.sw + 1 : 0;
                     if (hi > s.ow)
                         hi = s.ow;
-                    if (at) {
-                        for (int64_t ow = lo; ow < hi; ow++) {
-                            int64_t iw = ow * s.sw + off;
-                            float v = row[iw];
-                            bool take = (v > mx[ow]) | (v != v);
-                            mx[ow] = take ? v : mx[ow];
-                            at[ow] = take ? (int32_t)(ih * s.w + iw) : at[ow];
-                        }
-                    } else {
-                        for (int64_t ow = lo; ow < hi; ow++) {
-                            float v = row[ow * s.sw + off];
-                            bool take = (v > mx[ow]) | (v != v);
-                            mx[ow] = take ? v : mx[ow];
-                        }
-                    }
+                    if (at)
+                        max_row_at(mx, at, row + off, lo, hi, s.sw, (int32_t)(ih * s.w + off));
+                    else
+                        max_row(mx, row + off, lo, hi, s.sw);
                 }
             }
         }
