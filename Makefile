@@ -111,7 +111,8 @@ sanitize: deps
 	  FS_CPATH="./build-san/?.so" \
 	  $(LUA) /usr/bin/busted -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
 
-# valgrind's memcheck on the core specs, with a build valgrind can decode (AVX2, no AVX-512).
+# valgrind's memcheck on the core specs, with a build valgrind can decode (AVX2, no AVX-512):
+# the direct convolution kernels run there in their AVX2 form.
 VG_FLAGS = VARIANT=-vg OPT="-O1 -g -march=x86-64-v3"
 VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua spec/nn_functional_spec.lua \
            spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua

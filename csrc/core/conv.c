@@ -17,9 +17,11 @@
  * A 1x1, stride-1, unpadded convolution over large images multiplies the images in place.
  * The forms agree to float rounding (dw sums in a different order).
  *
- * Before any of these, conv_direct.c takes the shapes it can (AVX-512 builds: undilated,
- * ungrouped convolutions whose output images fill 16-wide vectors): the forward at any stride,
- * the stride-1 data-gradient, and the weight-gradient over enough pixels, without im2col.
+ * Before any of these, conv_direct.c takes the shapes it can (AVX-512 or AVX2 builds:
+ * undilated, ungrouped convolutions whose output images fill the vectors): the forward at any
+ * stride, the stride-1 data-gradient, and the weight-gradient over enough pixels, without
+ * im2col. Weight-heavy shapes (more output channels than output pixels in the batch) split
+ * the weights over the threads instead of the images (conv_forward_orows, krows).
  *
  * conv_transpose2d(x, w) is the data-gradient of conv2d: its forward is conv2d's backward-data
  * on the "conv" shape whose input is the transposed output, and its backward is conv2d's

@@ -1,22 +1,23 @@
 /* conv_direct.c - convolution as register-blocked GEMMs that read shifted copies of the
- * image instead of an im2col matrix (AVX-512 builds only; conv.c asks *_ok first).
+ * image instead of an im2col matrix (AVX-512 or AVX2 + FMA builds, through vec.h; conv.c asks
+ * *_ok first).
  *
  * For an undilated convolution with stride (sh, sw) and padding (ph, pw), output pixel
  * q = oy*OW + ox of channel o is
  *     y[o, q] = sum over taps k = (c, ky, kx) of w[o, k] * xs[off[k] + q]
  * where xs holds, per (c, kx, row phase ky % sh), a plane of Hp = OH + (kh-1)/sh rows of OW
  * floats: x[c, sh*r + ky%sh - ph, sw*ox + kx - pw], zero outside the image. These copies are
- * kw*sh / (kh*kw) of im2col's size, and tap k of a vector of 16 consecutive output pixels is
- * one contiguous load at off[k] (tap_offsets). The last vector of an image is masked when
- * OH*OW is not a multiple of 16.
- *   - forward: MR = 8 output channels x NV <= 3 vectors in 24 zmm accumulators; per tap NV
- *     loads and 8 broadcast FMAs' worth of weights, read in place from w (O, K) or packed.
+ * kw*sh / (kh*kw) of im2col's size, and tap k of a vector of LANES (16 or 8) consecutive
+ * output pixels is one contiguous load at off[k] (tap_offsets). The last vector of an image is
+ * masked when OH*OW is not a multiple of LANES.
+ *   - forward: MR output channels x NV <= 3 vectors of accumulators (8 x 3 in 24 zmm, 4 x 3 in
+ *     12 ymm); per tap NV loads and MR broadcast FMAs' worth of weights, read in place from
+ *     w (O, K) or packed.
  *   - data-gradient (stride 1): dy convolved with the weights flipped in space and transposed
  *     (c <-> o), padding k-1-p: the forward's driver on packed weights.
- *   - weight-gradient: dw[o, k] = sum over pixels of dy[o, q] * xs[off[k] + q], tiles of
- *     4 channels x 6 taps accumulating 16 lanes over a chunk of images, then summing them.
- * Threads own images (one parallel region; dw sums per-thread copies after one barrier);
- * with fewer images than threads they split the output channels instead.
+ *   - weight-gradient: vectors along the output channels over dy transposed (see below).
+ * The forward's work (groups of images x blocks of channels) is split evenly over the threads;
+ * the weight gradient's threads split the taps.
  */
 #include <stdint.h>
 #include <string.h>
@@ -24,21 +25,30 @@
 #include "conv_direct.h"
 #include "nn_internal.h"
 
-#if defined(__AVX512F__) && defined(__BMI2__)
-#include <immintrin.h>
+#include "vec.h"
 
-#define MR 8     /* output channels per kernel call */
-#define NVMAX 3  /* vectors of 16 pixels per kernel call */
-#define LANES 16
+#ifdef FS_VEC
 
-/* Vectors of 16 lanes that hold P pixels, the last one masked. */
+/* Register tiles: the forward's MR channels x NVMAX vectors of accumulators, the weight
+ * gradient's DW_OV vectors of channels x DW_TAPS taps; both 24 of AVX-512's 32 registers, or
+ * 12 of AVX2's 16. */
+#if FS_VEC == 512
+#define MR 8
+#define DW_OV 4
+#define ALL_MR(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#else
+#define MR 4
+#define DW_OV 2
+#define ALL_MR(M) M(0) M(1) M(2) M(3)
+#endif
+#define NVMAX 3  /* vectors of pixels per kernel call */
+#define LANES VL
+
+/* Vectors of LANES lanes that hold P pixels, the last one masked. */
 static inline int64_t vectors_of(int64_t P) { return (P + LANES - 1) / LANES; }
 
 /* The lanes of a vector whose first pixel has rest pixels left in its image. */
-static inline __mmask16 lanes_of(int64_t rest)
-{
-    return rest >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << rest) - 1);
-}
+static inline vmask lanes_of(int64_t rest) { return v_lanes(0, rest); }
 
 /* One stride-1 convolution as the driver sees it (the data-gradient's is transposed). */
 typedef struct dshape {
@@ -54,7 +64,7 @@ typedef struct dshape {
 typedef struct ovec {
     const float *in;
     float *out;
-    __mmask16 m;
+    vmask m;
 } ovec;
 
 /* Where the kernel finds the weight of channel b*MR + i at tap k: w[b*block + i*row + k*step].
@@ -72,44 +82,42 @@ typedef struct finish {
     const fs_conv_epilogue *ep;  /* or NULL */
 } finish;
 
-static inline __m512 finish_value(__m512 v, const finish *f, int64_t o)
+static inline vf finish_value(vf v, const finish *f, int64_t o)
 {
     if (f->bias)
-        v = _mm512_add_ps(v, _mm512_set1_ps(f->bias[o]));
+        v = v_add(v, v_set1(f->bias[o]));
     if (f->ep) { /* (v - mean) * scale + shift, rounded as ep_apply in conv.c does */
-        v = _mm512_sub_ps(v, _mm512_set1_ps(f->ep->mean[o]));
-        v = _mm512_mul_ps(v, _mm512_set1_ps(f->ep->scale[o]));
-        v = _mm512_add_ps(v, _mm512_set1_ps(f->ep->shift[o]));
+        v = v_sub(v, v_set1(f->ep->mean[o]));
+        v = v_mul(v, v_set1(f->ep->scale[o]));
+        v = v_add(v, v_set1(f->ep->shift[o]));
         if (f->ep->relu)
-            v = _mm512_max_ps(v, _mm512_setzero_ps());
+            v = v_max(v, v_zero());
     }
     return v;
 }
 
 /* out rows o0 .. o0+mr-1 of the NV vectors v: sum over k < K of weight (b*MR + i, k) times the
- * 16 inputs at v[j].in + off[k]. Channel o's row is at v[j].out + o*P. The accumulators are
- * named (cIJ: channel I, vector J), not an array: GCC keeps an array of vectors in memory. */
-#define KERNEL_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
+ * LANES inputs at v[j].in + off[k]. Channel o's row is at v[j].out + o*P. The accumulators are
+ * named (cIJ: channel I, vector J), not an array: GCC keeps an array of vectors in memory.
+ * Lanes past an image's last pixel may hold anything until the masked store. */
+#define KERNEL_DECL(i) vf c##i##0 = v_zero(), c##i##1 = c##i##0, c##i##2 = c##i##0;
 #define KERNEL_FMA(i)                                                                         \
     {                                                                                         \
-        const __m512 wb = _mm512_set1_ps(wk[i * wrow]);                                       \
-        c##i##0 = _mm512_fmadd_ps(wb, x0, c##i##0);                                           \
+        const vf wb = v_set1(wk[i * wrow]);                                                   \
+        c##i##0 = v_fma(wb, x0, c##i##0);                                                     \
         if (nv > 1)                                                                           \
-            c##i##1 = _mm512_fmadd_ps(wb, x1, c##i##1);                                       \
+            c##i##1 = v_fma(wb, x1, c##i##1);                                                 \
         if (nv > 2)                                                                           \
-            c##i##2 = _mm512_fmadd_ps(wb, x2, c##i##2);                                       \
+            c##i##2 = v_fma(wb, x2, c##i##2);                                                 \
     }
 #define KERNEL_STORE(i)                                                                       \
     if (i < mr) {                                                                             \
-        _mm512_mask_storeu_ps(v[0].out + (o0 + i) * P, v[0].m, finish_value(c##i##0, f, o0 + i)); \
+        v_store_masked(v[0].out + (o0 + i) * P, v[0].m, finish_value(c##i##0, f, o0 + i));   \
         if (nv > 1)                                                                           \
-            _mm512_mask_storeu_ps(v[1].out + (o0 + i) * P, v[1].m,                            \
-                                  finish_value(c##i##1, f, o0 + i));                          \
+            v_store_masked(v[1].out + (o0 + i) * P, v[1].m, finish_value(c##i##1, f, o0 + i)); \
         if (nv > 2)                                                                           \
-            _mm512_mask_storeu_ps(v[2].out + (o0 + i) * P, v[2].m,                            \
-                                  finish_value(c##i##2, f, o0 + i));                          \
+            v_store_masked(v[2].out + (o0 + i) * P, v[2].m, finish_value(c##i##2, f, o0 + i)); \
     }
-#define ALL8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 #define DEFINE_KERNEL(NV)                                                                     \
     static void kernel##NV(int64_t K, const int32_t *off, const weights *wt, int64_t b,       \
                            const ovec *v, int64_t P, int64_t o0, int mr, const finish *f)     \
@@ -117,18 +125,18 @@ static inline __m512 finish_value(__m512 v, const finish *f, int64_t o)
         const int nv = NV;                                                                    \
         const float *wbase = wt->w + b * wt->block;                                           \
         const int64_t wrow = wt->row, wstep = wt->step;                                       \
-        ALL8(KERNEL_DECL)                                                                     \
+        ALL_MR(KERNEL_DECL)                                                                   \
         const float *in0 = v[0].in, *in1 = v[NV > 1 ? 1 : 0].in, *in2 = v[NV > 2 ? 2 : 0].in; \
-        const __mmask16 m0 = v[0].m, m1 = v[NV > 1 ? 1 : 0].m, m2 = v[NV > 2 ? 2 : 0].m;      \
+        const vmask m0 = v[0].m, m1 = v[NV > 1 ? 1 : 0].m, m2 = v[NV > 2 ? 2 : 0].m;          \
         for (int64_t k = 0; k < K; k++) {                                                     \
             const int64_t d = off[k];                                                         \
-            const __m512 x0 = _mm512_maskz_loadu_ps(m0, in0 + d);                             \
-            const __m512 x1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, in1 + d) : x0;               \
-            const __m512 x2 = NV > 2 ? _mm512_maskz_loadu_ps(m2, in2 + d) : x0;               \
+            const vf x0 = v_load_part(m0, in0 + d);                                           \
+            const vf x1 = NV > 1 ? v_load_part(m1, in1 + d) : x0;                             \
+            const vf x2 = NV > 2 ? v_load_part(m2, in2 + d) : x0;                             \
             const float *wk = wbase + k * wstep;                                              \
-            ALL8(KERNEL_FMA)                                                                  \
+            ALL_MR(KERNEL_FMA)                                                                \
         }                                                                                     \
-        ALL8(KERNEL_STORE)                                                                    \
+        ALL_MR(KERNEL_STORE)                                                                  \
     }
 DEFINE_KERNEL(1)
 DEFINE_KERNEL(2)
@@ -159,25 +167,16 @@ static int64_t group_images(const dshape *d)
     return nvec >= 8 || nvec % NVMAX == 0 ? 1 : NVMAX;
 }
 
-/* Lanes lo..hi-1 of 16 (clamped to 0..16). */
-static inline __mmask16 lane_range(int64_t lo, int64_t hi)
-{
-    lo = lo < 0 ? 0 : lo;
-    hi = hi > LANES ? LANES : hi;
-    return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-}
-
 /* xs (c1-c0, kw, sh, Hp, OW) of channels c0..c1-1 of image x (c, h, w): plane (c, kx, ay) row
  * r, column ox holds x[c, sh*r + ay - ph, sw*ox + kx - pw] (zero outside the image), so that
  * tap (c, ky, kx) of output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox.
- * A plane is made 16 columns at a time, down its rows: which lanes lie inside the image is the
- * same for every row. Masked loads never touch the lanes outside, so a row's source may start
- * before the row (a negative column shift). Stride 2 takes the even lanes of two loads. */
+ * A plane is made LANES columns at a time, down its rows: which lanes lie inside the image is
+ * the same for every row. Masked loads never touch the lanes outside, so a row's source may
+ * start before the row (a negative column shift). Stride 2 takes the even lanes of two loads,
+ * each masked to the source columns between the first and the last one read. */
 static void shift_copies(float *xs, const float *x, const dshape *d, int64_t c0, int64_t c1)
 {
     const int64_t Hp = hp_of(d), OW = d->ow, H = d->h, W = d->w, sw = d->sw;
-    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
-                                            28, 30);
     xs -= c0 * d->kw * d->sh * Hp * OW;
     for (int64_t c = c0; c < c1; c++)
         for (int64_t kx = 0; kx < d->kw; kx++) {
@@ -191,23 +190,21 @@ static void shift_copies(float *xs, const float *x, const dshape *d, int64_t c0,
                 float *dst = xs + ((c * d->kw + kx) * d->sh + ay) * Hp * OW;
                 const float *src = x + c * H * W + col0;
                 for (int64_t q0 = 0; q0 < OW; q0 += LANES) {
-                    const __mmask16 m = lane_range(lo - q0, hi - q0), ms = lanes_of(OW - q0);
-                    const __mmask16 ma = (__mmask16)_pdep_u32(m & 0xFFu, 0x5555u);
-                    const __mmask16 mb = (__mmask16)_pdep_u32(m >> 8, 0x5555u);
+                    const vmask m = v_lanes(lo - q0, hi - q0), ms = lanes_of(OW - q0);
+                    /* stride 2: source columns 2*lo .. 2*hi-2 of this block's 2*LANES */
+                    const int64_t a = 2 * (lo - q0), e = 2 * (hi - q0) - 1;
+                    const vmask ma = v_lanes(a, e), mb = v_lanes(a - LANES, e - LANES);
                     for (int64_t r = 0; r < Hp; r++) {
                         const int64_t iy = d->sh * r + ay - d->ph;
                         float *row = dst + r * OW + q0;
                         if (iy < 0 || iy >= H) {
-                            _mm512_mask_storeu_ps(row, ms, _mm512_setzero_ps());
+                            v_store_masked(row, ms, v_zero());
                         } else if (sw == 1) {
-                            _mm512_mask_storeu_ps(row, ms,
-                                                  _mm512_maskz_loadu_ps(m, src + iy * W + q0));
+                            v_store_masked(row, ms, v_load_masked(m, src + iy * W + q0));
                         } else if (sw == 2) {
                             const float *p = src + iy * W + 2 * q0;
-                            _mm512_mask_storeu_ps(
-                                row, ms,
-                                _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(ma, p), evens,
-                                                       _mm512_maskz_loadu_ps(mb, p + LANES)));
+                            v_store_masked(row, ms, v_evens(v_load_masked(ma, p),
+                                                            v_load_masked(mb, p + LANES)));
                         } else {
                             for (int64_t q = q0; q < OW && q < q0 + LANES; q++)
                                 row[q - q0] = q >= lo && q < hi ? src[iy * W + q * sw] : 0.0f;
@@ -240,11 +237,13 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
     const int64_t nvec = vectors_of(P), units = (d->n + gsz - 1) / gsz * nob;
     const int nt = fs_get_num_threads();
     int32_t *off = fs_alloc((size_t)K * sizeof(int32_t));
-    float *ws = off ? fs_alloc((size_t)(nt * gsz * per_img) * sizeof(float)) : NULL;
+    /* + LANES: the kernel's loads of a last, partial vector may read that far past the copies */
+    float *ws = off ? fs_alloc((size_t)(nt * gsz * per_img + LANES) * sizeof(float)) : NULL;
     if (!ws) {
         fs_free(off);
         return -1;
     }
+    memset(ws + nt * gsz * per_img, 0, LANES * sizeof(float));
     tap_offsets(off, d);
 #pragma omp parallel num_threads(nt)
     {
@@ -412,13 +411,12 @@ int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
  * dw[o, k] = sum over images n and pixels q of dy[n, o, q] * xs_n[off[k] + q]: a GEMM whose
  * reduction runs over pixels. Vectors run along the output channels, so that no lanes need
  * summing and any image size works: dy is transposed to dyT (n*P + q, OP), channels padded to
- * OP (a multiple of 16) with zeros, and a tile of DW_OV vectors (64 channels) x DW_TAPS taps
- * keeps 24 accumulators over up to DW_PIXELS pixels, then adds them to dwT (summing in two levels
- * keeps float32's rounding error that of a few hundred terms, not of N*P); per pixel DW_OV
- * loads of dyT and one broadcast of xs per tap. The threads split the taps: each makes the shifted copies of its own
- * input channels only and accumulates its own rows of dwT (taps, OP), then writes its columns
- * of dw; no thread waits for another after dyT is made. */
-#define DW_OV 4        /* vectors of 16 output channels per tile */
+ * OP (a multiple of LANES) with zeros, and a tile of DW_OV vectors of channels x DW_TAPS taps
+ * keeps its accumulators over up to DW_PIXELS pixels, then adds them to dwT (summing in two
+ * levels keeps float32's rounding error that of a few hundred terms, not of N*P); per pixel
+ * DW_OV loads of dyT and one broadcast of xs per tap. The threads split the taps: each makes
+ * the shifted copies of its own input channels only and accumulates its own rows of dwT
+ * (taps, OP), then writes its columns of dw; no thread waits for another after dyT is made. */
 #define DW_TAPS 6      /* taps per tile */
 #define DW_PIXELS 128  /* pixels per pass over a tile: their block of dyT stays in L1 */
 
@@ -430,33 +428,32 @@ typedef struct dseg {
 } dseg;
 
 #define DW_DECL(j)                                                                            \
-    __m512 a##j##0 = _mm512_setzero_ps(), a##j##1 = a##j##0, a##j##2 = a##j##0,               \
-           a##j##3 = a##j##0;
+    vf a##j##0 = v_zero(), a##j##1 = a##j##0, a##j##2 = a##j##0, a##j##3 = a##j##0;
 #define DW_FMA(j)                                                                             \
     {                                                                                         \
-        const __m512 xb = _mm512_set1_ps(xp[k##j]);                                           \
-        a##j##0 = _mm512_fmadd_ps(y0, xb, a##j##0);                                           \
+        const vf xb = v_set1(xp[k##j]);                                                       \
+        a##j##0 = v_fma(y0, xb, a##j##0);                                                     \
         if (nv > 1)                                                                           \
-            a##j##1 = _mm512_fmadd_ps(y1, xb, a##j##1);                                       \
+            a##j##1 = v_fma(y1, xb, a##j##1);                                                 \
         if (nv > 2)                                                                           \
-            a##j##2 = _mm512_fmadd_ps(y2, xb, a##j##2);                                       \
+            a##j##2 = v_fma(y2, xb, a##j##2);                                                 \
         if (nv > 3)                                                                           \
-            a##j##3 = _mm512_fmadd_ps(y3, xb, a##j##3);                                       \
+            a##j##3 = v_fma(y3, xb, a##j##3);                                                 \
     }
-#define DW_ADD(p, a) _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a))
+#define DW_ADD(p, a) v_store(p, v_add(v_load(p), a))
 #define DW_STORE(j)                                                                           \
     if (j < mk) {                                                                             \
         DW_ADD(acc + j * ld, a##j##0);                                                        \
         if (nv > 1)                                                                           \
-            DW_ADD(acc + j * ld + 16, a##j##1);                                               \
+            DW_ADD(acc + j * ld + LANES, a##j##1);                                            \
         if (nv > 2)                                                                           \
-            DW_ADD(acc + j * ld + 32, a##j##2);                                               \
+            DW_ADD(acc + j * ld + 2 * LANES, a##j##2);                                        \
         if (nv > 3)                                                                           \
-            DW_ADD(acc + j * ld + 48, a##j##3);                                               \
+            DW_ADD(acc + j * ld + 3 * LANES, a##j##3);                                        \
     }
 #define ALL_TAPS(M) M(0) M(1) M(2) M(3) M(4) M(5)
 
-/* acc (mk rows of ld floats, NV*16 channels each: dwT at the tile) += over the pixels of the
+/* acc (mk rows of ld floats, NV*LANES channels each: dwT at the tile) += over the pixels of the
  * segments sg, dyT's NV vectors times xs at the taps' offsets koff (DW_TAPS of them, of which
  * the first mk are stored). dyT's rows are ld floats apart too. */
 #define DEFINE_DW_KERNEL(NV)                                                                  \
@@ -470,10 +467,10 @@ typedef struct dseg {
         for (int s = 0; s < nseg; s++) {                                                      \
             const float *xp = sg[s].xs, *yp = sg[s].dyt;                                      \
             for (int64_t q = 0; q < sg[s].n; q++, xp++, yp += ld) {                           \
-                const __m512 y0 = _mm512_loadu_ps(yp);                                        \
-                const __m512 y1 = NV > 1 ? _mm512_loadu_ps(yp + 16) : y0;                     \
-                const __m512 y2 = NV > 2 ? _mm512_loadu_ps(yp + 32) : y0;                     \
-                const __m512 y3 = NV > 3 ? _mm512_loadu_ps(yp + 48) : y0;                     \
+                const vf y0 = v_load(yp);                                                     \
+                const vf y1 = NV > 1 ? v_load(yp + LANES) : y0;                               \
+                const vf y2 = NV > 2 ? v_load(yp + 2 * LANES) : y0;                           \
+                const vf y3 = NV > 3 ? v_load(yp + 3 * LANES) : y0;                           \
                 ALL_TAPS(DW_FMA)                                                              \
             }                                                                                 \
         }                                                                                     \
@@ -600,7 +597,7 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
     return 0;
 }
 
-#else /* no AVX-512: conv.c keeps im2col + GEMM */
+#else /* neither AVX-512 nor AVX2 with FMA: conv.c keeps im2col + GEMM */
 
 bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s)
 {
@@ -618,14 +615,14 @@ int fs_conv_direct_forward(float *y, const float *x, const float *w, const float
                            const fs_conv_epilogue *ep, const fs_conv2d_shape *s)
 {
     (void)y, (void)x, (void)w, (void)b, (void)ep, (void)s;
-    return fs_set_error("conv2d: direct kernels not built (no AVX-512)");
+    return fs_set_error("conv2d: direct kernels not built (no AVX-512 or AVX2)");
 }
 
 int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
                                  const fs_conv2d_shape *s)
 {
     (void)dx, (void)dy, (void)w, (void)s;
-    return fs_set_error("conv2d: direct kernels not built (no AVX-512)");
+    return fs_set_error("conv2d: direct kernels not built (no AVX-512 or AVX2)");
 }
 
 bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
@@ -638,7 +635,7 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
                                    const fs_conv2d_shape *s)
 {
     (void)dw, (void)dy, (void)x, (void)s;
-    return fs_set_error("conv2d: direct kernels not built (no AVX-512)");
+    return fs_set_error("conv2d: direct kernels not built (no AVX-512 or AVX2)");
 }
 
 #endif

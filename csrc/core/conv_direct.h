@@ -1,4 +1,4 @@
-/* conv_direct.h - stride-1 convolutions without im2col (AVX-512 kernels; conv_direct.c).
+/* conv_direct.h - convolutions without im2col (AVX-512 or AVX2 kernels; conv_direct.c).
  * Internal to conv.c: it asks whether a shape can run here, then calls the forward or the
  * data-gradient. Both return 0, or -1 with fs_error() set (out of memory). */
 #ifndef FS_CONV_DIRECT_H
@@ -8,15 +8,16 @@
 
 #include "nn.h"
 
-/* True when this build has the kernels (AVX-512) and s is a stride-1, dilation-1, ungrouped
- * convolution whose output images fill 16-wide vectors well enough to beat im2col + GEMM. */
+/* True when this build has the kernels (AVX-512 or AVX2 + FMA) and s is an undilated,
+ * ungrouped convolution (stride <= 4) whose output images fill the vectors well enough to
+ * beat im2col + GEMM. */
 bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s);
 /* The same question for the data-gradient (a stride-1 convolution of dy by the flipped,
  * transposed weights with padding k-1-p, which also needs p <= k-1). */
 bool fs_conv_direct_backward_data_ok(const fs_conv2d_shape *s);
 
-/* The weight gradient of a shape the forward takes, when its images give the kernel enough
- * pixels per chunk to amortize summing the lanes. */
+/* The weight gradient of an undilated, ungrouped convolution whose output images have at least
+ * 64 pixels (fewer make many short passes; OpenBLAS is faster there). */
 bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s);
 
 /* y (n, o, oh, ow) = conv(x (n, c, h, w), w (o, c, kh, kw)) + b, then the epilogue ep;
