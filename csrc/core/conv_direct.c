@@ -492,7 +492,9 @@ static void dw_kernel(int nv, const dseg *sg, int nseg, const int64_t *koff, int
     }
 }
 
-/* dyT (n*P + q, OP) = dy (n, o, q), zero for channels o..OP-1; images shared by the threads. */
+/* dyT (n*P + q, OP) = dy (n, o, q), zero for channels o..OP-1; images shared by the threads.
+ * Blocks of LANES x LANES are transposed in registers; the edges of a block that does not fit
+ * one by one. */
 static void transpose_dy(float *dyt, const float *dy, int64_t N, int64_t O, int64_t OP,
                          int64_t P)
 {
@@ -500,10 +502,16 @@ static void transpose_dy(float *dyt, const float *dy, int64_t N, int64_t O, int6
     for (int64_t n = 0; n < N; n++) {
         float *dst = dyt + n * P * OP;
         const float *src = dy + n * O * P;
-        for (int64_t q0 = 0; q0 < P; q0 += 16) /* 16 pixels x all channels: lines stay in L1 */
-            for (int64_t o = 0; o < OP; o++)
-                for (int64_t q = q0; q < P && q < q0 + 16; q++)
-                    dst[q * OP + o] = o < O ? src[o * P + q] : 0.0f;
+        for (int64_t q0 = 0; q0 < P; q0 += LANES)
+            for (int64_t o0 = 0; o0 < OP; o0 += LANES) {
+                if (q0 + LANES <= P && o0 + LANES <= O) {
+                    v_transpose(src + o0 * P + q0, P, dst + q0 * OP + o0, OP);
+                    continue;
+                }
+                for (int64_t o = o0; o < o0 + LANES; o++)
+                    for (int64_t q = q0; q < P && q < q0 + LANES; q++)
+                        dst[q * OP + o] = o < O ? src[o * P + q] : 0.0f;
+            }
     }
 }
 
