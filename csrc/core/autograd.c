@@ -61,6 +61,23 @@ fs_node *fs_node_maybe_new(const char *name, fs_backward_fn fn, int ninputs,
     return fs_node_new(name, fn, ninputs, inputs);
 }
 
+fs_node *fs_node_new_ctx(const char *name, fs_backward_fn fn, int ninputs,
+                         fs_tensor *const *inputs, const void *ctx, size_t size)
+{
+    fs_node *n = fs_node_new(name, fn, ninputs, inputs);
+    void *copy = n ? malloc(size) : NULL;
+    if (!copy) {
+        if (n)
+            fs_set_error("%s: out of memory recording the graph", name);
+        fs_node_release(n);
+        return NULL;
+    }
+    memcpy(copy, ctx, size);
+    n->ctx = copy;
+    n->free_ctx = free;
+    return n;
+}
+
 bool fs_node_wants(const fs_node *n, int i)
 {
     return i < n->ninputs && n->inputs[i] && n->inputs[i]->requires_grad;

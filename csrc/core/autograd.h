@@ -56,6 +56,10 @@ bool fs_any_requires_grad(int n, fs_tensor *const *inputs);
 fs_node *fs_node_new(const char *name, fs_backward_fn fn, int ninputs, fs_tensor *const *inputs);
 fs_node *fs_node_maybe_new(const char *name, fs_backward_fn fn, int ninputs,
                            fs_tensor *const *inputs);
+/* fs_node_new with a copy of ctx (size bytes) as the node's context, freed with the node.
+ * NULL with the error set ("<name>: out of memory recording the graph"). */
+fs_node *fs_node_new_ctx(const char *name, fs_backward_fn fn, int ninputs,
+                         fs_tensor *const *inputs, const void *ctx, size_t size);
 /* True when input i exists and requires grad (so backward should compute its gradient). */
 bool fs_node_wants(const fs_node *n, int i);
 /* Makes n the grad_fn of out (takes over the caller's reference to n). */

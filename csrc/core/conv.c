@@ -584,8 +584,8 @@ static int conv_forward_orows(float *y, const float *x, const float *w, const fl
     {
         int t, T;
         fs_nn_thread(&t, &T);
-        const int64_t nb16 = (Og + 15) / 16;
-        const int64_t o0 = nb16 * t / T * 16, o1 = nb16 * (t + 1) / T * 16 < Og ? nb16 * (t + 1) / T * 16 : Og;
+        const int64_t nb16 = (Og + 15) / 16, e = nb16 * (t + 1) / T * 16;
+        const int64_t o0 = nb16 * t / T * 16, o1 = e < Og ? e : Og; /* blocks of 16 rows */
         for (int64_t g = 0; g < G; g++) {
             /* each thread unfolds its share of the rows; all of them read all rows */
             im2col_rows(col + K * t / T * ld, ld, x, s, 0, N, g * Cg, K * t / T,
@@ -846,8 +846,6 @@ int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const f
 
 /* ---- differentiable ops ---- */
 
-static void conv_free_ctx(void *p) { free(p); }
-
 /* dinputs of conv2d (x, w, b); saved: x, w contiguous; ctx: the shape. */
 static int conv2d_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
@@ -882,18 +880,12 @@ static int record(const char *name, fs_backward_fn fn, fs_tensor *x, fs_tensor *
         fs_tensor_release(wc);
         return 0;
     }
-    fs_node *n = fs_node_new(name, fn, 3, ins);
-    fs_conv2d_shape *ctx = malloc(sizeof *ctx);
-    if (!n || !ctx) {
-        free(ctx);
-        fs_node_release(n);
+    fs_node *n = fs_node_new_ctx(name, fn, 3, ins, s, sizeof *s);
+    if (!n) {
         fs_tensor_release(xc);
         fs_tensor_release(wc);
-        return n ? fs_set_error("%s: out of memory recording the graph", name) : -1;
+        return -1;
     }
-    *ctx = *s;
-    n->ctx = ctx;
-    n->free_ctx = conv_free_ctx;
     n->saved[0] = xc;
     n->saved[1] = wc;
     fs_node_attach(n, y);

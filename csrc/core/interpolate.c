@@ -41,8 +41,6 @@ static inline void src_coord(const interp_shape *s, int64_t i, float r, int64_t 
     *l0 = 1.0f - *l1;
 }
 
-static void ctx_free(void *p) { free(p); }
-
 static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const interp_shape *s = n->ctx;
@@ -139,18 +137,11 @@ fs_tensor *fs_interpolate(fs_tensor *x, double scale_h, double scale_w, fs_inter
     fs_tensor_release(xc);
     if (!fs_any_requires_grad(1, &x))
         return y;
-    fs_node *n = fs_node_new(op, interp_backward_node, 1, &x);
-    interp_shape *ctx = n ? malloc(sizeof *ctx) : NULL;
-    if (!ctx) {
-        if (n)
-            fs_set_error("%s: out of memory recording the graph", op);
-        fs_node_release(n);
+    fs_node *n = fs_node_new_ctx(op, interp_backward_node, 1, &x, &s, sizeof s);
+    if (!n) {
         fs_tensor_release(y);
         return NULL;
     }
-    *ctx = s;
-    n->ctx = ctx;
-    n->free_ctx = ctx_free;
     fs_node_attach(n, y);
     return y;
 }

@@ -70,8 +70,6 @@ static fs_tensor *new_output(const fs_tensor *x, int64_t oh, int64_t ow)
     return fs_tensor_new(nd, size);
 }
 
-static void ctx_free(void *p) { free(p); }
-
 /* ---- max pool ---- */
 
 typedef struct { pool_shape s; int32_t *argmax; } max_ctx;
@@ -291,18 +289,11 @@ static fs_tensor *avg_pool(const char *op, fs_tensor *x, const pool_shape *s, bo
     fs_tensor_release(xc);
     if (!fs_any_requires_grad(1, &x))
         return y;
-    fs_node *n = fs_node_new(op, avg_pool_backward_node, 1, &x);
-    pool_shape *ctx = n ? malloc(sizeof *ctx) : NULL;
-    if (!ctx) {
-        if (n)
-            fs_set_error("%s: out of memory recording the graph", op);
-        fs_node_release(n);
+    fs_node *n = fs_node_new_ctx(op, avg_pool_backward_node, 1, &x, s, sizeof *s);
+    if (!n) {
         fs_tensor_release(y);
         return NULL;
     }
-    *ctx = *s;
-    n->ctx = ctx;
-    n->free_ctx = ctx_free;
     n->i[0] = adaptive;
     fs_node_attach(n, y);
     return y;

@@ -34,20 +34,29 @@ static fs_tensor *chain(fs_module *m, fs_tensor *x, int n, const char *const *na
     return cur;
 }
 
-/* y = relu(a + b), the residual join, as one op: one pass and one tensor instead of two.
- * Backward: da = db = dy * (y > 0). a, b, y: (N, C, H, W), contiguous (else the two-op path). */
-static int add_relu_backward(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
+/* dout where y > 0, else 0 (a new tensor): the gradient through a ReLU whose output is y.
+ * y, dout: contiguous, of one shape. */
+static fs_tensor *relu_grad(const fs_tensor *y, const fs_tensor *dout)
 {
-    const fs_tensor *y = n->saved[0];
     fs_tensor *g = fs_tensor_new(dout->ndim, dout->size);
     if (!g)
-        return -1;
+        return NULL;
     const float *yd = fs_data(y), *dd = fs_data(dout);
     float *gd = fs_data(g);
     int64_t count = fs_numel(g);
 #pragma omp parallel for schedule(static) if (count > FS_PARALLEL_MIN)
     for (int64_t i = 0; i < count; i++)
         gd[i] = yd[i] > 0.0f ? dd[i] : 0.0f;
+    return g;
+}
+
+/* y = relu(a + b), the residual join, as one op: one pass and one tensor instead of two.
+ * Backward: da = db = dy * (y > 0). a, b, y: (N, C, H, W), contiguous (else the two-op path). */
+static int add_relu_backward(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
+{
+    fs_tensor *g = relu_grad(n->saved[0], dout);
+    if (!g)
+        return -1;
     if (fs_node_wants(n, 0))
         dinputs[0] = fs_tensor_retain(g);
     if (fs_node_wants(n, 1))
@@ -93,18 +102,8 @@ static fs_tensor *add_relu(fs_tensor *a, fs_tensor *b)
  * x: a new contiguous tensor with refcount 1 (else the ordinary fs_relu). */
 static int relu_inplace_backward(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
-    const fs_tensor *y = n->saved[0];
-    fs_tensor *g = fs_tensor_new(dout->ndim, dout->size);
-    if (!g)
-        return -1;
-    const float *yd = fs_data(y), *dd = fs_data(dout);
-    float *gd = fs_data(g);
-    int64_t count = fs_numel(g);
-#pragma omp parallel for schedule(static) if (count > FS_PARALLEL_MIN)
-    for (int64_t i = 0; i < count; i++)
-        gd[i] = yd[i] > 0.0f ? dd[i] : 0.0f;
-    dinputs[0] = g;
-    return 0;
+    dinputs[0] = relu_grad(n->saved[0], dout);
+    return dinputs[0] ? 0 : -1;
 }
 
 static fs_tensor *relu_consuming(fs_tensor *x)

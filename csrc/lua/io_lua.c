@@ -70,11 +70,7 @@ static int l_save(lua_State *L)
         luaL_checktype(L, 3, LUA_TTABLE);
     }
     fs_lua_check_tensor_dict(L, 2, "fs.io.save", &d);
-    int rc = fs_safetensors_save(path, &d);
-    fs_tensor_dict_free(&d);
-    if (rc < 0)
-        return fs_lua_error(L);
-    return 0;
+    return fs_lua_save_dict(L, path, &d, 0);
 }
 
 static int l_load_npy(lua_State *L)

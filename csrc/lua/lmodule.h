@@ -1,4 +1,5 @@
-/* lmodule.h - the fewshot.Module userdata, shared by module_lua.c and optim_lua.c. */
+/* lmodule.h - the fewshot.Module userdata and tensor dicts, shared by module_lua.c,
+ * optim_lua.c and io_lua.c. */
 #ifndef FS_LMODULE_H
 #define FS_LMODULE_H
 
@@ -13,5 +14,8 @@ fs_module *fs_lua_test_module(lua_State *L, int idx);   /* NULL when not a Modul
 /* Appends the {name = Tensor} table at idx to d (tensors retained); raises naming op on a
  * bad key or value, after freeing d. */
 void fs_lua_check_tensor_dict(lua_State *L, int idx, const char *op, fs_tensor_dict *d);
+/* When rc (the result of filling d) is 0, writes d to path as safetensors; then frees d and
+ * raises on any error. Returns 0 (no Lua results). */
+int fs_lua_save_dict(lua_State *L, const char *path, fs_tensor_dict *d, int rc);
 
 #endif

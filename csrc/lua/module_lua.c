@@ -58,6 +58,16 @@ fs_module *fs_lua_check_module(lua_State *L, int idx)
     return m;
 }
 
+int fs_lua_save_dict(lua_State *L, const char *path, fs_tensor_dict *d, int rc)
+{
+    if (rc == 0)
+        rc = fs_safetensors_save(path, d);
+    fs_tensor_dict_free(d);
+    if (rc < 0)
+        return fs_lua_error(L);
+    return 0;
+}
+
 void fs_lua_check_tensor_dict(lua_State *L, int idx, const char *op, fs_tensor_dict *d)
 {
     idx = lua_absindex(L, idx);
@@ -209,12 +219,7 @@ static int m_save(lua_State *L)
         rc = fs_tensor_dict_add_meta(&d, "format", "pt");
     if (rc == 0)
         rc = fs_module_state_dict(m, &d);
-    if (rc == 0)
-        rc = fs_safetensors_save(path, &d);
-    fs_tensor_dict_free(&d);
-    if (rc < 0)
-        return fs_lua_error(L);
-    return 0;
+    return fs_lua_save_dict(L, path, &d, rc);
 }
 
 static int m_zero_grad(lua_State *L)

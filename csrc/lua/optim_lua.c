@@ -306,12 +306,7 @@ static int o_save(lua_State *L)
         snprintf(num, sizeof num, "%.17g", *h[i].v);
         rc = fs_tensor_dict_add_meta(&d, h[i].key, num);
     }
-    if (rc == 0)
-        rc = fs_safetensors_save(path, &d);
-    fs_tensor_dict_free(&d);
-    if (rc < 0)
-        return fs_lua_error(L);
-    return 0;
+    return fs_lua_save_dict(L, path, &d, rc);
 }
 
 static int o_load(lua_State *L)
