@@ -235,14 +235,16 @@ describe("conv2d", function()
     -- conv_transpose2d's forward (the same kernel as conv2d's data-gradient); the weight
     -- gradient over 70 channels (blocks of 64 and 16), 63 taps, two images per pass; data-
     -- gradients on full blocks of input channels (16; and one output channel); and weights
-    -- large next to the columns (threads split the output channels, then the input channels)
+    -- large next to the columns (threads split the output channels, then the input channels);
+    -- batches whose whole output fits one vector
     local cases = {
       conv_direct_wide = {padding = 1}, conv_direct_small = {padding = 1},
       conv_direct_one = {padding = {2, 1}}, conv_direct_rect = {padding = {0, 1}},
       conv_direct_s2 = {stride = 2, padding = 1}, conv_direct_stem = {stride = 2, padding = 3},
       conv_direct_ds = {stride = 2}, conv_direct_dw = {padding = 1},
       conv_direct_dx = {padding = 1}, conv_direct_dx1 = {padding = 1},
-      conv_weight_heavy = {padding = 1},
+      conv_weight_heavy = {padding = 1}, conv_tiny_batch = {padding = 1},
+      conv_tiny_packed = {padding = 1},
     }
     for _, t in ipairs({1, 2}) do
       with_threads(t, function()

@@ -146,6 +146,12 @@ def conv_dw_cases():
     # the backward splits the input channels
     x, w, b = rnd(3, 64, 3, 3), rnd(100, 64, 3, 3, scale=0.1), rnd(100)
     run("conv_weight_heavy", lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, w, b])
+    # a batch whose whole output fits one vector (batch-1 latency at layer4): the direct
+    # forward with mostly idle lanes, weights in place (24 channels) or packed (7)
+    x, w, b = rnd(1, 16, 2, 2), rnd(24, 16, 3, 3, scale=0.2), rnd(24)
+    run("conv_tiny_batch", lambda x, w, b: F.conv2d(x, w, b, padding=1), [x, w, b])
+    x, w = rnd(2, 5, 2, 3), rnd(7, 5, 3, 3, scale=0.3)
+    run("conv_tiny_packed", lambda x, w: F.conv2d(x, w, padding=1), [x, w])
 
 
 def linear_cases():

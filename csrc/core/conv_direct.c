@@ -318,12 +318,15 @@ static bool plain(const fs_conv2d_shape *s)
            s->c > 0 && s->o > 0;
 }
 
+/* Also when the whole batch's output is at most one vector (batch-1 latency of ResNet's
+ * 2x2 layer4): the lanes are mostly idle, but the weights are read once, in place, and
+ * reading them is all the time there is; OpenBLAS would first copy them into its panels. */
 bool fs_conv_direct_forward_ok(const fs_conv2d_shape *s)
 {
     if (!plain(s))
         return false;
     dshape d = forward_shape(s);
-    return out_pixels_ok(d.oh * d.ow) && fits_offsets(&d);
+    return (out_pixels_ok(d.oh * d.ow) || d.n * d.oh * d.ow <= LANES) && fits_offsets(&d);
 }
 
 /* The data-gradient of a strided convolution is not a convolution: stride 1 only. */
