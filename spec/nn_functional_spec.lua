@@ -229,7 +229,7 @@ describe("conv2d", function()
     end)
   end)
 
-  it("stride-1 kernels without im2col match PyTorch at 1 and 2 threads", function()
+  it("direct kernels and threaded splits match PyTorch at 1 and 2 threads", function()
     -- conv_direct.c: a partial block of output channels, masked last vectors, small images
     -- grouped, one image split over output channels, 5x5 and 1x3 kernels, strides of 2, and
     -- conv_transpose2d's forward (the same kernel as conv2d's data-gradient); the weight
