@@ -258,6 +258,28 @@ describe("conv2d", function()
     end
   end)
 
+  it("adds the weight gradient into an existing .grad on every path (twice = double)", function()
+    -- the first backward fills w.grad, the second adds into it in place: the direct weight
+    -- gradient, the weight-heavy split, the per-thread images, a 1x1 over large images
+    local cases = {
+      {{3, 5, 8, 16}, {11, 5, 3, 3}, 1}, {{3, 64, 3, 3}, {100, 64, 3, 3}, 1},
+      {{4, 8, 6, 6}, {16, 8, 3, 3}, 1}, {{2, 4, 16, 16}, {8, 4, 1, 1}, 0},
+    }
+    for _, t in ipairs({1, 2}) do
+      with_threads(t, function()
+        for i, c in ipairs(cases) do
+          local x, w = randn(c[1], 40 + i), randn(c[2], 50 + i, 0.1):requires_grad(true)
+          local y = F.conv2d(x, w, nil, {padding = c[3]})
+          local gy = randn(y:shape(), 60 + i)
+          y:backward(gy)
+          local once = w.grad:clone()
+          F.conv2d(x, w, nil, {padding = c[3]}):backward(gy)
+          assert.tensor_near(once * 2, w.grad, 1e-6)
+        end
+      end)
+    end
+  end)
+
   it("one image at 2 threads (GEMMs split over the threads) equals 1 thread", function()
     local x = randn({1, 32, 24, 24}, 31)
     local w = randn({64, 32, 3, 3}, 32, 0.1)

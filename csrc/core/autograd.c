@@ -78,6 +78,15 @@ fs_node *fs_node_new_ctx(const char *name, fs_backward_fn fn, int ninputs,
     return n;
 }
 
+fs_tensor *fs_node_leaf_grad(const fs_node *n, int i)
+{
+    const fs_tensor *in = i < n->ninputs ? n->inputs[i] : NULL;
+    if (!in || !in->requires_grad || in->grad_fn || !in->grad)
+        return NULL;
+    fs_tensor *g = in->grad;
+    return fs_is_contiguous(g) && fs_same_shape(g, in) ? g : NULL;
+}
+
 bool fs_node_wants(const fs_node *n, int i)
 {
     return i < n->ninputs && n->inputs[i] && n->inputs[i]->requires_grad;

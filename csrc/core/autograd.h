@@ -62,6 +62,10 @@ fs_node *fs_node_new_ctx(const char *name, fs_backward_fn fn, int ninputs,
                          fs_tensor *const *inputs, const void *ctx, size_t size);
 /* True when input i exists and requires grad (so backward should compute its gradient). */
 bool fs_node_wants(const fs_node *n, int i);
+/* The .grad that input i's gradient is added to when the input is a leaf that has one already
+ * (contiguous, of the input's shape), else NULL. A backward may add its gradient for input i
+ * straight into it and leave dinputs[i] NULL: the engine's add, without the temporary. */
+fs_tensor *fs_node_leaf_grad(const fs_node *n, int i);
 /* Makes n the grad_fn of out (takes over the caller's reference to n). */
 void fs_node_attach(fs_node *n, fs_tensor *out);
 void fs_node_release(fs_node *n);

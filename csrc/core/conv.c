@@ -518,7 +518,7 @@ static bool use_krows(const fs_conv2d_shape *s)
 }
 
 static int conv_backward_krows(float *dx, float *dw, const float *dy, const float *x,
-                               const float *w, const fs_conv2d_shape *s)
+                               const float *w, const fs_conv2d_shape *s, bool dw_add)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
     const int64_t KK = s->kh * s->kw, K = Cg * KK, P = s->oh * s->ow, NP = N * P;
@@ -539,7 +539,7 @@ static int conv_backward_krows(float *dx, float *dw, const float *dy, const floa
             if (dw) {
                 im2col_rows(col, ld, x, s, 0, N, g * Cg, k0, k1, false);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)(k1 - k0),
-                            (int)NP, 1.0f, dy2, (int)ld, col, (int)ld, 0.0f,
+                            (int)NP, 1.0f, dy2, (int)ld, col, (int)ld, dw_add ? 1.0f : 0.0f,
                             dw + g * Og * K + k0, (int)K);
             }
             if (dx) {
@@ -656,7 +656,7 @@ static int conv_forward_threads(float *y, const float *x, const float *w, const 
 }
 
 static int conv_backward_threads(float *dx, float *dw, const float *dy, const float *x,
-                                 const float *w, const fs_conv2d_shape *s)
+                                 const float *w, const fs_conv2d_shape *s, bool dw_add)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G, O = s->o;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, WK = O * K;
@@ -674,7 +674,9 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
         float *col = ws + t * per_thread, *dyg = col + K * ld;
         float *dwt = dw ? (t == 0 ? dw : dw_parts + (t - 1) * WK) : NULL;
         int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
-        if (dwt && i1 <= i0)
+        /* thread 0's copy is dw itself: with dw_add it starts from what dw holds */
+        const bool from_dw = dw_add && t == 0;
+        if (dwt && i1 <= i0 && !from_dw)
             memset(dwt, 0, (size_t)WK * sizeof(float));
         for (int64_t n0 = i0; n0 < i1; n0 += nb) {
             int64_t cur = i1 - n0 < nb ? i1 - n0 : nb, np = cur * P;
@@ -689,8 +691,8 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
                 if (dwt) {
                     im2col(col, ld, x, s, n0, cur, g * Cg, Cg, false);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Og, (int)K, (int)np,
-                                1.0f, dyb, (int)ldy, col, (int)ld, n0 == i0 ? 0.0f : 1.0f,
-                                dwt + g * Og * K, (int)K);
+                                1.0f, dyb, (int)ldy, col, (int)ld,
+                                n0 == i0 && !from_dw ? 0.0f : 1.0f, dwt + g * Og * K, (int)K);
                 }
                 if (dx) {
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)np, (int)Og,
@@ -754,14 +756,15 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
     return 0;
 }
 
+/* dw_add: dw holds a gradient already (a parameter's .grad), to which this one is added. */
 static int conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                         const float *w, const fs_conv2d_shape *s)
+                         const float *w, const fs_conv2d_shape *s, bool dw_add)
 {
     const int64_t N = s->n, G = s->a.groups, Cg = s->c / G, Og = s->o / G;
     const int64_t K = Cg * s->kh * s->kw, P = s->oh * s->ow, HW = s->h * s->w;
     if (db)
         bias_grad(db, dy, N, s->o, P);
-    if (dw && (N == 0 || P == 0))
+    if (dw && !dw_add && (N == 0 || P == 0))
         memset(dw, 0, (size_t)(s->o * K) * sizeof(float));
     if (dx && (N == 0 || P == 0 || s->o == 0))
         memset(dx, 0, (size_t)(N * s->c * HW) * sizeof(float));
@@ -771,26 +774,26 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
     const bool dw_direct = dw && fs_conv_direct_backward_weight_ok(s);
     const bool dx_direct = dx && fs_conv_direct_backward_data_ok(s);
     if (dw_direct || dx_direct) {
-        if (dw && (dw_direct ? fs_conv_direct_backward_weight(dw, dy, x, s)
-                             : conv_backward(NULL, dw, NULL, dy, x, w, s)) != 0)
+        if (dw && (dw_direct ? fs_conv_direct_backward_weight(dw, dy, x, s, dw_add)
+                             : conv_backward(NULL, dw, NULL, dy, x, w, s, dw_add)) != 0)
             return -1;
         if (dx && (dx_direct ? fs_conv_direct_backward_data(dx, dy, w, s)
-                             : conv_backward(dx, NULL, NULL, dy, x, w, s)) != 0)
+                             : conv_backward(dx, NULL, NULL, dy, x, w, s, false)) != 0)
             return -1;
         return 0;
     }
     if (!use_direct(s) && use_krows(s) &&
         (weights_heavy(s) || (dw && !use_thread_images(s, true))))
-        return conv_backward_krows(dx, dw, dy, x, w, s);
+        return conv_backward_krows(dx, dw, dy, x, w, s, dw_add);
     if (!use_direct(s) && use_thread_images(s, dw != NULL))
-        return conv_backward_threads(dx, dw, dy, x, w, s);
+        return conv_backward_threads(dx, dw, dy, x, w, s, dw_add);
     if (use_direct(s)) {
         for (int64_t g = 0; g < G; g++)
             for (int64_t n = 0; n < N; n++) {
                 const float *dyn = dy + (n * s->o + g * Og) * P;
                 if (dw)
                     gemm(false, true, Og, Cg, P, dyn, P, x + (n * s->c + g * Cg) * HW, HW,
-                         n ? 1.0f : 0.0f, dw + g * Og * K, K);
+                         n || dw_add ? 1.0f : 0.0f, dw + g * Og * K, K);
                 if (dx)
                     gemm(true, false, Cg, P, Og, w + g * Og * K, K, dyn, P, 0.0f,
                          dx + (n * s->c + g * Cg) * HW, HW);
@@ -808,8 +811,8 @@ static int conv_backward(float *dx, float *dw, float *db, const float *dy, const
             gather_rows(dyg, ld, dy, s->o, P, n0, cur, g * Og, Og, true);
             if (dw) {
                 im2col(col, ld, x, s, n0, cur, g * Cg, Cg, true);
-                gemm(false, true, Og, K, np, dyg, ld, col, ld, n0 ? 1.0f : 0.0f, dw + g * Og * K,
-                     K);
+                gemm(false, true, Og, K, np, dyg, ld, col, ld, n0 || dw_add ? 1.0f : 0.0f,
+                     dw + g * Og * K, K);
             }
             if (dx) { /* col is free again: reuse it for dcol */
                 gemm(true, false, K, np, Og, w + g * Og * K, K, dyg, ld, 0.0f, col, ld);
@@ -836,30 +839,35 @@ int fs_conv2d_forward(float *y, const float *x, const float *w, const float *b,
 }
 
 int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, const fs_conv2d_shape *s)
+                       const float *w, const fs_conv2d_shape *s, bool dw_add)
 {
     int saved = fs_blas_single_begin();
-    int rc = conv_backward(dx, dw, db, dy, x, w, s);
+    int rc = conv_backward(dx, dw, db, dy, x, w, s, dw_add);
     fs_blas_single_end(saved);
     return rc;
 }
 
 /* ---- differentiable ops ---- */
 
-/* dinputs of conv2d (x, w, b); saved: x, w contiguous; ctx: the shape. */
+/* dinputs of conv2d (x, w, b); saved: x, w contiguous; ctx: the shape. The weight gradient is
+ * added straight into the weight's .grad when it has one (a model's flat gradient buffer):
+ * no temporary of the weights' size, no pass to add it. */
 static int conv2d_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const fs_conv2d_shape *s = n->ctx;
     const fs_tensor *x = n->saved[0], *w = n->saved[1];
     fs_tensor *dx = NULL, *dw = NULL, *db = NULL;
+    fs_tensor *wgrad = fs_node_wants(n, 1) ? fs_node_leaf_grad(n, 1) : NULL;
     if (fs_node_wants(n, 0) && !(dx = fs_tensor_new(x->ndim, x->size)))
         goto fail;
-    if (fs_node_wants(n, 1) && !(dw = fs_tensor_new(w->ndim, w->size)))
+    if (fs_node_wants(n, 1) && !wgrad && !(dw = fs_tensor_new(w->ndim, w->size)))
         goto fail;
     if (fs_node_wants(n, 2) && !(db = fs_tensor_new(1, &s->o)))
         goto fail;
-    if (fs_conv2d_backward(dx ? fs_data(dx) : NULL, dw ? fs_data(dw) : NULL,
-                           db ? fs_data(db) : NULL, fs_data(dout), fs_data(x), fs_data(w), s) < 0)
+    if (fs_conv2d_backward(dx ? fs_data(dx) : NULL,
+                           wgrad ? fs_data(wgrad) : dw ? fs_data(dw) : NULL,
+                           db ? fs_data(db) : NULL, fs_data(dout), fs_data(x), fs_data(w), s,
+                           wgrad != NULL) < 0)
         goto fail;
     dinputs[0] = dx;
     dinputs[1] = dw;
@@ -986,7 +994,7 @@ static int conv_transpose2d_backward_node(fs_node *n, const fs_tensor *dout, fs_
     if (fs_node_wants(n, 1)) {
         if (!(dw = fs_tensor_new(w->ndim, w->size)) ||
             fs_conv2d_backward(NULL, fs_data(dw), NULL, fs_data(x), fs_data(dout), fs_data(w),
-                               s) < 0)
+                               s, false) < 0)
             goto fail;
     }
     if (fs_node_wants(n, 2)) {
@@ -1014,7 +1022,8 @@ fs_tensor *fs_conv_transpose2d(fs_tensor *x, fs_tensor *w, fs_tensor *b, const f
     fs_tensor *xc = fs_nn_contig(x), *wc = fs_nn_contig(w), *bc = b ? fs_nn_contig(b) : NULL;
     fs_tensor *y = (xc && wc && (bc || !b)) ? fs_tensor_new(batched ? 4 : 3, ysize + !batched)
                                             : NULL;
-    if (!y || fs_conv2d_backward(fs_data(y), NULL, NULL, fs_data(xc), NULL, fs_data(wc), &s) < 0)
+    if (!y || fs_conv2d_backward(fs_data(y), NULL, NULL, fs_data(xc), NULL, fs_data(wc), &s,
+                                 false) < 0)
         goto fail;
     if (bc)
         add_bias(fs_data(y), fs_data(bc), s.n, s.c, s.h * s.w);

@@ -536,7 +536,7 @@ bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
 }
 
 int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
-                                   const fs_conv2d_shape *s)
+                                   const fs_conv2d_shape *s, bool add)
 {
     const dshape d = forward_shape(s);
     const int64_t KK = d.kh * d.kw, K = d.c * KK, P = d.oh * d.ow, O = d.o, N = d.n;
@@ -600,7 +600,7 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
         for (int64_t kb = k0; kb < k1; kb += 16) /* this thread's columns of dw, 16 at a time: */
             for (int64_t o = 0; o < O; o++)     /* their 16 rows of dwT stay in L1 */
                 for (int64_t k = kb; k < k1 && k < kb + 16; k++)
-                    dw[o * K + k] = dwt[(k - k0) * OP + o];
+                    dw[o * K + k] = (add ? dw[o * K + k] : 0.0f) + dwt[(k - k0) * OP + o];
     }
     fs_free(ws);
     fs_free(dyt);
@@ -643,9 +643,9 @@ bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
 }
 
 int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
-                                   const fs_conv2d_shape *s)
+                                   const fs_conv2d_shape *s, bool add)
 {
-    (void)dw, (void)dy, (void)x, (void)s;
+    (void)dw, (void)dy, (void)x, (void)s, (void)add;
     return fs_set_error("conv2d: direct kernels not built (no AVX-512 or AVX2)");
 }
 

@@ -28,8 +28,9 @@ int fs_conv_direct_forward(float *y, const float *x, const float *w, const float
 int fs_conv_direct_backward_data(float *dx, const float *dy, const float *w,
                                  const fs_conv2d_shape *s);
 
-/* dw (o, c, kh, kw), written (not accumulated), from dy (n, o, oh, ow) and x (n, c, h, w). */
+/* dw (o, c, kh, kw) from dy (n, o, oh, ow) and x (n, c, h, w): written, or added to what dw
+ * holds when add. */
 int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
-                                   const fs_conv2d_shape *s);
+                                   const fs_conv2d_shape *s, bool add);
 
 #endif

@@ -131,10 +131,10 @@ int fs_conv2d_forward_ep(float *y, const float *x, const float *w, const float *
 fs_tensor *fs_conv2d_bn_eval(fs_tensor *x, fs_tensor *w, fs_tensor *b, const fs_conv2d_args *a,
                              fs_tensor *running_mean, fs_tensor *running_var,
                              fs_tensor *bn_weight, fs_tensor *bn_bias, double eps, bool relu);
-/* Given dy (n, o, oh, ow): dx (n, c, h, w), dw (o, c/g, kh, kw), db (o), each written
- * (not accumulated) when non-NULL. */
+/* Given dy (n, o, oh, ow): dx (n, c, h, w), dw (o, c/g, kh, kw), db (o), each written when
+ * non-NULL; dw is added to what it holds instead when dw_add (a parameter's .grad). */
 int fs_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                       const float *w, const fs_conv2d_shape *s);
+                       const float *w, const fs_conv2d_shape *s, bool dw_add);
 
 /* Releases the cached im2col workspace (it is kept between calls to avoid page faults). */
 void fs_conv_workspace_release(void);
