@@ -487,6 +487,28 @@ describe("pooling", function()
     assert.same({{{{1, 0}, {0, 0}}}}, x.grad:totable())
   end)
 
+  it("max_pool2d without gradients equals the recorded form exactly, NaN and -inf too", function()
+    local nan = 0 / 0
+    local opts = {{kernel = 3, stride = 2, padding = 1}, {kernel = 2}, {kernel = {2, 3}},
+      {kernel = 3, stride = 2, ceil_mode = true},
+      {kernel = {3, 1}, stride = {1, 2}, padding = {1, 0}}}
+    for i, o in ipairs(opts) do
+      local x = randn({2, 3, 7, 9}, 70 + i)
+      local t = x:totable() -- a NaN and a -inf in the first plane
+      t[1][1][2][3], t[1][1][5][5] = nan, -math.huge
+      x = fs.tensor(t)
+      local free
+      fs.no_grad(function() free = F.max_pool2d(x, o) end)
+      local recorded = F.max_pool2d(x:clone():requires_grad(true), o)
+      local a, b = free:totable(), recorded:totable()
+      assert.same(recorded:shape(), free:shape())
+      for n = 1, #a do for c = 1, #a[n] do for h = 1, #a[n][c] do for w = 1, #a[n][c][h] do
+        local u, v = a[n][c][h][w], b[n][c][h][w]
+        assert.is_true(u == v or (u ~= u and v ~= v), string.format("%s: %s vs %s", i, u, v))
+      end end end end
+    end
+  end)
+
   it("max_pool2d sends the gradient to the argmax only", function()
     local x = fs.tensor({{{{1, 5}, {3, 2}}}}):requires_grad(true)
     F.max_pool2d(x, {kernel = 2}):sum():backward()
