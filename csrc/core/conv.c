@@ -553,15 +553,17 @@ static int conv_backward_krows(float *dx, float *dw, const float *dy, const floa
     return 0;
 }
 
-/* Forward when the weights are large next to the columns (the same late stages): the batch is
- * unfolded once, shared, and each thread multiplies its own rows of w (blocks of 16 output
- * channels), so that OpenBLAS packs every weight once, not once per thread. */
+/* Weights large next to the columns: more output channels than output pixels in the batch,
+ * over long columns (ResNet's layer4 at 64x64). */
 static bool weights_heavy(const fs_conv2d_shape *s)
 {
     int64_t K = s->c / s->a.groups * s->kh * s->kw, Og = s->o / s->a.groups;
     return Og >= s->n * s->oh * s->ow && K >= 512;
 }
 
+/* Forward for those shapes: the batch is unfolded once, shared, and each thread multiplies its
+ * own rows of w (blocks of 16 output channels), so that OpenBLAS packs every weight once, not
+ * once per thread. */
 static bool use_orows(const fs_conv2d_shape *s)
 {
     int64_t nt = fs_get_num_threads(), K = s->c / s->a.groups * s->kh * s->kw;

@@ -158,7 +158,6 @@ static int64_t hp_of(const dshape *d) { return d->oh + (d->kh - 1) / d->sh; }
 /* Floats of the shifted copies of one image: a plane per (c, kx, row phase). */
 static int64_t xs_floats(const dshape *d) { return d->c * d->kw * d->sh * hp_of(d) * d->ow; }
 
-/* Images per group: enough for NVMAX vectors when images are small. */
 /* Images per group: small images go three at a time, so that their vectors fill kernel calls
  * of NVMAX = 3 (4 vectors alone would be two calls of 2). */
 static int64_t group_images(const dshape *d)
@@ -545,7 +544,8 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
     const int nt = fs_get_num_threads();
     /* the most taps and input channels a thread can get (its taps may straddle 2 channels) */
     const int64_t max_taps = (ntiles + nt - 1) / nt * DW_TAPS;
-    const int64_t max_ch = (max_taps + KK - 1) / KK + 1 < d.c ? (max_taps + KK - 1) / KK + 1 : d.c;
+    const int64_t ch_bound = (max_taps + KK - 1) / KK + 1;
+    const int64_t max_ch = ch_bound < d.c ? ch_bound : d.c;
     const int64_t xs_part = (imgs * max_ch * per_ch + 15) & ~(int64_t)15;
     const int64_t per_thread = xs_part + max_taps * OP;
     int32_t *off = fs_alloc((size_t)K * sizeof(int32_t));
