@@ -37,11 +37,11 @@ FS_LDLIBS   = $(PC_LIBS) -lm -fopenmp $(SAN)
 
 # VARIANT names a separate build (build-san, build-vg) with its own core.so.
 BUILD       = build$(VARIANT)
-CORE_SRC    = $(sort $(wildcard csrc/core/*.c))
+CORE_SRC    = $(sort $(wildcard csrc/core/*/*.c))
 LUA_SRC     = $(sort $(wildcard csrc/lua/*.c))
 CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
 LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
-HEADERS     = $(wildcard csrc/core/*.h csrc/lua/*.h)
+HEADERS     = $(wildcard csrc/core/*/*.h csrc/lua/*.h)
 
 SO          = $(if $(VARIANT),$(BUILD)/fewshot/core.so,fewshot/core.so)
 CORE_LIB    = $(BUILD)/libfewshot_core.a
@@ -84,7 +84,7 @@ $(HOST): examples/embed/host.c
 	  $$($(PKG_CONFIG) --libs $(LUA_PC)) $(SAN)
 
 # Then the convolution and ResNet specs again on an AVX2 build (build-avx2/), when this CPU
-# runs one: the direct convolution kernels have an AVX-512 and an AVX2 form (csrc/core/vec.h),
+# runs one: the direct convolution kernels have an AVX-512 and an AVX2 form (csrc/core/base/vec.h),
 # and -march=native compiles only one of them.
 AVX2_FLAGS = VARIANT=-avx2 OPT="-O2 -march=x86-64-v3"
 AVX2_SPECS = spec/nn_functional_spec.lua spec/resnet_spec.lua

@@ -2,8 +2,8 @@
  * fs.is_grad_enabled(), fs.set_grad_enabled(on); threads, memory figures and a wall clock. */
 #include <time.h>
 
-#include "autograd.h"
-#include "blockcache.h"
+#include "autograd/autograd.h"
+#include "base/blockcache.h"
 #include "lbind.h"
 
 #define GUARD_MT "fewshot.NoGradGuard"

@@ -3,7 +3,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "autograd.h"
+#include "autograd/autograd.h"
 #include "lbind.h"
 
 #define FS_GC_MIN_BYTES ((int64_t)64 << 20)

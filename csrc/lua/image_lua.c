@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io.h"
+#include "io/io.h"
 #include "lbind.h"
 
 /* fs.image.read(path, {normalize=false, channels=1}) -> tensor (H, W) or (3, H, W), bit depth */

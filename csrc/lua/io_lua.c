@@ -11,8 +11,8 @@
 
 #include "lbind.h"
 #include "lmodule.h"
-#include "npy.h"
-#include "safetensors.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
 
 static int l_load(lua_State *L)
 {

@@ -22,7 +22,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "tensor.h"
+#include "tensor/tensor.h"
 
 #define FS_TENSOR_MT "fewshot.Tensor"
 #define FS_GENERATOR_MT "fewshot.Generator"

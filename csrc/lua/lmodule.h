@@ -4,8 +4,8 @@
 #define FS_LMODULE_H
 
 #include "lbind.h"
-#include "module.h"
-#include "safetensors.h"
+#include "module/module.h"
+#include "io/safetensors.h"
 
 #define FS_MODULE_MT "fewshot.Module"
 

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd.h"
+#include "autograd/autograd.h"
 #include "lmodule.h"
 
 /* ---- the userdata ---- */

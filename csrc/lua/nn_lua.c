@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "lbind.h"
-#include "nn.h"
+#include "nn/nn.h"
 
 /* ---- option helpers ---- */
 

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "lmodule.h"
-#include "optim.h"
+#include "module/optim.h"
 
 #define OPTIM_MT "fewshot.Optimizer"
 #define STEPLR_MT "fewshot.StepLR"

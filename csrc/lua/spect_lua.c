@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "lbind.h"
-#include "spect.h"
+#include "spect/spect.h"
 
 /* A contiguous version of t: t itself, or a copy left on the Lua stack (GC-owned). */
 static fs_tensor *contig(lua_State *L, fs_tensor *t)

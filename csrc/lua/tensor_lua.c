@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd.h"
+#include "autograd/autograd.h"
 #include "lbind.h"
-#include "ops.h"
+#include "ops/ops.h"
 
 #define CHECK(i) fs_lua_check_tensor(L, i)
 

@@ -1,0 +1,242 @@
+/* png_io.c - PNG read/write through libpng.
+ *
+ * Read: any PNG (1-16 bit gray, gray+alpha, RGB, RGBA, palette, interlaced) becomes float32
+ *   (H, W) gray (RGB weighted 0.299/0.587/0.114, alpha dropped) or (3, H, W) RGB on request.
+ *   Values stay raw (0-255 or 0-65535; 1/2/4-bit gray expands to 0-255) unless normalize
+ *   divides by the maximum of the bit depth.
+ * Write: (H, W), (1, H, W) gray or (3, H, W) RGB, 8 or 16 bits. normalize maps [min, max] to
+ *   the full range; otherwise values are rounded and clamped. Written to a temporary file in
+ *   the same directory, then renamed.
+ * libpng errors longjmp back here and become fs_error() messages naming the file.
+ */
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/io.h"
+
+typedef struct { char msg[200]; } png_errctx;
+
+static void on_error(png_structp png, png_const_charp msg)
+{
+    png_errctx *e = png_get_error_ptr(png);
+    snprintf(e->msg, sizeof e->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void on_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+#define MAX_PIXELS ((int64_t)1 << 26)
+
+fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_depth_out)
+{
+    if (channels != 1 && channels != 3) {
+        fs_set_error("image.read: %s: channels must be 1 or 3 (got %d)", path, channels);
+        return NULL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fs_set_error("image.read: %s: cannot open (%s)", path, strerror(errno));
+        return NULL;
+    }
+    unsigned char sig[8];
+    if (fread(sig, 1, 8, f) != 8 || png_sig_cmp(sig, 0, 8)) {
+        fclose(f);
+        fs_set_error("image.read: %s: not a PNG file (bad signature)", path);
+        return NULL;
+    }
+    png_errctx ectx = {{0}};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ectx, on_error, on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
+        fclose(f);
+        fs_set_error("image.read: %s: out of memory", path);
+        return NULL;
+    }
+    unsigned char *volatile buf = NULL;
+    png_bytep *volatile rows = NULL;
+    fs_tensor *volatile out = NULL;
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        fclose(f);
+        free(buf);
+        free(rows);
+        fs_tensor_release(out);
+        fs_set_error("image.read: %s: corrupt or truncated PNG (%s)", path, ectx.msg);
+        return NULL;
+    }
+    png_set_user_limits(png, 1 << 16, 1 << 16);
+    png_init_io(png, f);
+    png_set_sig_bytes(png, 8);
+    png_read_info(png, info);
+    png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    int depth = png_get_bit_depth(png, info), ctype = png_get_color_type(png, info);
+    if ((int64_t)w * h > MAX_PIXELS)
+        png_error(png, "image too large");
+    if (ctype == PNG_COLOR_TYPE_PALETTE)
+        png_set_palette_to_rgb(png);
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8)
+        png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS))
+        png_set_tRNS_to_alpha(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int nch = png_get_channels(png, info), d = png_get_bit_depth(png, info);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    buf = malloc(rowbytes * h);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!buf || !rows)
+        png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < h; y++)
+        rows[y] = buf + rowbytes * y;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+
+    int64_t size[3] = {channels, h, w};
+    out = channels == 1 ? fs_tensor_new(2, size + 1) : fs_tensor_new(3, size);
+    if (!out)
+        png_error(png, "out of memory");
+    float *o = fs_data(out);
+    double maxv = d == 16 ? 65535.0 : 255.0, sc = normalize ? 1.0 / maxv : 1.0;
+    size_t plane = (size_t)w * h;
+    for (png_uint_32 y = 0; y < h; y++) {
+        const unsigned char *r = buf + rowbytes * y;
+        for (png_uint_32 x = 0; x < w; x++) {
+            double v[4];
+            for (int c = 0; c < nch; c++) {
+                size_t k = (size_t)x * nch + c;
+                v[c] = d == 16 ? (double)((r[2 * k] << 8) | r[2 * k + 1]) : (double)r[k];
+            }
+            size_t i = (size_t)y * w + x;
+            if (nch <= 2) { /* gray (+ alpha) */
+                for (int c = 0; c < channels; c++)
+                    o[plane * c + i] = (float)(v[0] * sc);
+            } else if (channels == 1) {
+                o[i] = (float)((0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]) * sc);
+            } else {
+                for (int c = 0; c < 3; c++)
+                    o[plane * c + i] = (float)(v[c] * sc);
+            }
+        }
+    }
+    if (bit_depth_out)
+        *bit_depth_out = depth;
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(f);
+    free(buf);
+    free(rows);
+    return out;
+}
+
+int fs_png_write(const char *path, const fs_tensor *t, int bits, bool normalize)
+{
+    int nch;
+    int64_t h, w;
+    if (t->ndim == 2) {
+        nch = 1; h = t->size[0]; w = t->size[1];
+    } else if (t->ndim == 3 && (t->size[0] == 1 || t->size[0] == 3)) {
+        nch = (int)t->size[0]; h = t->size[1]; w = t->size[2];
+    } else {
+        return fs_set_error("image.write: %s: need an (H, W), (1, H, W) or (3, H, W) tensor, got %s",
+                            path, FS_SHAPE(t));
+    }
+    if (bits != 8 && bits != 16)
+        return fs_set_error("image.write: %s: bits must be 8 or 16 (got %d)", path, bits);
+    if (h < 1 || w < 1 || h > (1 << 16) || w > (1 << 16))
+        return fs_set_error("image.write: %s: bad image size %s", path, FS_SHAPE(t));
+    int64_t numel = fs_numel(t);
+    float *vals = fs_alloc(sizeof(float) * (size_t)numel);
+    if (!vals)
+        return -1;
+    fs_tensor_read(t, vals);
+    double lo = 0, hi = 0, maxv = bits == 16 ? 65535.0 : 255.0;
+    for (int64_t i = 0; i < numel; i++) {
+        if (!isfinite(vals[i])) {
+            fs_free(vals);
+            return fs_set_error("image.write: %s: value %g at %lld is not finite", path, vals[i],
+                                (long long)i);
+        }
+        if (i == 0 || vals[i] < lo) lo = vals[i];
+        if (i == 0 || vals[i] > hi) hi = vals[i];
+    }
+    double a = 1.0, b = 0.0;
+    if (normalize) {
+        a = hi > lo ? maxv / (hi - lo) : 0.0;
+        b = -lo * a;
+    }
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    int bpp = bits / 8 * nch;
+    unsigned char *row = malloc((size_t)w * bpp);
+    if (!tmp || !row) {
+        fs_free(vals);
+        free(tmp);
+        free(row);
+        return fs_set_error("image.write: %s: out of memory", path);
+    }
+    snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int e = errno;
+        fs_free(vals);
+        free(tmp);
+        free(row);
+        return fs_set_error("image.write: %s: cannot create (%s)", path, strerror(e));
+    }
+    png_errctx ectx = {{0}};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ectx, on_error, on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info || setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
+        fclose(f);
+        remove(tmp);
+        fs_free(vals);
+        free(tmp);
+        free(row);
+        return fs_set_error("image.write: %s: %s", path, ectx.msg[0] ? ectx.msg : "out of memory");
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, bits,
+                 nch == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    size_t plane = (size_t)w * h;
+    for (int64_t y = 0; y < h; y++) {
+        for (int64_t x = 0; x < w; x++)
+            for (int c = 0; c < nch; c++) {
+                double v = floor(vals[plane * c + (size_t)y * w + x] * a + b + 0.5);
+                v = v < 0 ? 0 : v > maxv ? maxv : v;
+                unsigned iv = (unsigned)v;
+                size_t k = (size_t)x * nch + c;
+                if (bits == 16) {
+                    row[2 * k] = (unsigned char)(iv >> 8);
+                    row[2 * k + 1] = (unsigned char)(iv & 0xff);
+                } else {
+                    row[k] = (unsigned char)iv;
+                }
+            }
+        png_write_row(png, row);
+    }
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    fs_free(vals);
+    free(row);
+    int bad = fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        free(tmp);
+        return fs_set_error("image.write: %s: cannot write (%s)", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}

@@ -1,0 +1,893 @@
+/* module.c - the module tree (module.h): entries, children, flat parameter/gradient buffers,
+ * state_dict, printing, and the layer modules (conv2d, batchnorm2d, linear, relu, maxpool2d,
+ * adaptive average pool, flatten, sequential).
+ * Shapes: x (N, C, H, W); conv weight (O, C, kh, kw); linear weight (out, in). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/autograd.h"
+#include "base/blockcache.h"
+#include "module/module.h"
+#include "ops/ops.h"
+#include "io/safetensors.h"
+
+/* ---- building ---- */
+
+fs_module *fs_module_new(const char *kind, fs_module_forward_fn forward)
+{
+    fs_module *m = calloc(1, sizeof *m);
+    if (!m) {
+        fs_set_error("%s: out of memory", kind);
+        return NULL;
+    }
+    m->refcount = 1;
+    m->kind = kind;
+    m->forward = forward;
+    m->training = true;
+    return m;
+}
+
+fs_module *fs_module_retain(fs_module *m)
+{
+    if (m)
+        m->refcount++;
+    return m;
+}
+
+void fs_module_release(fs_module *m)
+{
+    if (!m || --m->refcount > 0)
+        return;
+    for (int i = 0; i < m->nentries; i++) {
+        free(m->entries[i].name);
+        fs_tensor_release(m->entries[i].t);
+    }
+    for (int i = 0; i < m->nchildren; i++) {
+        free(m->child_names[i]);
+        fs_module_release(m->children[i]);
+    }
+    free(m->children);
+    free(m->child_names);
+    fs_tensor_release(m->flat);
+    fs_tensor_release(m->flat_grad);
+    free(m);
+}
+
+static char *dupstr(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *c = malloc(n);
+    if (c)
+        memcpy(c, s, n);
+    return c;
+}
+
+static int add_entry(fs_module *m, const char *name, fs_tensor *t, bool buffer)
+{
+    if (!t)
+        return -1;
+    char *c = NULL;
+    if (m->nentries == FS_MODULE_MAX_ENTRIES || !(c = dupstr(name))) {
+        fs_tensor_release(t);
+        return fs_set_error("%s: cannot register '%s' (too many entries or out of memory)",
+                            m->kind, name);
+    }
+    t->requires_grad = !buffer;
+    m->entries[m->nentries++] = (fs_module_entry){c, t, buffer};
+    return 0;
+}
+
+int fs_module_add_param(fs_module *m, const char *name, fs_tensor *t)
+{
+    return add_entry(m, name, t, false);
+}
+
+int fs_module_add_buffer(fs_module *m, const char *name, fs_tensor *t)
+{
+    return add_entry(m, name, t, true);
+}
+
+int fs_module_add_child(fs_module *m, const char *name, fs_module *child)
+{
+    if (!child)
+        return -1;
+    if (m->nchildren == m->capchildren) {
+        int cap = m->capchildren ? m->capchildren * 2 : 4;
+        fs_module **c = realloc(m->children, (size_t)cap * sizeof *c);
+        if (c)
+            m->children = c;
+        char **n = realloc(m->child_names, (size_t)cap * sizeof *n);
+        if (n)
+            m->child_names = n;
+        if (!c || !n)
+            return fs_set_error("%s: out of memory adding a child", m->kind);
+        m->capchildren = cap;
+    }
+    char *nm = dupstr(name);
+    if (!nm)
+        return fs_set_error("%s: out of memory adding a child", m->kind);
+    m->child_names[m->nchildren] = nm;
+    m->children[m->nchildren++] = fs_module_retain(child);
+    return 0;
+}
+
+fs_module *fs_module_child(const fs_module *m, const char *name)
+{
+    for (int i = 0; i < m->nchildren; i++)
+        if (strcmp(m->child_names[i], name) == 0)
+            return m->children[i];
+    return NULL;
+}
+
+/* ---- visiting ---- */
+
+static int visit_rec(fs_module *m, char *prefix, size_t plen, size_t cap, fs_module_visit_fn fn,
+                     void *ud)
+{
+    for (int i = 0; i < m->nentries; i++) {
+        snprintf(prefix + plen, cap - plen, "%s", m->entries[i].name);
+        int r = fn(ud, prefix, &m->entries[i], m);
+        if (r)
+            return r;
+    }
+    for (int i = 0; i < m->nchildren; i++) {
+        int n = snprintf(prefix + plen, cap - plen, "%s.", m->child_names[i]);
+        if (n < 0 || plen + (size_t)n >= cap)
+            return fs_set_error("%s: parameter names too long", m->kind);
+        int r = visit_rec(m->children[i], prefix, plen + (size_t)n, cap, fn, ud);
+        if (r)
+            return r;
+    }
+    prefix[plen] = 0;
+    return 0;
+}
+
+int fs_module_visit(fs_module *m, fs_module_visit_fn fn, void *ud)
+{
+    char prefix[512] = "";
+    return visit_rec(m, prefix, 0, sizeof prefix, fn, ud);
+}
+
+typedef struct { int64_t count; bool params_only; int64_t numel; } count_ud;
+
+static int count_cb(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
+{
+    (void)name;
+    (void)owner;
+    count_ud *c = ud;
+    if (!c->params_only || !e->buffer) {
+        c->count++;
+        c->numel += fs_numel(e->t);
+    }
+    return 0;
+}
+
+int fs_module_count(fs_module *m, bool params_only)
+{
+    count_ud c = {0, params_only, 0};
+    fs_module_visit(m, count_cb, &c);
+    return (int)c.count;
+}
+
+int64_t fs_module_num_parameters(const fs_module *m)
+{
+    count_ud c = {0, true, 0};
+    fs_module_visit((fs_module *)m, count_cb, &c);
+    return c.numel;
+}
+
+/* ---- flat buffers ---- */
+
+typedef struct { fs_tensor **v; int n, cap; bool trainable_only; } tlist;
+
+static int collect_params(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
+{
+    (void)name;
+    (void)owner;
+    tlist *l = ud;
+    if (e->buffer || (l->trainable_only && !e->t->requires_grad))
+        return 0;
+    for (int i = 0; i < l->n; i++) /* a module used twice: its parameters once */
+        if (l->v[i] == e->t)
+            return 0;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        fs_tensor **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return fs_set_error("parameters: out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = e->t;
+    return 0;
+}
+
+int fs_module_parameter_list(fs_module *m, bool trainable_only, fs_tensor ***out, int *n)
+{
+    tlist l = {.trainable_only = trainable_only};
+    if (fs_module_visit(m, collect_params, &l) != 0) {
+        free(l.v);
+        return -1;
+    }
+    *out = l.v;
+    *n = l.n;
+    return 0;
+}
+
+static void drop_flat(fs_module *m)
+{
+    fs_tensor_release(m->flat);
+    fs_tensor_release(m->flat_grad);
+    m->flat = m->flat_grad = NULL;
+    for (int i = 0; i < m->nchildren; i++)
+        drop_flat(m->children[i]);
+}
+
+/* Points t at (storage of base, offset off), contiguous, keeping t's shape. */
+static int repoint(fs_tensor *t, const fs_tensor *base, int64_t off)
+{
+    fs_tensor *old = fs_tensor_alias(t); /* holds t's old storage reference... */
+    if (!old)
+        return -1;
+    t->storage->refcount--;               /* ...which t gives up here */
+    t->storage = base->storage;
+    t->storage->refcount++;
+    t->offset = off;
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        t->stride[d] = s;
+        s *= t->size[d];
+    }
+    fs_tensor_release(old);
+    return 0;
+}
+
+static _Thread_local int defer_depth;
+
+void fs_module_defer_flatten(bool on) { defer_depth += on ? 1 : -1; }
+
+/* Copies each parameter into one new storage and re-points it there. The gradient buffer
+ * comes later (fs_module_ensure_grad), so a model used only for inference never has one. */
+int fs_module_flatten(fs_module *m)
+{
+    if (defer_depth > 0)
+        return 0;
+    tlist l = {0};
+    int rc = fs_module_parameter_list(m, false, &l.v, &l.n);
+    if (rc)
+        return -1;
+    int64_t total = 0;
+    for (int i = 0; i < l.n; i++)
+        total += fs_numel(l.v[i]);
+    drop_flat(m);
+    if (l.n == 0) {
+        free(l.v);
+        return 0;
+    }
+    fs_tensor *flat = fs_tensor_new(1, &total);
+    if (!flat) {
+        free(l.v);
+        return -1;
+    }
+    int64_t off = 0;
+    bool any_grad = false;
+    for (int i = 0; i < l.n && rc == 0; i++) {
+        fs_tensor *t = l.v[i];
+        fs_tensor_read(t, fs_data(flat) + off);
+        rc = repoint(t, flat, off);
+        any_grad = any_grad || t->grad;
+        off += fs_numel(t);
+    }
+    free(l.v);
+    m->flat = flat;
+    /* the parameters' old storages (a whole model's worth, freed just now) would otherwise
+     * wait in the block cache, resident, for requests of their sizes that may never come */
+    fs_block_cache_trim(0);
+    if (rc == 0 && any_grad) /* gradients accumulated so far move into the new buffer */
+        rc = fs_module_ensure_grad(m);
+    return rc;
+}
+
+/* Gives every parameter a .grad that is a view of one zeroed flat gradient buffer laid out
+ * like m->flat (existing gradient values are kept). */
+int fs_module_ensure_grad(fs_module *m)
+{
+    if (!m->flat || m->flat_grad)
+        return 0;
+    tlist l = {0};
+    int rc = fs_module_parameter_list(m, false, &l.v, &l.n);
+    fs_tensor *grad = rc ? NULL : fs_tensor_zeros(1, m->flat->size);
+    if (!grad) {
+        free(l.v);
+        return -1;
+    }
+    for (int i = 0; i < l.n && rc == 0; i++) {
+        fs_tensor *t = l.v[i];
+        if (t->storage != m->flat->storage)
+            continue; /* moved elsewhere since: its gradient stays its own */
+        int64_t off = t->offset - m->flat->offset;
+        if (t->grad && fs_same_shape(t->grad, t))
+            fs_tensor_read(t->grad, fs_data(grad) + off);
+        fs_tensor *g = fs_tensor_alias(t); /* a header of t's shape */
+        if (!g || repoint(g, grad, off) < 0) {
+            fs_tensor_release(g);
+            rc = -1;
+            break;
+        }
+        g->requires_grad = false;
+        fs_tensor_release(t->grad);
+        t->grad = g;
+    }
+    free(l.v);
+    m->flat_grad = grad;
+    return rc;
+}
+
+/* ---- use ---- */
+
+fs_tensor *fs_module_forward(fs_module *m, fs_tensor *x)
+{
+    if (m->flat && !m->flat_grad && fs_grad_enabled() && fs_module_ensure_grad(m) < 0)
+        return NULL;
+    if (!m->forward)
+        return fs_set_error("%s: this module has no forward", m->kind), NULL;
+    return m->forward(m, x);
+}
+
+void fs_module_set_training(fs_module *m, bool on)
+{
+    m->training = on;
+    for (int i = 0; i < m->nchildren; i++)
+        fs_module_set_training(m->children[i], on);
+}
+
+static int zero_cb(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
+{
+    (void)ud;
+    (void)name;
+    (void)owner;
+    if (!e->buffer && e->t->grad)
+        fs_tensor_fill_(e->t->grad, 0.0f);
+    return 0;
+}
+
+void fs_module_zero_grad(fs_module *m)
+{
+    if (m->flat_grad) /* the common case: one memset */
+        memset(fs_data(m->flat_grad), 0, (size_t)fs_numel(m->flat_grad) * sizeof(float));
+    /* parameters whose grad left the flat buffer (replaced by the user) get zeroed here */
+    fs_module_visit(m, zero_cb, NULL);
+}
+
+/* ---- state dict ---- */
+
+static int sd_cb(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
+{
+    (void)owner;
+    fs_tensor *a = fs_tensor_alias(e->t);
+    if (!a)
+        return -1;
+    int r = fs_tensor_dict_add(ud, name, a);
+    fs_tensor_release(a);
+    return r;
+}
+
+int fs_module_state_dict(fs_module *m, fs_tensor_dict *out)
+{
+    return fs_module_visit(m, sd_cb, out);
+}
+
+typedef struct {
+    const fs_tensor_dict *sd;
+    bool adapt;
+    bool apply;
+    char *used;              /* sd->n flags */
+    char missing[640], mism[640];
+    int nmissing, nmism;
+} load_ud;
+
+static void list_add(char *buf, size_t cap, int *count, const char *fmt, ...)
+{
+    if (++*count > 8) {
+        return;
+    }
+    size_t n = strlen(buf);
+    if (n + 2 >= cap)
+        return;
+    if (n)
+        buf[n++] = ',', buf[n++] = ' ', buf[n] = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
+static bool is_conv1_adapt(const load_ud *u, const char *name, const fs_tensor *p,
+                           const fs_tensor *s)
+{
+    size_t n = strlen(name);
+    return u->adapt && n >= 12 && strcmp(name + n - 12, "conv1.weight") == 0 &&
+           (n == 12 || name[n - 13] == '.') && p->ndim == 4 && s->ndim == 4 && p->size[1] == 1 &&
+           s->size[0] == p->size[0] && s->size[2] == p->size[2] && s->size[3] == p->size[3];
+}
+
+static int load_cb(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
+{
+    (void)owner;
+    load_ud *u = ud;
+    int64_t k = fs_tensor_dict_find(u->sd, name);
+    if (k < 0) {
+        if (!u->apply)
+            list_add(u->missing, sizeof u->missing, &u->nmissing, "%s", name);
+        return 0;
+    }
+    u->used[k] = 1;
+    fs_tensor *s = u->sd->tensors[k], *p = e->t;
+    bool same = fs_same_shape(s, p) || (fs_numel(s) == 1 && fs_numel(p) == 1 && e->buffer);
+    bool adapt = !same && is_conv1_adapt(u, name, p, s);
+    if (!same && !adapt) {
+        if (!u->apply)
+            list_add(u->mism, sizeof u->mism, &u->nmism, "%s: checkpoint %s, model %s", name,
+                     FS_SHAPE(s), FS_SHAPE(p));
+        return 0;
+    }
+    if (!u->apply)
+        return 0;
+    if (adapt) {
+        fs_tensor *sum = fs_sum(s, 1, true); /* (O, C, kh, kw) -> (O, 1, kh, kw) */
+        if (!sum)
+            return -1;
+        int r = fs_tensor_copy_(p, sum);
+        fs_tensor_release(sum);
+        return r;
+    }
+    if (fs_same_shape(s, p))
+        return fs_tensor_copy_(p, s);
+    float v;
+    fs_tensor_read(s, &v);
+    *fs_data(p) = v;
+    return 0;
+}
+
+int fs_module_load_state_dict(fs_module *m, const fs_tensor_dict *sd, bool strict,
+                              bool adapt_conv1_sum)
+{
+    load_ud u = {sd, adapt_conv1_sum, false, calloc((size_t)sd->n + 1, 1), "", "", 0, 0};
+    if (!u.used)
+        return fs_set_error("load_state_dict: out of memory");
+    bool was = fs_set_grad_enabled(false);
+    int rc = fs_module_visit(m, load_cb, &u);
+    char unexpected[640] = "";
+    int nunexpected = 0;
+    for (int64_t k = 0; k < sd->n; k++)
+        if (!u.used[k])
+            list_add(unexpected, sizeof unexpected, &nunexpected, "%s", sd->names[k]);
+    if (rc == 0 && (u.nmism || (strict && (u.nmissing || nunexpected)))) {
+        char more[3][32] = {"", "", ""};
+        if (u.nmissing > 8) snprintf(more[0], 32, " (and %d more)", u.nmissing - 8);
+        if (nunexpected > 8) snprintf(more[1], 32, " (and %d more)", nunexpected - 8);
+        if (u.nmism > 8) snprintf(more[2], 32, " (and %d more)", u.nmism - 8);
+        rc = fs_set_error(
+            "load_state_dict: %s: missing keys (%d): [%s]%s; unexpected keys (%d): [%s]%s; "
+            "size mismatch (%d): [%s]%s", m->kind, strict ? u.nmissing : 0,
+            strict ? u.missing : "", strict ? more[0] : "", strict ? nunexpected : 0,
+            strict ? unexpected : "", strict ? more[1] : "", u.nmism, u.mism, more[2]);
+    }
+    if (rc == 0) {
+        u.apply = true;
+        rc = fs_module_visit(m, load_cb, &u);
+    }
+    fs_set_grad_enabled(was);
+    free(u.used);
+    return rc;
+}
+
+/* ---- printing ---- */
+
+static void bprintf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    if (*len >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len += (size_t)n;
+    if (*len >= cap)
+        *len = cap - 1;
+}
+
+static void fmt_count(char *out, size_t cap, int64_t n)
+{
+    char tmp[32];
+    int len = snprintf(tmp, sizeof tmp, "%lld", (long long)n), k = 0;
+    for (int i = 0; i < len && (size_t)k + 2 < cap; i++) {
+        if (i && (len - i) % 3 == 0)
+            out[k++] = ',';
+        out[k++] = tmp[i];
+    }
+    out[k] = 0;
+}
+
+static void format_rec(fs_module *m, const char *name, int depth, char *buf, size_t cap,
+                       size_t *len)
+{
+    char cnt[32];
+    fmt_count(cnt, sizeof cnt, fs_module_num_parameters(m));
+    bprintf(buf, cap, len, "%*s%s%s", depth * 2, "", name ? name : "", name ? ": " : "");
+    if (m->describe)
+        m->describe(m, false, buf, cap, len);
+    else
+        bprintf(buf, cap, len, "%s", m->kind);
+    for (int i = 0; i < m->nentries; i++)
+        bprintf(buf, cap, len, "%s%s %s", i ? ", " : "  [", m->entries[i].name,
+                FS_SHAPE(m->entries[i].t));
+    if (m->nentries)
+        bprintf(buf, cap, len, "]");
+    if (m->nentries || m->nchildren)
+        bprintf(buf, cap, len, "  %s params", cnt);
+    bprintf(buf, cap, len, "\n");
+    for (int i = 0; i < m->nchildren; i++)
+        format_rec(m->children[i], m->child_names[i], depth + 1, buf, cap, len);
+}
+
+char *fs_module_format(fs_module *m)
+{
+    size_t cap = 16384, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return fs_set_error("tostring: out of memory"), NULL;
+    buf[0] = 0;
+    format_rec(m, NULL, 0, buf, cap, &len);
+    if (len && buf[len - 1] == '\n')
+        buf[--len] = 0;
+    return buf;
+}
+
+/* The first module of the tree whose constructor cannot be described (containers describe
+ * their children; other kinds describe themselves whole). */
+static const fs_module *undescribable(const fs_module *m)
+{
+    if (!m->describe)
+        return m;
+    if (strcmp(m->kind, "Sequential") == 0)
+        for (int i = 0; i < m->nchildren; i++) {
+            const fs_module *u = undescribable(m->children[i]);
+            if (u)
+                return u;
+        }
+    return NULL;
+}
+
+char *fs_module_spec(fs_module *m)
+{
+    const fs_module *u = undescribable(m);
+    if (u)
+        return fs_set_error("save: a %s module has no constructor description; save the "
+                            "state_dict with fs.io.save instead", u->kind), NULL;
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return fs_set_error("save: out of memory"), NULL;
+    buf[0] = 0;
+    m->describe(m, true, buf, cap, &len);
+    if (len >= cap - 1) {
+        free(buf);
+        return fs_set_error("save: the module description is too long"), NULL;
+    }
+    return buf;
+}
+
+/* ---- layer modules ---- */
+
+static fs_tensor *entry(fs_module *m, const char *name)
+{
+    for (int i = 0; i < m->nentries; i++)
+        if (strcmp(m->entries[i].name, name) == 0)
+            return m->entries[i].t;
+    return NULL;
+}
+
+static const char *tf(bool b) { return b ? "true" : "false"; }
+
+static fs_tensor *conv_forward(fs_module *m, fs_tensor *x)
+{
+    return fs_conv2d(x, entry(m, "weight"), entry(m, "bias"), &m->conv);
+}
+
+static void conv_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    const fs_conv2d_args *a = &m->conv;
+    if (spec)
+        bprintf(b, cap, len, "conv2d{in_channels=%lld, out_channels=%lld, kernel={%lld, %lld}, "
+                "stride={%lld, %lld}, padding={%lld, %lld}, dilation={%lld, %lld}, bias=%s}",
+                (long long)m->in_features, (long long)m->out_features, (long long)m->kernel[0],
+                (long long)m->kernel[1], (long long)a->stride[0], (long long)a->stride[1],
+                (long long)a->padding[0], (long long)a->padding[1], (long long)a->dilation[0],
+                (long long)a->dilation[1], tf(entry(m, "bias") != NULL));
+    else
+        bprintf(b, cap, len, "Conv2d(%lld, %lld, kernel_size=(%lld, %lld), stride=(%lld, %lld), "
+                "padding=(%lld, %lld), bias=%s)", (long long)m->in_features,
+                (long long)m->out_features, (long long)m->kernel[0], (long long)m->kernel[1],
+                (long long)a->stride[0], (long long)a->stride[1], (long long)a->padding[0],
+                (long long)a->padding[1], entry(m, "bias") ? "True" : "False");
+}
+
+/* U(-bound, bound) with bound = 1/sqrt(fan_in): PyTorch's kaiming_uniform_(a=sqrt(5)) and its
+ * bias rule give the same bound. */
+static fs_tensor *uniform_param(int ndim, const int64_t *size, double bound, fs_generator *g)
+{
+    fs_tensor *t = fs_tensor_new(ndim, size);
+    if (t && fs_tensor_uniform_(t, g, (float)-bound, (float)bound) < 0) {
+        fs_tensor_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+static fs_module *finish(fs_module *m, int rc)
+{
+    if (rc == 0)
+        rc = fs_module_flatten(m);
+    if (rc < 0) {
+        fs_module_release(m);
+        return NULL;
+    }
+    return m;
+}
+
+fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
+                        const fs_conv2d_args *a, bool bias, fs_generator *g)
+{
+    if (in_ch < 1 || out_ch < 1 || kh < 1 || kw < 1)
+        return fs_set_error("conv2d: in_channels %lld, out_channels %lld and kernel (%lld, %lld) "
+                            "must be >= 1", (long long)in_ch, (long long)out_ch, (long long)kh,
+                            (long long)kw), NULL;
+    if (a->groups != 1)
+        return fs_set_error("conv2d module: groups other than 1 are not supported"), NULL;
+    if (a->stride[0] < 1 || a->stride[1] < 1 || a->dilation[0] < 1 || a->dilation[1] < 1 ||
+        a->padding[0] < 0 || a->padding[1] < 0)
+        return fs_set_error("conv2d: stride and dilation must be >= 1 and padding >= 0"), NULL;
+    fs_module *m = fs_module_new("Conv2d", conv_forward);
+    if (!m)
+        return NULL;
+    m->describe = conv_describe;
+    m->conv = *a;
+    m->in_features = in_ch;
+    m->out_features = out_ch;
+    m->kernel[0] = kh;
+    m->kernel[1] = kw;
+    double bound = 1.0 / sqrt((double)(in_ch * kh * kw));
+    int rc = fs_module_add_param(m, "weight",
+                                 uniform_param(4, (int64_t[]){out_ch, in_ch, kh, kw}, bound, g));
+    if (rc == 0 && bias)
+        rc = fs_module_add_param(m, "bias", uniform_param(1, &out_ch, bound, g));
+    return finish(m, rc);
+}
+
+static fs_tensor *linear_forward(fs_module *m, fs_tensor *x)
+{
+    return fs_linear(x, entry(m, "weight"), entry(m, "bias"));
+}
+
+static void linear_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    if (spec)
+        bprintf(b, cap, len, "linear{in_features=%lld, out_features=%lld, bias=%s}",
+                (long long)m->in_features, (long long)m->out_features,
+                tf(entry(m, "bias") != NULL));
+    else
+        bprintf(b, cap, len, "Linear(in_features=%lld, out_features=%lld, bias=%s)",
+                (long long)m->in_features, (long long)m->out_features,
+                entry(m, "bias") ? "True" : "False");
+}
+
+fs_module *fs_nn_linear(int64_t in_f, int64_t out_f, bool bias, fs_generator *g)
+{
+    if (in_f < 1 || out_f < 1)
+        return fs_set_error("linear: in_features %lld and out_features %lld must be >= 1",
+                            (long long)in_f, (long long)out_f), NULL;
+    fs_module *m = fs_module_new("Linear", linear_forward);
+    if (!m)
+        return NULL;
+    m->describe = linear_describe;
+    m->in_features = in_f;
+    m->out_features = out_f;
+    double bound = 1.0 / sqrt((double)in_f);
+    int rc = fs_module_add_param(m, "weight", uniform_param(2, (int64_t[]){out_f, in_f}, bound, g));
+    if (rc == 0 && bias)
+        rc = fs_module_add_param(m, "bias", uniform_param(1, &out_f, bound, g));
+    return finish(m, rc);
+}
+
+static fs_tensor *bn_forward(fs_module *m, fs_tensor *x)
+{
+    fs_tensor *y = fs_batch_norm(x, entry(m, "running_mean"), entry(m, "running_var"),
+                                 entry(m, "weight"), entry(m, "bias"), m->training, m->momentum,
+                                 m->eps);
+    if (y && m->training) {
+        fs_tensor *nbt = entry(m, "num_batches_tracked");
+        if (nbt)
+            *fs_data(nbt) += 1.0f;
+    }
+    return y;
+}
+
+static void bn_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    if (spec)
+        bprintf(b, cap, len, "batchnorm2d{num_features=%lld, eps=%.17g, momentum=%.17g}",
+                (long long)m->in_features, m->eps, m->momentum);
+    else
+        bprintf(b, cap, len, "BatchNorm2d(%lld, eps=%g, momentum=%g)", (long long)m->in_features,
+                m->eps, m->momentum);
+}
+
+fs_module *fs_nn_batchnorm2d(int64_t features, double eps, double momentum)
+{
+    if (features < 1)
+        return fs_set_error("batchnorm2d: num_features %lld must be >= 1", (long long)features),
+               NULL;
+    fs_module *m = fs_module_new("BatchNorm2d", bn_forward);
+    if (!m)
+        return NULL;
+    m->describe = bn_describe;
+    m->in_features = features;
+    m->eps = eps;
+    m->momentum = momentum;
+    int rc = fs_module_add_param(m, "weight", fs_tensor_full(1, &features, 1.0f));
+    if (rc == 0)
+        rc = fs_module_add_param(m, "bias", fs_tensor_zeros(1, &features));
+    if (rc == 0)
+        rc = fs_module_add_buffer(m, "running_mean", fs_tensor_zeros(1, &features));
+    if (rc == 0)
+        rc = fs_module_add_buffer(m, "running_var", fs_tensor_full(1, &features, 1.0f));
+    if (rc == 0)
+        rc = fs_module_add_buffer(m, "num_batches_tracked", fs_tensor_scalar(0.0f));
+    return finish(m, rc);
+}
+
+static fs_tensor *relu_forward(fs_module *m, fs_tensor *x)
+{
+    (void)m;
+    return fs_relu(x);
+}
+
+static void relu_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    (void)m;
+    bprintf(b, cap, len, spec ? "relu{}" : "ReLU()");
+}
+
+fs_module *fs_nn_relu(void)
+{
+    fs_module *m = fs_module_new("ReLU", relu_forward);
+    if (m)
+        m->describe = relu_describe;
+    return m;
+}
+
+static fs_tensor *maxpool_forward(fs_module *m, fs_tensor *x)
+{
+    return fs_max_pool2d(x, &m->pool);
+}
+
+static void maxpool_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    const fs_pool2d_args *a = &m->pool;
+    bprintf(b, cap, len,
+            spec ? "maxpool2d{kernel={%lld, %lld}, stride={%lld, %lld}, padding={%lld, %lld}}"
+                 : "MaxPool2d(kernel_size=(%lld, %lld), stride=(%lld, %lld), padding=(%lld, %lld))",
+            (long long)a->kernel[0], (long long)a->kernel[1], (long long)a->stride[0],
+            (long long)a->stride[1], (long long)a->padding[0], (long long)a->padding[1]);
+}
+
+fs_module *fs_nn_maxpool2d(const fs_pool2d_args *a)
+{
+    if (a->kernel[0] < 1 || a->kernel[1] < 1)
+        return fs_set_error("maxpool2d: kernel must be >= 1"), NULL;
+    fs_module *m = fs_module_new("MaxPool2d", maxpool_forward);
+    if (!m)
+        return NULL;
+    m->describe = maxpool_describe;
+    m->pool = *a;
+    for (int d = 0; d < 2; d++)
+        if (m->pool.stride[d] == 0)
+            m->pool.stride[d] = m->pool.kernel[d];
+    return m;
+}
+
+static fs_tensor *avgpool_forward(fs_module *m, fs_tensor *x)
+{
+    return fs_adaptive_avg_pool2d(x, m->kernel[0], m->kernel[1]);
+}
+
+static void avgpool_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    bprintf(b, cap, len,
+            spec ? "adaptive_avgpool2d{output_size={%lld, %lld}}"
+                 : "AdaptiveAvgPool2d(output_size=(%lld, %lld))",
+            (long long)m->kernel[0], (long long)m->kernel[1]);
+}
+
+fs_module *fs_nn_adaptive_avgpool2d(int64_t oh, int64_t ow)
+{
+    if (oh < 1 || ow < 1)
+        return fs_set_error("adaptive_avgpool2d: output size must be >= 1"), NULL;
+    fs_module *m = fs_module_new("AdaptiveAvgPool2d", avgpool_forward);
+    if (!m)
+        return NULL;
+    m->describe = avgpool_describe;
+    m->kernel[0] = oh;
+    m->kernel[1] = ow;
+    return m;
+}
+
+static fs_tensor *flatten_forward(fs_module *m, fs_tensor *x)
+{
+    (void)m;
+    if (x->ndim < 1)
+        return fs_set_error("flatten: input must have a batch dim, got %s", FS_SHAPE(x)), NULL;
+    return fs_reshape(x, 2, (int64_t[]){x->size[0], -1});
+}
+
+static void flatten_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    (void)m;
+    bprintf(b, cap, len, spec ? "flatten{}" : "Flatten()");
+}
+
+fs_module *fs_nn_flatten(void)
+{
+    fs_module *m = fs_module_new("Flatten", flatten_forward);
+    if (m)
+        m->describe = flatten_describe;
+    return m;
+}
+
+static fs_tensor *sequential_forward(fs_module *m, fs_tensor *x)
+{
+    fs_tensor *cur = fs_tensor_retain(x);
+    for (int i = 0; i < m->nchildren && cur; i++) {
+        fs_tensor *next = fs_module_forward(m->children[i], cur);
+        fs_tensor_release(cur);
+        cur = next;
+    }
+    return cur;
+}
+
+static void sequential_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    if (!spec) {
+        bprintf(b, cap, len, "Sequential");
+        return;
+    }
+    bprintf(b, cap, len, "sequential{");
+    for (int i = 0; i < m->nchildren; i++) {
+        fs_module *c = m->children[i];
+        if (i)
+            bprintf(b, cap, len, ", ");
+        if (c->describe) /* fs_module_spec checked that all can be described */
+            c->describe(c, true, b, cap, len);
+    }
+    bprintf(b, cap, len, "}");
+}
+
+fs_module *fs_nn_sequential(int n, fs_module *const *mods)
+{
+    fs_module *m = fs_module_new("Sequential", sequential_forward);
+    if (!m)
+        return NULL;
+    m->describe = sequential_describe;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "%d", i);
+        rc = fs_module_add_child(m, name, mods[i]);
+    }
+    return finish(m, rc);
+}

@@ -1,0 +1,147 @@
+/* interpolate.c - 2-D upsampling/downsampling by a scale factor, nearest and bilinear
+ * (align_corners false), forward/backward pair.
+ *
+ * x (N, C, H, W) or (C, H, W) -> y (N, C, OH, OW), OH = floor(H * scale_h). As PyTorch does
+ * when given scale_factor, the source coordinate of output row i uses r = 1/scale_h:
+ *     nearest:  src = min(floor(i r), H - 1)
+ *     bilinear: src = max((i + 0.5) r - 0.5, 0); h0 = floor(src), h1 = min(h0 + 1, H - 1),
+ *               weights (1 - l, l) with l = src - h0 (and likewise for columns).
+ * Backward adds each output gradient to its sources with the same weights (OpenMP over planes).
+ */
+#include <math.h>
+
+#include "nn/nn_internal.h"
+
+typedef struct {
+    int64_t planes, h, w, oh, ow;
+    float rh, rw; /* 1 / scale */
+    int mode;
+} interp_shape;
+
+/* Source index pair and weights of output coordinate i along a dim of size n. */
+static inline void src_coord(const interp_shape *s, int64_t i, float r, int64_t n, int64_t *i0,
+                             int64_t *i1, float *l0, float *l1)
+{
+    if (s->mode == FS_INTERP_NEAREST) {
+        int64_t k = (int64_t)floorf((float)i * r);
+        *i0 = *i1 = k < n - 1 ? k : n - 1;
+        *l0 = 1.0f;
+        *l1 = 0.0f;
+        return;
+    }
+    float src = ((float)i + 0.5f) * r - 0.5f;
+    if (src < 0.0f)
+        src = 0.0f;
+    int64_t k = (int64_t)src;
+    if (k > n - 1)
+        k = n - 1;
+    *i0 = k;
+    *i1 = k + (k < n - 1 ? 1 : 0);
+    *l1 = src - (float)k;
+    *l0 = 1.0f - *l1;
+}
+
+static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
+{
+    const interp_shape *s = n->ctx;
+    fs_tensor *dx = fs_tensor_zeros(n->inputs[0]->ndim, n->inputs[0]->size);
+    if (!dx)
+        return -1;
+    const int64_t HW = s->h * s->w, OP = s->oh * s->ow;
+    const float *dy = fs_data(dout);
+    float *d = fs_data(dx);
+#pragma omp parallel for schedule(static) if (s->planes * OP > FS_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->planes; p++) {
+        float *dp = d + p * HW;
+        const float *g = dy + p * OP;
+        for (int64_t oh = 0; oh < s->oh; oh++) {
+            int64_t h0, h1;
+            float a0, a1;
+            src_coord(s, oh, s->rh, s->h, &h0, &h1, &a0, &a1);
+            for (int64_t ow = 0; ow < s->ow; ow++) {
+                int64_t w0, w1;
+                float b0, b1;
+                src_coord(s, ow, s->rw, s->w, &w0, &w1, &b0, &b1);
+                float v = g[oh * s->ow + ow];
+                if (s->mode == FS_INTERP_NEAREST) {
+                    dp[h0 * s->w + w0] += v;
+                    continue;
+                }
+                dp[h0 * s->w + w0] += a0 * b0 * v;
+                dp[h0 * s->w + w1] += a0 * b1 * v;
+                dp[h1 * s->w + w0] += a1 * b0 * v;
+                dp[h1 * s->w + w1] += a1 * b1 * v;
+            }
+        }
+    }
+    dinputs[0] = dx;
+    return 0;
+}
+
+fs_tensor *fs_interpolate(fs_tensor *x, double scale_h, double scale_w, fs_interp_mode mode)
+{
+    const char *op = "interpolate";
+    if (x->ndim != 4 && x->ndim != 3)
+        return fs_set_error("%s: input must be (N, C, H, W) or (C, H, W), got %s", op,
+                            FS_SHAPE(x)), NULL;
+    if (!(scale_h > 0.0) || !(scale_w > 0.0))
+        return fs_set_error("%s: scale (%g, %g) must be > 0", op, scale_h, scale_w), NULL;
+    if (mode != FS_INTERP_NEAREST && mode != FS_INTERP_BILINEAR)
+        return fs_set_error("%s: unknown mode %d", op, (int)mode), NULL;
+    int o = x->ndim - 3;
+    interp_shape s;
+    s.planes = (o ? x->size[0] : 1) * x->size[o];
+    s.h = x->size[o + 1];
+    s.w = x->size[o + 2];
+    s.oh = (int64_t)floor((double)s.h * scale_h);
+    s.ow = (int64_t)floor((double)s.w * scale_w);
+    s.rh = (float)(1.0 / scale_h);
+    s.rw = (float)(1.0 / scale_w);
+    s.mode = mode;
+    if (s.oh < 1 || s.ow < 1 || s.h < 1 || s.w < 1)
+        return fs_set_error("%s: input %s scaled by (%g, %g) is empty", op, FS_SHAPE(x), scale_h,
+                            scale_w), NULL;
+    int64_t ysize[4];
+    for (int d = 0; d < x->ndim - 2; d++)
+        ysize[d] = x->size[d];
+    ysize[x->ndim - 2] = s.oh;
+    ysize[x->ndim - 1] = s.ow;
+    fs_tensor *xc = fs_nn_contig(x), *y = xc ? fs_tensor_new(x->ndim, ysize) : NULL;
+    if (!y) {
+        fs_tensor_release(xc);
+        return NULL;
+    }
+    const int64_t HW = s.h * s.w, OP = s.oh * s.ow;
+    const float *xd = fs_data(xc);
+    float *yd = fs_data(y);
+#pragma omp parallel for schedule(static) if (s.planes * OP > FS_PARALLEL_MIN)
+    for (int64_t p = 0; p < s.planes; p++) {
+        const float *xp = xd + p * HW;
+        float *yp = yd + p * OP;
+        for (int64_t oh = 0; oh < s.oh; oh++) {
+            int64_t h0, h1;
+            float a0, a1;
+            src_coord(&s, oh, s.rh, s.h, &h0, &h1, &a0, &a1);
+            for (int64_t ow = 0; ow < s.ow; ow++) {
+                int64_t w0, w1;
+                float b0, b1;
+                src_coord(&s, ow, s.rw, s.w, &w0, &w1, &b0, &b1);
+                if (s.mode == FS_INTERP_NEAREST)
+                    yp[oh * s.ow + ow] = xp[h0 * s.w + w0];
+                else
+                    yp[oh * s.ow + ow] = a0 * (b0 * xp[h0 * s.w + w0] + b1 * xp[h0 * s.w + w1]) +
+                                         a1 * (b0 * xp[h1 * s.w + w0] + b1 * xp[h1 * s.w + w1]);
+            }
+        }
+    }
+    fs_tensor_release(xc);
+    if (!fs_any_requires_grad(1, &x))
+        return y;
+    fs_node *n = fs_node_new_ctx(op, interp_backward_node, 1, &x, &s, sizeof s);
+    if (!n) {
+        fs_tensor_release(y);
+        return NULL;
+    }
+    fs_node_attach(n, y);
+    return y;
+}

@@ -1,0 +1,485 @@
+/* spect_phantom.c - seeded 2D cardiac phantoms: activity, attenuation, labels, landmarks.
+ *
+ * Maps are (n, n) row-major; geometry is built in mm about the image centre (x right =
+ * patient's left, y down = posterior / inferior) and point-sampled at pixel centres.
+ * Anatomy and uptake ranges follow /work/shared/DOMAIN.md: body ellipse of soft tissue
+ * (0.15/cm) with a vertebra (0.27/cm) and two lungs (0.04/cm); LV as a truncated prolate
+ * ellipsoid section (long-axis and transaxial views: a U open at the valve plane; short axis:
+ * a ring, a horseshoe at the base), cavity diameter 39-59 mm, wall 6-10 mm, length about 1.4 x
+ * diameter; RV as a crescent on the septal side; left atrium beyond the valve plane; liver as
+ * an ellipse whose dome lies 3-30 mm beyond the heart in its direction (inferior, patient's
+ * right); optional coronary-territory perfusion defect (10-90%), gallbladder/bowel hot spot
+ * and breast tissue over the anterior wall; apical thinning (0-15%); an ungated acquisition
+ * (activity averaged over 5 phases of the cycle, labels drawn at mid-cycle).
+ *
+ * Labels: 0 background, 1 ventricle (LV blood pool), 2 LV myocardium, 3 liver, 4 other
+ * (RV wall and cavity, left atrium, hot spots).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "spect/spect.h"
+
+typedef struct { double x, y; } vec2;
+
+static double unif(fs_generator *g, double lo, double hi)
+{
+    return lo + (hi - lo) * fs_random_uniform(g);
+}
+
+static vec2 v2(double x, double y) { vec2 v = {x, y}; return v; }
+static vec2 add(vec2 a, vec2 b) { return v2(a.x + b.x, a.y + b.y); }
+static vec2 sub(vec2 a, vec2 b) { return v2(a.x - b.x, a.y - b.y); }
+static vec2 scale(vec2 a, double s) { return v2(a.x * s, a.y * s); }
+static double dot(vec2 a, vec2 b) { return a.x * b.x + a.y * b.y; }
+static vec2 dir_deg(double deg) { return v2(cos(deg * M_PI / 180), sin(deg * M_PI / 180)); }
+
+/* An ellipse: centre, unit first axis e1, semi-axes r1 (along e1) and r2. */
+typedef struct { vec2 c, e1; double r1, r2; } ellipse;
+
+static double ell_val(const ellipse *e, vec2 p) /* < 1 inside */
+{
+    vec2 d = sub(p, e->c);
+    double s = dot(d, e->e1), t = -d.x * e->e1.y + d.y * e->e1.x;
+    return (s * s) / (e->r1 * e->r1) + (t * t) / (e->r2 * e->r2);
+}
+static int in_ell(const ellipse *e, vec2 p) { return ell_val(e, p) <= 1.0; }
+static vec2 ell_point(const ellipse *e, double th)
+{
+    vec2 e2 = v2(-e->e1.y, e->e1.x);
+    return add(e->c, add(scale(e->e1, e->r1 * cos(th)), scale(e2, e->r2 * sin(th))));
+}
+
+typedef struct {
+    fs_spect_view view;
+    /* long-axis frame (transaxial, long axis views) */
+    vec2 O, ea, eb;
+    double Bi, Ai, base_len, w, wa;
+    /* short axis */
+    vec2 H;
+    double ri, gap_lo, gap_hi; /* horseshoe gap (radians, image angle), gap_hi < gap_lo: none */
+    int has_rv, has_la;
+    ellipse rv_out, rv_in, la;
+} heart;
+
+static int lv_endo(const heart *h, vec2 p)
+{
+    if (h->view == FS_SPECT_SHORT_AXIS) {
+        vec2 d = sub(p, h->H);
+        return dot(d, d) <= h->ri * h->ri;
+    }
+    vec2 d = sub(p, h->O);
+    double a = dot(d, h->ea), b = dot(d, h->eb);
+    if (a < 0)
+        return 0;
+    if (a <= h->base_len)
+        return fabs(b) <= h->Bi;
+    double s = (a - h->base_len) / h->Ai, t = b / h->Bi;
+    return s * s + t * t <= 1.0;
+}
+
+static int lv_epi(const heart *h, vec2 p)
+{
+    if (h->view == FS_SPECT_SHORT_AXIS) {
+        vec2 d = sub(p, h->H);
+        double r = h->ri + h->w;
+        return dot(d, d) <= r * r;
+    }
+    vec2 d = sub(p, h->O);
+    double a = dot(d, h->ea), b = dot(d, h->eb);
+    if (a < 0)
+        return 0;
+    if (a <= h->base_len)
+        return fabs(b) <= h->Bi + h->w;
+    double s = (a - h->base_len) / (h->Ai + h->wa), t = b / (h->Bi + h->w);
+    return s * s + t * t <= 1.0;
+}
+
+static int in_gap(const heart *h, vec2 p)
+{
+    if (h->gap_hi <= h->gap_lo)
+        return 0;
+    vec2 d = sub(p, h->H);
+    double ang = atan2(d.y, d.x);
+    for (int k = -1; k <= 1; k++) {
+        double a = ang + 2 * M_PI * k;
+        if (a >= h->gap_lo && a <= h->gap_hi)
+            return 1;
+    }
+    return 0;
+}
+
+/* Where the label maps are drawn in the cycle (0 end-diastole, 1 end-systole). */
+#define LABEL_PHASE 0.4
+
+/* The heart at phase f: cavity shrinks (radially by k_rad, lengthwise by k_long), the wall
+ * thickens by 1 + f * thick, the epicardial apex stays put (the base descends). */
+static heart heart_phase(const heart *ed, double f, double k_rad, double k_long, double thick)
+{
+    heart h = *ed;
+    double sr = 1 - f * (1 - k_rad), sl = 1 - f * (1 - k_long), sw = 1 + f * thick;
+    h.Bi *= sr;
+    h.ri *= sr;
+    h.Ai *= sl;
+    h.base_len *= sl;
+    h.w *= sw;
+    h.wa *= sw;
+    double apex_ed = ed->base_len + ed->Ai + ed->wa, apex = h.base_len + h.Ai + h.wa;
+    h.O = add(ed->O, scale(ed->ea, apex_ed - apex));
+    return h;
+}
+
+/* Smooth wedge weight in [0, 1]: 1 inside the half-width, tapering over 10 degrees. */
+static double wedge(vec2 d, vec2 centre_dir, double half_deg)
+{
+    double c = dot(d, centre_dir) / (sqrt(dot(d, d)) + 1e-9);
+    if (c > 1) c = 1;
+    if (c < -1) c = -1;
+    double ang = acos(c) * 180 / M_PI;
+    if (ang <= half_deg)
+        return 1.0;
+    if (ang >= half_deg + 10)
+        return 0.0;
+    return 0.5 * (1 + cos(M_PI * (ang - half_deg) / 10));
+}
+
+static void add_landmark(fs_spect_phantom *p, const char *name, vec2 pos_centred)
+{
+    if (p->n_landmarks >= FS_SPECT_MAX_LANDMARKS)
+        return;
+    fs_spect_landmark *l = &p->landmarks[p->n_landmarks++];
+    snprintf(l->name, sizeof l->name, "%s", name);
+    double c = 0.5 * (p->n - 1) * p->pixel_mm;
+    l->x_mm = pos_centred.x + c;
+    l->y_mm = pos_centred.y + c;
+}
+
+void fs_spect_phantom_defaults(fs_spect_phantom_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n = 192;
+    o->pixel_mm = 6.4 / 3.0;
+    o->view = FS_SPECT_TRANSAXIAL;
+    o->level = -1;
+    o->defect_prob = 0.3;
+    o->defect_severity = -1;
+    o->hotspot_prob = 0.25;
+    o->breast_prob = 0.4;
+    o->liver_gap_mm = -1;
+    o->liver_uptake = -1;
+    o->blood_uptake = -1;
+}
+
+void fs_spect_phantom_free(fs_spect_phantom *p)
+{
+    if (!p)
+        return;
+    fs_free(p->activity);
+    fs_free(p->attenuation);
+    fs_free(p->labels);
+    p->activity = p->attenuation = p->labels = NULL;
+}
+
+int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spect_phantom *p)
+{
+    memset(p, 0, sizeof *p);
+    if (o->n < 16 || o->n > 4096 || !(o->pixel_mm > 0))
+        return fs_set_error("spect.phantom: need 16 <= n <= 4096 and pixel_mm > 0 (got %d, %g)",
+                            o->n, o->pixel_mm);
+    if (o->view < FS_SPECT_TRANSAXIAL || o->view > FS_SPECT_LONG_AXIS)
+        return fs_set_error("spect.phantom: unknown view %d", (int)o->view);
+    int n = o->n;
+    double pix = o->pixel_mm, half_fov = 0.5 * n * pix;
+    fs_generator gen, *g = &gen;
+    fs_generator_seed(g, seed);
+    p->n = n;
+    p->pixel_mm = pix;
+    size_t nn = (size_t)n * n;
+    p->activity = fs_alloc(sizeof(float) * nn);
+    p->attenuation = fs_alloc(sizeof(float) * nn);
+    p->labels = fs_alloc(sizeof(float) * nn);
+    if (!p->activity || !p->attenuation || !p->labels) {
+        fs_spect_phantom_free(p);
+        return -1;
+    }
+
+    /* ---- body, spine, lungs (every draw happens in a fixed order: determinism) ---- */
+    double bax = unif(g, 150, 185), bay = unif(g, 100, 125);
+    /* the oblique short- and long-axis planes run down through the abdomen below the heart */
+    double stretch = o->view == FS_SPECT_TRANSAXIAL ? 1.0 : 1.3;
+    double fit = fmin(1.0, 0.95 * half_fov / fmax(bax, bay * stretch)); /* inside the field */
+    bax *= fit;
+    bay *= fit;
+    ellipse body = {v2(0, bay * (stretch - 1.0)), v2(1, 0), bax, bay * stretch};
+    ellipse spine = {v2(0, bay - unif(g, 30, 40)), v2(1, 0), 0, 0};
+    spine.r1 = spine.r2 = unif(g, 13, 18);
+    /* the oblique short- and long-axis planes through the LV miss the vertebra */
+    int has_spine = o->view == FS_SPECT_TRANSAXIAL;
+    ellipse lung_r = {v2(-bax * unif(g, 0.42, 0.5), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
+                      bay * unif(g, 0.55, 0.68), bax * unif(g, 0.26, 0.32)};
+    ellipse lung_l = {v2(bax * unif(g, 0.45, 0.52), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
+                      bay * unif(g, 0.55, 0.68), bax * unif(g, 0.24, 0.3)};
+    double up_body = unif(g, 0.05, 0.15), up_lung = unif(g, 0.05, 0.15);
+    double up_blood = o->blood_uptake >= 0 ? o->blood_uptake : unif(g, 0.05, 0.2);
+    double up_liver = o->liver_uptake >= 0 ? o->liver_uptake : unif(g, 0.3, 1.0);
+    double up_rv = unif(g, 0.3, 0.6);
+
+    /* ---- heart ---- */
+    heart h;
+    memset(&h, 0, sizeof h);
+    h.view = o->view;
+    double D = unif(g, 39, 59);
+    h.Bi = 0.5 * D;
+    h.w = unif(g, 6, 10);
+    h.wa = h.w * unif(g, 0.7, 0.9);
+    h.Ai = h.Bi * unif(g, 0.9, 1.2);
+    h.base_len = fmax(5.0, 1.4 * D * unif(g, 0.9, 1.1) - h.Ai);
+    h.gap_lo = 0;
+    h.gap_hi = -1;
+    double level = o->level >= 0 ? o->level : unif(g, 0.1, 0.75);
+    vec2 liver_dir;
+    if (o->view == FS_SPECT_SHORT_AXIS) {
+        /* the heart lies behind the anterior chest wall: LV centre 65-85 mm deep */
+        h.H = v2(unif(g, 15, 35), -bay + unif(g, 65, 85));
+        double taper = level <= 0.6 ? 1.0 : sqrt(fmax(0.04, 1 - pow((level - 0.6) / 0.45, 2)));
+        h.ri = h.Bi * taper;
+        if (level < 0.2) { /* basal slice: horseshoe open toward the outflow tract */
+            double centre = unif(g, 215, 240) * M_PI / 180, half = unif(g, 25, 40) * M_PI / 180;
+            h.gap_lo = centre - half;
+            h.gap_hi = centre + half;
+        }
+        vec2 rdir = dir_deg(unif(g, 170, 195));
+        double r1 = unif(g, 20, 28), r2 = unif(g, 35, 48);
+        h.rv_out = (ellipse){add(h.H, scale(rdir, h.ri + h.w + 0.45 * r1)), rdir, r1, r2};
+        h.has_rv = 1;
+        liver_dir = dir_deg(unif(g, 100, 130));
+    } else {
+        double alpha = o->view == FS_SPECT_LONG_AXIS ? unif(g, -10, 10) : unif(g, -55, -35);
+        h.ea = dir_deg(alpha);
+        h.eb = v2(-h.ea.y, h.ea.x);
+        double L = h.base_len + h.Ai;
+        vec2 centroid = o->view == FS_SPECT_LONG_AXIS ? v2(unif(g, -15, 10), -bay + unif(g, 60, 80))
+                                                      : v2(unif(g, 20, 40), -bay + unif(g, 70, 90));
+        h.O = sub(centroid, scale(h.ea, 0.5 * L));
+        h.H = centroid;
+        double la_len = unif(g, 15, 22);
+        h.la = (ellipse){sub(h.O, scale(h.ea, la_len)), h.ea, la_len, h.Bi * unif(g, 0.8, 1.0)};
+        h.has_la = 1;
+        if (o->view == FS_SPECT_TRANSAXIAL) {
+            double r1 = unif(g, 18, 26), r2 = L * unif(g, 0.45, 0.6);
+            vec2 c = add(h.O, add(scale(h.ea, 0.45 * L),
+                                  scale(h.eb, -(h.Bi + h.w + 0.45 * r1))));
+            h.rv_out = (ellipse){c, scale(h.eb, -1), r1, r2};
+            h.has_rv = 1;
+            liver_dir = dir_deg(unif(g, 125, 155));
+        } else {
+            double tilt = unif(g, 0, 25) * M_PI / 180;
+            liver_dir = add(scale(h.eb, cos(tilt)), scale(h.ea, sin(tilt)));
+        }
+    }
+    if (h.has_rv) {
+        double t = unif(g, 3, 5);
+        h.rv_in = h.rv_out;
+        h.rv_in.r1 -= t;
+        h.rv_in.r2 -= t;
+    }
+
+    /* perfusion defect in a coronary territory */
+    int has_defect = fs_random_uniform(g) < o->defect_prob;
+    double sev = o->defect_severity >= 0 ? o->defect_severity : unif(g, 0.1, 0.9);
+    double territory = fs_random_uniform(g), dhalf = unif(g, 20, 50);
+    vec2 ddir;
+    if (o->view == FS_SPECT_SHORT_AXIS)
+        ddir = territory < 0.4 ? dir_deg(unif(g, 240, 300))      /* LAD: anterior */
+             : territory < 0.7 ? dir_deg(unif(g, 70, 110))       /* RCA: inferior */
+                               : dir_deg(unif(g, -30, 30));      /* LCX: lateral */
+    else if (o->view == FS_SPECT_LONG_AXIS)
+        ddir = territory < 0.4 ? dir_deg(unif(g, -20, 20))       /* LAD: apex */
+             : territory < 0.7 ? dir_deg(unif(g, 60, 100))       /* RCA: inferior */
+                               : dir_deg(unif(g, 260, 300));     /* LAD: anterior */
+    else
+        ddir = territory < 0.4 ? h.ea                             /* LAD: apex */
+             : territory < 0.7 ? scale(h.eb, -1)                  /* LAD: septum */
+                               : h.eb;                            /* LCX: lateral */
+    p->defect_severity = has_defect ? sev : 0.0;
+
+    /* liver: dome beyond the heart's support in liver_dir, by gap mm */
+    double gap = o->liver_gap_mm >= 0 ? o->liver_gap_mm : unif(g, 3, 30);
+    double lu = unif(g, 40, 60), lv = unif(g, 60, 85);
+    /* hot spot parameters (drawn always, used when present) */
+    int has_hot = fs_random_uniform(g) < o->hotspot_prob;
+    double hot_r = unif(g, 8, 16), hot_up = unif(g, 1.0, 2.5), hot_side = unif(g, -50, 50),
+           hot_depth = unif(g, 5, 25);
+    p->has_hotspot = has_hot;
+
+    double support = 0.0; /* max (q - H) . liver_dir over heart pixels */
+    double c0 = 0.5 * (n - 1);
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            vec2 q = v2((x - c0) * pix, (y - c0) * pix);
+            if (lv_epi(&h, q) || (h.has_rv && in_ell(&h.rv_out, q))) {
+                double s = dot(sub(q, h.H), liver_dir);
+                if (s > support)
+                    support = s;
+            }
+        }
+    vec2 dome = add(h.H, scale(liver_dir, support + gap));
+    ellipse liver = {add(dome, scale(liver_dir, lu)), liver_dir, lu, lv};
+    vec2 e2 = v2(-liver_dir.y, liver_dir.x);
+    ellipse hot = {add(dome, add(scale(e2, hot_side), scale(liver_dir, hot_depth))), v2(1, 0),
+                   hot_r, hot_r * 0.8};
+    ellipse spine_zone = spine; /* the liver keeps clear of the spine and the great vessels */
+    spine_zone.r1 += 12;
+    spine_zone.r2 += 12;
+    ellipse body_in = body;
+    body_in.r1 -= 8;
+    body_in.r2 -= 8;
+
+    /* breast tissue: soft tissue bulging over the anterior wall (the anterior artefact) */
+    int has_breast = fs_random_uniform(g) < o->breast_prob;
+    ellipse breast = {v2(unif(g, 30, 70), -bay * unif(g, 0.8, 0.9)), v2(1, 0), unif(g, 50, 70),
+                      unif(g, 30, 50)};
+    if (breast.c.y - breast.r2 < -0.97 * half_fov) /* stay inside the field of view */
+        breast.r2 = breast.c.y + 0.97 * half_fov;
+    p->has_breast = has_breast;
+
+    /* ---- cardiac motion: an ungated acquisition averages the cycle ---- */
+    double ef = unif(g, 0.5, 0.7), thick = unif(g, 0.3, 0.6);
+    double k_rad = cbrt(1.0 - ef), k_long = sqrt(k_rad);
+    /* normal variation: apical thinning (0-15% less uptake toward the apex) */
+    double apical = unif(g, 0.0, 0.15);
+    enum { NPHASE = 5 };
+    heart ph_h[NPHASE];
+    for (int k = 0; k < NPHASE; k++)
+        ph_h[k] = heart_phase(&h, (double)k / (NPHASE - 1), k_rad, k_long, thick);
+    heart hl = heart_phase(&h, LABEL_PHASE, k_rad, k_long, thick); /* labels and landmarks */
+
+    /* ---- rasterise ---- */
+    double cx = 0, cy = 0, cn = 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            vec2 q = v2((x - c0) * pix, (y - c0) * pix);
+            size_t i = (size_t)y * n + x;
+            float act = 0, mu = 0, lab = FS_LABEL_BACKGROUND;
+            double bv = ell_val(&body, q);
+            if (bv <= 1.0 || (has_breast && in_ell(&breast, q))) {
+                act = (float)up_body;
+                mu = 0.15f;
+                if (in_ell(&lung_r, q) || in_ell(&lung_l, q)) {
+                    act = (float)up_lung;
+                    mu = 0.04f;
+                }
+                if (in_ell(&liver, q) && in_ell(&body_in, q) && !(has_spine && in_ell(&spine_zone, q))) {
+                    act = (float)up_liver;
+                    mu = 0.15f;
+                    lab = FS_LABEL_LIVER;
+                }
+                if (has_hot && in_ell(&hot, q) && in_ell(&body_in, q)) {
+                    act = (float)hot_up;
+                    mu = 0.15f;
+                    lab = FS_LABEL_OTHER;
+                }
+                if (has_spine && in_ell(&spine, q)) { /* bone: never liver */
+                    act = (float)up_body;
+                    mu = 0.27f;
+                    lab = FS_LABEL_BACKGROUND;
+                }
+                if (h.has_la && in_ell(&h.la, q) && !lv_epi(&hl, q)) {
+                    act = (float)up_blood;
+                    lab = FS_LABEL_OTHER;
+                    mu = 0.15f;
+                }
+                if (h.has_rv && in_ell(&h.rv_out, q) && !lv_epi(&hl, q)) {
+                    act = in_ell(&h.rv_in, q) ? (float)up_blood : (float)up_rv;
+                    lab = FS_LABEL_OTHER;
+                    mu = 0.15f;
+                }
+                /* LV: activity averaged over the phases, labels from the label phase */
+                double defect = has_defect ? sev * wedge(sub(q, h.H), ddir, dhalf) : 0.0;
+                double normal = 1.0;
+                if (o->view == FS_SPECT_SHORT_AXIS) {
+                    if (level > 0.6)
+                        normal -= apical * (level - 0.6) / 0.4;
+                } else {
+                    double a = dot(sub(q, h.O), h.ea) - h.base_len;
+                    if (a > 0) {
+                        double t = fmin(1.0, a / (h.Ai + h.wa));
+                        normal -= apical * t * t;
+                    }
+                }
+                double sum = 0.0;
+                int any = 0;
+                for (int k = 0; k < NPHASE; k++) {
+                    if (lv_epi(&ph_h[k], q)) {
+                        any = 1;
+                        sum += (lv_endo(&ph_h[k], q) || in_gap(&ph_h[k], q)) ? up_blood : normal * (1.0 - defect);
+                    } else {
+                        sum += act;
+                    }
+                }
+                if (any) {
+                    act = (float)(sum / NPHASE);
+                    mu = 0.15f;
+                }
+                if (lv_epi(&hl, q)) {
+                    mu = 0.15f;
+                    if (lv_endo(&hl, q) || in_gap(&hl, q)) {
+                        lab = FS_LABEL_VENTRICLE;
+                        cx += q.x;
+                        cy += q.y;
+                        cn += 1;
+                    } else {
+                        lab = FS_LABEL_MYOCARDIUM;
+                    }
+                }
+            }
+            p->activity[i] = act;
+            p->attenuation[i] = mu;
+            p->labels[i] = lab;
+        }
+
+    p->lv_diameter_mm = D;
+    p->wall_mm = h.w;
+    p->liver_gap_mm = gap;
+    p->liver_uptake = up_liver;
+    p->blood_uptake = up_blood;
+
+    /* ---- landmarks ---- */
+    vec2 centre = cn > 0 ? v2(cx / cn, cy / cn) : hl.H;
+    if (o->view != FS_SPECT_SHORT_AXIS)
+        add_landmark(p, "lv_apex", add(hl.O, scale(hl.ea, hl.base_len + hl.Ai + hl.wa)));
+    add_landmark(p, "lv_centre", centre);
+    if (o->view != FS_SPECT_SHORT_AXIS)
+        add_landmark(p, "mitral_valve", hl.O);
+    if (h.has_rv) {
+        /* where the RV outer wall meets the LV epicardium */
+        vec2 pts[8];
+        int np = 0;
+        int prev = lv_epi(&hl, ell_point(&h.rv_out, 0));
+        for (int k = 1; k <= 720 && np < 8; k++) {
+            vec2 q = ell_point(&h.rv_out, 2 * M_PI * k / 720);
+            int cur = lv_epi(&hl, q);
+            if (cur != prev)
+                pts[np++] = q;
+            prev = cur;
+        }
+        if (np >= 2) {
+            vec2 a = pts[0], b = pts[np - 1];
+            if (a.y > b.y) { vec2 t = a; a = b; b = t; }
+            add_landmark(p, "rv_insertion_anterior", a);
+            add_landmark(p, o->view == FS_SPECT_SHORT_AXIS ? "rv_insertion_inferior"
+                                                           : "rv_insertion_posterior", b);
+        }
+    }
+    if (o->view == FS_SPECT_SHORT_AXIS) {
+        add_landmark(p, "lv_inferior_wall", add(hl.H, v2(0, hl.ri + 0.5 * hl.w)));
+        add_landmark(p, "lv_lateral_wall", add(hl.H, v2(hl.ri + 0.5 * hl.w, 0)));
+    }
+    if (o->view == FS_SPECT_LONG_AXIS) {
+        add_landmark(p, "lv_base_anterior", sub(hl.O, scale(hl.eb, hl.Bi + 0.5 * hl.w)));
+        add_landmark(p, "lv_base_inferior", add(hl.O, scale(hl.eb, hl.Bi + 0.5 * hl.w)));
+    }
+    add_landmark(p, "liver_dome", dome);
+    return 0;
+}
