@@ -4,6 +4,7 @@
 
 #include "autograd/autograd.h"
 #include "base/blockcache.h"
+#include "base/parallel.h"
 #include "lbind.h"
 
 #define GUARD_MT "fewshot.NoGradGuard"

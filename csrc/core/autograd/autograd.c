@@ -370,3 +370,13 @@ fs_tensor *fs_sum_to_shape(const fs_tensor *g, int ndim, const int64_t *size)
     fs_tensor_release(v);
     return out;
 }
+
+static const char *node_name(const fs_node *n) { return n->name; }
+
+/* Tells the tensor area how to drop a grad_fn and print its name (tensor.h), before any
+ * node can exist. */
+__attribute__((constructor)) static void install_node_hooks(void)
+{
+    fs_node_hooks_installed.release = fs_node_release;
+    fs_node_hooks_installed.name = node_name;
+}

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "base/fileio.h"
-#include "tensor/tensor.h"
+#include "base/error.h"
 
 int fs_file_read_all(const char *op, const char *path, unsigned char **data, size_t *len)
 {

@@ -9,7 +9,8 @@
  * itself measured 708 ms against 139 ms with this split (same run, 2 threads). */
 #include <cblas.h>
 
-#include "nn/nn_internal.h"
+#include "base/gemm.h"
+#include "base/parallel.h"
 
 /* OpenBLAS's OpenMP build (openblas_get_parallel() == 2) shares libgomp's pool: inside one of
  * our parallel regions it runs single-threaded by itself, and setting its thread count would
@@ -56,7 +57,7 @@ void fs_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
-        fs_nn_thread(&t, &T);
+        fs_thread_team(&t, &T);
         /* blocks start on multiples of 16 (a 64-byte line of floats) */
         int64_t len = split_cols ? N : M;
         int64_t b0 = (len * t / T) & ~(int64_t)15;

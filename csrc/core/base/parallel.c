@@ -6,8 +6,7 @@
 #include <omp.h>
 #endif
 
-#include "tensor/tensor.h"
-
+#include "base/parallel.h"
 
 static int num_threads;
 

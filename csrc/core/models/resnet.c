@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "base/parallel.h"
 #include "module/module.h"
 #include "ops/ops.h"
 

@@ -531,7 +531,7 @@ static int conv_backward_krows(float *dx, float *dw, const float *dy, const floa
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
-        fs_nn_thread(&t, &T);
+        fs_thread_team(&t, &T);
         float *dy2 = ws + t * per_thread, *col = dy2 + Og * ld;
         const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, k0 = c0 * KK, k1 = c1 * KK;
         for (int64_t g = 0; g < G && k1 > k0; g++) {
@@ -585,7 +585,7 @@ static int conv_forward_orows(float *y, const float *x, const float *w, const fl
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
-        fs_nn_thread(&t, &T);
+        fs_thread_team(&t, &T);
         const int64_t nb16 = (Og + 15) / 16, e = nb16 * (t + 1) / T * 16;
         const int64_t o0 = nb16 * t / T * 16, o1 = e < Og ? e : Og; /* blocks of 16 rows */
         for (int64_t g = 0; g < G; g++) {
@@ -623,7 +623,7 @@ static int conv_forward_threads(float *y, const float *x, const float *w, const 
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
-        fs_nn_thread(&t, &T);
+        fs_thread_team(&t, &T);
         float *col = ws + t * per_thread, *tmp = col + K * ld;
         int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
         for (int64_t n0 = i0; n0 < i1; n0 += nb) {
@@ -672,7 +672,7 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
-        fs_nn_thread(&t, &T);
+        fs_thread_team(&t, &T);
         float *col = ws + t * per_thread, *dyg = col + K * ld;
         float *dwt = dw ? (t == 0 ? dw : dw_parts + (t - 1) * WK) : NULL;
         int64_t i0 = N * t / T, i1 = N * (t + 1) / T;
@@ -704,7 +704,7 @@ static int conv_backward_threads(float *dx, float *dw, const float *dy, const fl
             }
         }
         if (dw)
-            fs_nn_sum_thread_parts(dw, dw_parts, WK, T);
+            fs_sum_thread_parts(dw, dw_parts, WK, T);
     }
     return 0;
 }

@@ -247,7 +247,7 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
-        fs_nn_thread(&t, &T);
+        fs_thread_team(&t, &T);
         float *xs = ws + t * gsz * per_img;
         const int64_t u0 = units * t / T, u1 = units * (t + 1) / T;
         ovec v[NVMAX * 8];
@@ -560,7 +560,7 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
 #pragma omp parallel num_threads(nt)
     {
         int t, T;
-        fs_nn_thread(&t, &T);
+        fs_thread_team(&t, &T);
         transpose_dy(dyt, dy, N, O, OP, P); /* ends with a barrier */
         float *xs = ws + t * per_thread, *dwt = xs + xs_part;
         const int64_t tile0 = ntiles * t / T, tile1 = ntiles * (t + 1) / T;

@@ -4,11 +4,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "autograd/autograd.h"
+#include "base/gemm.h"
+#include "base/parallel.h"
 #include "nn/nn.h"
 #include "tensor/tensor.h"
 
@@ -24,36 +23,6 @@ static inline void fs_nn_release_all(int n, fs_tensor **ts)
 {
     for (int i = 0; i < n; i++)
         fs_tensor_release(ts[i]);
-}
-
-/* This thread's number t and the team's size T inside a parallel region (0 and 1 without
- * OpenMP). */
-static inline void fs_nn_thread(int *t, int *T)
-{
-#ifdef _OPENMP
-    *t = omp_get_thread_num();
-    *T = omp_get_num_threads();
-#else
-    *t = 0;
-    *T = 1;
-#endif
-}
-
-/* Inside a parallel region of T threads, after each thread u > 0 has written its copy
- * parts[(u-1)*n ..] and thread 0 dst itself: dst += the copies, shared among the threads
- * (one barrier first). */
-static inline void fs_nn_sum_thread_parts(float *dst, const float *parts, int64_t n, int T)
-{
-    if (T <= 1)
-        return;
-#pragma omp barrier
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < n; k++) {
-        float acc = dst[k];
-        for (int u = 1; u < T; u++)
-            acc += parts[(u - 1) * n + k];
-        dst[k] = acc;
-    }
 }
 
 static inline const char *fs_reduction_name(fs_reduction r)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "base/parallel.h"
 #include "ops/ops.h"
 
 /* Up to three operands viewed with the output's shape (stride 0 where broadcast). */

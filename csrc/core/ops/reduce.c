@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "base/parallel.h"
 #include "ops/ops.h"
 
 typedef enum { R_SUM, R_MEAN, R_VAR } red_kind;

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "spect/spect.h"
 
 #define BP_CHUNKS 8

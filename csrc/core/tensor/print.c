@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/autograd.h"
 #include "tensor/tensor.h"
 
 #define EDGE 3          /* items shown at each end of an elided dim */
@@ -146,7 +145,7 @@ char *fs_tensor_format(const fs_tensor *t)
     }
     sb_printf(&b, ", shape=%s", FS_SHAPE(t));
     if (t->grad_fn)
-        sb_printf(&b, ", grad_fn=<%s>", t->grad_fn->name);
+        sb_printf(&b, ", grad_fn=<%s>", fs_node_hooks_installed.name(t->grad_fn));
     else if (t->requires_grad)
         sb_printf(&b, ", requires_grad=true");
     sb_printf(&b, ")");

@@ -1,55 +1,13 @@
 /* tensor.c - storage, tensor headers, creation, strided copies and raw (non-recording) views.
  * Shapes: size[d] elements along dim d, stride[d] elements between neighbours along d. */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/autograd.h"
-#include "base/blockcache.h"
+#include "base/parallel.h"
 #include "tensor/tensor.h"
 
-static _Atomic int64_t bytes_total, bytes_live;
-
-int64_t fs_bytes_allocated_total(void) { return atomic_load(&bytes_total); }
-int64_t fs_bytes_live(void) { return atomic_load(&bytes_live); }
-
-/* A 64-byte header in front of each block keeps its size for the live-bytes count, and the
- * mapping's capacity for blocks from the block cache (blockcache.c; 0 for malloc'ed ones). */
-void *fs_alloc(size_t bytes)
-{
-    void *p = NULL;
-    size_t cap = 0;
-    if (bytes > SIZE_MAX - 8192) {
-        p = NULL;
-    } else if (bytes + 64 >= FS_BLOCK_MIN) {
-        cap = (bytes + 64 + 4095) & ~(size_t)4095;
-        p = fs_block_get(cap);
-    } else if (posix_memalign(&p, 64, bytes + 64) != 0) {
-        p = NULL;
-    }
-    if (!p) {
-        fs_set_error("out of memory allocating %zu bytes", bytes);
-        return NULL;
-    }
-    ((size_t *)p)[0] = bytes;
-    ((size_t *)p)[1] = cap;
-    atomic_fetch_add(&bytes_total, (int64_t)bytes);
-    atomic_fetch_add(&bytes_live, (int64_t)bytes);
-    return (char *)p + 64;
-}
-
-void fs_free(void *p)
-{
-    if (!p)
-        return;
-    size_t *base = (size_t *)((char *)p - 64);
-    atomic_fetch_sub(&bytes_live, (int64_t)base[0]);
-    if (base[1])
-        fs_block_put(base, base[1]);
-    else
-        free(base);
-}
+fs_node_hooks fs_node_hooks_installed;
 
 int64_t fs_shape_numel(int ndim, const int64_t *size)
 {
@@ -189,7 +147,8 @@ void fs_tensor_release(fs_tensor *t)
     if (!t || --t->refcount > 0)
         return;
     fs_tensor_release(t->grad);
-    fs_node_release(t->grad_fn);
+    if (t->grad_fn)
+        fs_node_hooks_installed.release(t->grad_fn);
     storage_release(t->storage);
     free(t);
 }

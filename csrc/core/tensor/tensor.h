@@ -17,6 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/error.h"
+#include "base/memory.h"
+#include "base/random.h"
+
 #define FS_MAX_DIM 8
 
 typedef struct fs_storage {
@@ -39,24 +43,17 @@ typedef struct fs_tensor {
     fs_node *grad_fn;               /* node that produced this tensor, NULL for a leaf */
 } fs_tensor;
 
-/* ---- errors (error.c) ---- */
-const char *fs_error(void);
-/* Formats the message, keeps it for fs_error(), returns -1. */
-int fs_set_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-/* "(2, 3)": a thread-local rotating buffer, so up to 4 may appear in one message. */
-const char *fs_shape_str(int ndim, const int64_t *size);
-#define FS_SHAPE(t) fs_shape_str((t)->ndim, (t)->size)
+/* The tape node that produced a tensor belongs to the area above (autograd/). That area
+ * installs, at load time, how a tensor drops its reference to the node and the node's name
+ * for printing, so this area needs nothing of autograd's. Both are NULL until then, when no
+ * tensor can have a grad_fn. */
+typedef struct fs_node_hooks {
+    void (*release)(fs_node *n);
+    const char *(*name)(const fs_node *n);
+} fs_node_hooks;
+extern fs_node_hooks fs_node_hooks_installed;
 
-/* ---- memory (tensor.c) ---- */
-void *fs_alloc(size_t bytes);        /* aligned; sets "out of memory" on failure */
-void fs_free(void *p);
-/* Bytes ever allocated for storage (monotonic): the binding reports growth to Lua's GC. */
-int64_t fs_bytes_allocated_total(void);
-int64_t fs_bytes_live(void);
+#define FS_SHAPE(t) fs_shape_str((t)->ndim, (t)->size)
 
 /* ---- creation ---- */
 fs_tensor *fs_tensor_new(int ndim, const int64_t *size);   /* contiguous, uninitialised */
@@ -103,25 +100,13 @@ fs_tensor *fs_squeeze_raw(const fs_tensor *t, int dim); /* dim -1: all size-1 di
 int fs_broadcast_shape(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
                        int *nout, int64_t *out);
 
-/* ---- printing (print.c) ---- */
-/* A malloc'ed string like PyTorch's: "tensor([[1., 2.],\n        [3., 4.]])". */
-char *fs_tensor_format(const fs_tensor *t);
-
-/* ---- random numbers (random.c): xoshiro256** seeded through splitmix64 ---- */
-typedef struct fs_generator { uint64_t s[4]; int has_spare; double spare; } fs_generator;
-void fs_generator_seed(fs_generator *g, uint64_t seed);
-fs_generator *fs_default_generator(void);
-uint64_t fs_random_u64(fs_generator *g);
-double fs_random_uniform(fs_generator *g);      /* [0, 1) */
-double fs_random_normal(fs_generator *g);       /* N(0, 1) */
-int64_t fs_random_below(fs_generator *g, int64_t n); /* uniform in [0, n) */
+/* ---- random fills (tensor_random.c): sequential in row-major order, so a seed gives the
+ * same values at any thread count; g NULL means the default generator ---- */
 int fs_tensor_uniform_(fs_tensor *t, fs_generator *g, float lo, float hi);
 int fs_tensor_normal_(fs_tensor *t, fs_generator *g, float mean, float std);
 
-/* ---- threads (parallel.c) ---- */
-void fs_set_num_threads(int n);
-int fs_get_num_threads(void);
-/* Run loops in parallel only above this much work (elements). */
-#define FS_PARALLEL_MIN 32768
+/* ---- printing (print.c) ---- */
+/* A malloc'ed string like PyTorch's: "tensor([[1., 2.],\n        [3., 4.]])". */
+char *fs_tensor_format(const fs_tensor *t);
 
 #endif

@@ -1,0 +1,46 @@
+/* parallel.h - the thread count shared by our OpenMP loops and OpenBLAS, and the helpers for
+ * a thread's place in a parallel region. */
+#ifndef FS_PARALLEL_H
+#define FS_PARALLEL_H
+
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void fs_set_num_threads(int n);
+int fs_get_num_threads(void);
+/* Run loops in parallel only above this much work (elements). */
+#define FS_PARALLEL_MIN 32768
+
+/* This thread's number t and the team's size T inside a parallel region (0 and 1 without
+ * OpenMP). */
+static inline void fs_thread_team(int *t, int *T)
+{
+#ifdef _OPENMP
+    *t = omp_get_thread_num();
+    *T = omp_get_num_threads();
+#else
+    *t = 0;
+    *T = 1;
+#endif
+}
+
+/* Inside a parallel region of T threads, after each thread u > 0 has written its copy
+ * parts[(u-1)*n ..] and thread 0 dst itself: dst += the copies, shared among the threads
+ * (one barrier first). */
+static inline void fs_sum_thread_parts(float *dst, const float *parts, int64_t n, int T)
+{
+    if (T <= 1)
+        return;
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < n; k++) {
+        float acc = dst[k];
+        for (int u = 1; u < T; u++)
+            acc += parts[(u - 1) * n + k];
+        dst[k] = acc;
+    }
+}
+
+#endif
