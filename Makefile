@@ -3,6 +3,7 @@
 #   make            build fewshot/core.so, the static core library and the embedding example
 #   make test       install missing Debian packages, build, run every spec -> "N passed, N failed"
 #   make demo       install missing Debian packages, build, run the main job
+#   make check-layers  fails when an area of csrc/core includes a higher one (run by make test)
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
 #   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
@@ -41,7 +42,6 @@ CORE_SRC    = $(sort $(wildcard csrc/core/*/*.c))
 LUA_SRC     = $(sort $(wildcard csrc/lua/*.c))
 CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
 LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
-HEADERS     = $(wildcard csrc/core/*/*.h csrc/lua/*.h)
 
 SO          = $(if $(VARIANT),$(BUILD)/fewshot/core.so,fewshot/core.so)
 CORE_LIB    = $(BUILD)/libfewshot_core.a
@@ -50,7 +50,7 @@ HOST        = $(BUILD)/embed-host
 LUA_ENV     = LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./?.so;;"
 BUSTED      = $(LUA_ENV) $(LUA) /usr/bin/busted
 
-.PHONY: all deps test demo bench sanitize valgrind install clean
+.PHONY: all deps test demo bench sanitize valgrind install clean check-layers
 
 all: $(SO) $(CORE_LIB) $(HOST)
 
@@ -66,9 +66,12 @@ deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
-$(BUILD)/%.o: csrc/%.c $(HEADERS)
+# The compiler writes each object's header dependencies (-MMD -MP) beside it.
+$(BUILD)/%.o: csrc/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(FS_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(FS_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d)
 
 $(SO): $(CORE_OBJ) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
@@ -89,7 +92,11 @@ $(HOST): examples/embed/host.c
 AVX2_FLAGS = VARIANT=-avx2 OPT="-O2 -march=x86-64-v3"
 AVX2_SPECS = spec/nn_functional_spec.lua spec/resnet_spec.lua
 HAS_AVX2  := $(shell for f in avx2 fma bmi2 f16c movbe; do grep -qw $$f /proc/cpuinfo || exit 0; done; echo yes)
-test: deps
+# Each area of csrc/core includes only the areas below it (README "Layout").
+check-layers:
+	@sh tools/check_layers.sh
+
+test: deps check-layers
 	@$(MAKE) --no-print-directory all
 	@$(if $(HAS_AVX2),$(MAKE) --no-print-directory build-avx2/fewshot/core.so $(AVX2_FLAGS) >/dev/null)
 	@{ $(BUSTED) -o TAP spec 2>&1; \
