@@ -205,3 +205,106 @@ void fs_lua_apply_requires_grad(lua_State *L, int opts, fs_tensor *t)
     if (fs_lua_opt_bool(L, opts, "requires_grad", false))
         t->requires_grad = true;
 }
+
+/* Levenshtein distance of a and b, capped at 99 (for "did you mean"). */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    int row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static const char *nearest_key(const char *key, const char *const *keys)
+{
+    const char *best = NULL;
+    int best_d = 99;
+    for (int i = 0; keys[i]; i++) {
+        int d = edit_distance(key, keys[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i];
+        }
+    }
+    /* a suggestion only when it is close: at most a third of the key's letters differ */
+    return best && best_d <= 1 + (int)strlen(key) / 3 ? best : NULL;
+}
+
+void fs_lua_check_options(lua_State *L, int idx, const char *op, const char *const *keys)
+{
+    if (!lua_istable(L, idx))
+        return;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: options must be named (a key of type %s was given)", op,
+                       luaL_typename(L, -1));
+        const char *key = lua_tostring(L, -1);
+        int known = 0;
+        for (int i = 0; keys[i] && !known; i++)
+            known = strcmp(key, keys[i]) == 0;
+        if (!known) {
+            const char *near = nearest_key(key, keys);
+            if (near)
+                luaL_error(L, "%s: unknown option '%s' (did you mean '%s'?)", op, key, near);
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (int i = 0; keys[i]; i++) {
+                if (i)
+                    luaL_addstring(&b, ", ");
+                luaL_addstring(&b, keys[i]);
+            }
+            luaL_pushresult(&b);
+            luaL_error(L, "%s: unknown option '%s' (options: %s)", op, key, lua_tostring(L, -1));
+        }
+    }
+}
+
+/* fewshot.core.check_options(op, opts, {"key", ...}): the same checker for the Lua front. */
+static int l_check_options(lua_State *L)
+{
+    const char *op = luaL_checkstring(L, 1);
+    if (lua_isnoneornil(L, 2))
+        return 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 3);
+    if (n > 255)
+        return luaL_error(L, "check_options: at most 255 keys");
+    const char *keys[256];
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 3, i);
+        keys[i - 1] = lua_tostring(L, -1); /* the strings stay referenced by the table */
+        if (!keys[i - 1])
+            return luaL_error(L, "check_options: key %d is not a string", (int)i);
+        lua_pop(L, 1);
+    }
+    keys[n] = NULL;
+    fs_lua_check_options(L, 2, op, keys);
+    return 0;
+}
+
+void fs_lua_open_options(lua_State *L)
+{
+    lua_pushcfunction(L, l_check_options);
+    lua_setfield(L, -2, "check_options");
+}

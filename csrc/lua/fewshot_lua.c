@@ -17,6 +17,7 @@ int luaopen_fewshot_core(lua_State *L)
     fs_lua_open_spect(L);
     fs_lua_open_image(L);
     fs_lua_open_nn(L);
+    fs_lua_open_options(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;

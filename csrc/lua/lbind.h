@@ -51,6 +51,12 @@ int fs_lua_check_dim(lua_State *L, int idx, int ndim);   /* 1-based/negative -> 
 int fs_lua_opt_dim(lua_State *L, int idx, int ndim, int def);
 
 /* Option tables (idx may be absent or nil) */
+/* Raises "op: unknown option 'kye' (did you mean 'key'?)" when the table at idx has a key that
+ * is not in keys (NULL-terminated), or a key that is not a string. Every function that takes
+ * an options table calls it first, so a typo never goes unnoticed. No-op when idx is not a
+ * table. Lua code calls the same checker as fewshot.core.check_options(op, opts, keys). */
+void fs_lua_check_options(lua_State *L, int idx, const char *op, const char *const *keys);
+#define FS_OPTIONS(...) ((const char *const[]){__VA_ARGS__, NULL})
 bool fs_lua_opt_bool(lua_State *L, int idx, const char *key, bool def);
 lua_Number fs_lua_opt_number(lua_State *L, int idx, const char *key, lua_Number def);
 lua_Integer fs_lua_opt_integer(lua_State *L, int idx, const char *key, lua_Integer def);
@@ -70,5 +76,6 @@ void fs_lua_open_optim(lua_State *L);
 void fs_lua_open_spect(lua_State *L);
 void fs_lua_open_image(lua_State *L);
 void fs_lua_open_nn(lua_State *L);
+void fs_lua_open_options(lua_State *L);
 
 #endif
