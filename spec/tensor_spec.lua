@@ -369,3 +369,37 @@ describe("threads", function()
       "set_num_threads: expected a positive count, got 0")
   end)
 end)
+
+describe("shape arithmetic never overflows", function()
+  it("rejects element counts beyond 2^60 instead of wrapping", function()
+    assert.has_error(function() fs.zeros({2^62, 4}) end,
+      "tensor: shape (4611686018427387904, 4) has too many elements (over 2^63; at most 2^60)")
+    assert.has_error(function() fs.zeros({2^32, 2^32}) end,
+      "tensor: shape (4294967296, 4294967296) has too many elements (over 2^63; at most 2^60)")
+    assert.has_error(function() fs.zeros({2^31, 2^30}) end,
+      "tensor: shape (2147483648, 1073741824) has too many elements (over 2^60; at most 2^60)")
+  end)
+
+  it("checks expanded and viewed shapes too", function()
+    assert.has_error(function() fs.zeros({1}):expand({2^40, 2^40}) end,
+      "expand: shape (1099511627776, 1099511627776) has too many elements (over 2^63; at most 2^60)")
+    assert.has_error(function() fs.zeros({4}):view({2^62, 2^62}) end,
+      "view: shape (4611686018427387904, 4611686018427387904) is invalid for a tensor of shape (4) (4 elements)")
+  end)
+
+  it("bounds the layers' size arithmetic", function()
+    local F = fs.nn.functional
+    local x, w = fs.zeros({1, 1, 4, 4}), fs.zeros({1, 1, 3, 3})
+    local ok, err = pcall(F.conv2d, x, w, nil, {padding = 2^40})
+    assert.is_false(ok)
+    assert.matches("conv2d: stride (1, 1), padding (1099511627776, 1099511627776), dilation (1, 1), "
+      .. "output_padding and groups must be at most 2^31", err, 1, true)
+    ok, err = pcall(F.conv_transpose2d, x, w, nil, {stride = 2^31})
+    assert.matches("conv_transpose2d: shape (1, 1, 6442450947, 6442450947) has too many elements", err, 1, true)
+    ok, err = pcall(F.max_pool2d, x, {kernel = 2^62})
+    assert.matches("max_pool2d: kernel (4611686018427387904, 4611686018427387904) and stride "
+      .. "(4611686018427387904, 4611686018427387904) must be at most 2^31", err, 1, true)
+    ok, err = pcall(F.conv2d, fs.zeros({1, 1, 1, 1}):expand({1, 1, 2^30, 2^30}), w)
+    assert.matches("conv2d: shape (1, 3, 3, 1073741822, 1073741822) has too many elements", err, 1, true)
+  end)
+end)

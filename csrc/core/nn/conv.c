@@ -100,9 +100,21 @@ static bool use_direct(const fs_conv2d_shape *s)
     return is_pointwise(s) && (s->n == 1 || s->oh * s->ow >= 256);
 }
 
+/* The largest stride, padding, dilation and kernel side: beyond it the size arithmetic below
+ * could overflow, and no real layer comes near. */
+#define CONV_MAX_EXTENT ((int64_t)1 << 31)
+
 static int check_args(const char *op, const fs_conv2d_args *a)
 {
     for (int d = 0; d < 2; d++) {
+        if (a->stride[d] > CONV_MAX_EXTENT || a->dilation[d] > CONV_MAX_EXTENT ||
+            a->padding[d] > CONV_MAX_EXTENT || a->output_padding[d] > CONV_MAX_EXTENT ||
+            a->groups > CONV_MAX_EXTENT)
+            return fs_set_error("%s: stride (%lld, %lld), padding (%lld, %lld), dilation (%lld, "
+                                "%lld), output_padding and groups must be at most 2^31", op,
+                                (long long)a->stride[0], (long long)a->stride[1],
+                                (long long)a->padding[0], (long long)a->padding[1],
+                                (long long)a->dilation[0], (long long)a->dilation[1]);
         if (a->stride[d] < 1 || a->dilation[d] < 1 || a->padding[d] < 0 ||
             a->output_padding[d] < 0)
             return fs_set_error("%s: stride (%lld, %lld) and dilation (%lld, %lld) must be >= 1, "
@@ -113,6 +125,21 @@ static int check_args(const char *op, const fs_conv2d_args *a)
     }
     if (a->groups < 1)
         return fs_set_error("%s: groups must be >= 1, got %lld", op, (long long)a->groups);
+    return 0;
+}
+
+/* A shape's output (N, O, OH, OW), input (N, C, H, W) and one image's unfolding
+ * (C, kh, kw, OH, OW) must pass fs_shape_check before anything is sized from them. */
+static int check_sizes(const char *op, const fs_conv2d_shape *s)
+{
+    if (s->kh > CONV_MAX_EXTENT || s->kw > CONV_MAX_EXTENT)
+        return fs_set_error("%s: kernel (%lld, %lld) is larger than 2^31", op, (long long)s->kh,
+                            (long long)s->kw);
+    int64_t out[4] = {s->n, s->o, s->oh, s->ow}, in[4] = {s->n, s->c, s->h, s->w};
+    int64_t cols[5] = {s->c, s->kh, s->kw, s->oh, s->ow};
+    if (fs_shape_check(op, 4, out) < 0 || fs_shape_check(op, 4, in) < 0 ||
+        fs_shape_check(op, 5, cols) < 0)
+        return -1;
     return 0;
 }
 
@@ -166,7 +193,8 @@ int fs_conv2d_shape_init(fs_conv2d_shape *s, const char *op, const fs_tensor *x,
                             (long long)eh, (long long)ew, FS_SHAPE(w));
     s->oh = (hp - eh) / a->stride[0] + 1;
     s->ow = (wp - ew) / a->stride[1] + 1;
-    return 0;
+    /* the output and one image's unfolding (C kh kw, OH OW) must have countable sizes */
+    return check_sizes(op, s);
 }
 
 /* The conv2d shape whose backward-data is conv_transpose2d(x, w): its input is the
@@ -201,6 +229,10 @@ static int transpose_shape_init(fs_conv2d_shape *s, const fs_tensor *x, const fs
     s->c = w->size[1] * g;      /* the conv's input channels = our output channels */
     s->kh = w->size[2];
     s->kw = w->size[3];
+    if (s->oh > CONV_MAX_EXTENT || s->ow > CONV_MAX_EXTENT || s->kh > CONV_MAX_EXTENT ||
+        s->kw > CONV_MAX_EXTENT)
+        return fs_set_error("%s: input %s or weight %s has a side larger than 2^31", op,
+                            FS_SHAPE(x), FS_SHAPE(w));
     s->h = (s->oh - 1) * a->stride[0] - 2 * a->padding[0] + a->dilation[0] * (s->kh - 1) +
            a->output_padding[0] + 1;
     s->w = (s->ow - 1) * a->stride[1] - 2 * a->padding[1] + a->dilation[1] * (s->kw - 1) +
@@ -211,7 +243,7 @@ static int transpose_shape_init(fs_conv2d_shape *s, const fs_tensor *x, const fs
                             FS_SHAPE(w), (long long)a->stride[0], (long long)a->stride[1],
                             (long long)a->padding[0], (long long)a->padding[1],
                             (long long)s->h, (long long)s->w);
-    return 0;
+    return check_sizes(op, s);
 }
 
 /* ---- unfolding ---- */

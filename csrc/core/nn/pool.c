@@ -36,6 +36,10 @@ static int pool_init(const char *op, const fs_tensor *x, const fs_pool2d_args *a
     int64_t kh = a->kernel[0], kw = a->kernel[1];
     int64_t sh = a->stride[0] ? a->stride[0] : kh, sw = a->stride[1] ? a->stride[1] : kw;
     int64_t ph = a->padding[0], pw = a->padding[1];
+    const int64_t max_side = (int64_t)1 << 31; /* beyond it the size arithmetic could overflow */
+    if (kh > max_side || kw > max_side || sh > max_side || sw > max_side)
+        return fs_set_error("%s: kernel (%lld, %lld) and stride (%lld, %lld) must be at most 2^31",
+                            op, (long long)kh, (long long)kw, (long long)sh, (long long)sw);
     if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0)
         return fs_set_error("%s: kernel (%lld, %lld) and stride (%lld, %lld) must be >= 1 and "
                             "padding (%lld, %lld) >= 0", op, (long long)kh, (long long)kw,

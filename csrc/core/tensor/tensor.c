@@ -9,12 +9,33 @@
 
 fs_node_hooks fs_node_hooks_installed;
 
+/* a * b for sizes >= 0, saturating at INT64_MAX instead of overflowing. */
+static int64_t mul_saturating(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 int64_t fs_shape_numel(int ndim, const int64_t *size)
 {
     int64_t n = 1;
     for (int d = 0; d < ndim; d++)
-        n *= size[d];
+        n = mul_saturating(n, size[d]);
     return n;
+}
+
+int fs_shape_check(const char *op, int ndim, const int64_t *size)
+{
+    if (ndim < 0 || ndim > FS_MAX_DIM)
+        return fs_set_error("%s: %d dims given, at most %d are supported", op, ndim, FS_MAX_DIM);
+    for (int d = 0; d < ndim; d++)
+        if (size[d] < 0)
+            return fs_set_error("%s: negative size in shape %s", op, fs_shape_str(ndim, size));
+    int64_t n = fs_shape_numel(ndim, size);
+    if (n > FS_MAX_NUMEL)
+        return fs_set_error("%s: shape %s has too many elements (%s; at most 2^60)", op,
+                            fs_shape_str(ndim, size), n == INT64_MAX ? "over 2^63" : "over 2^60");
+    return 0;
 }
 
 int64_t fs_numel(const fs_tensor *t) { return fs_shape_numel(t->ndim, t->size); }
@@ -38,19 +59,9 @@ static void set_contiguous_strides(fs_tensor *t)
     }
 }
 
-static int check_shape(const char *op, int ndim, const int64_t *size)
-{
-    if (ndim < 0 || ndim > FS_MAX_DIM)
-        return fs_set_error("%s: %d dims given, at most %d are supported", op, ndim, FS_MAX_DIM);
-    for (int d = 0; d < ndim; d++)
-        if (size[d] < 0)
-            return fs_set_error("%s: negative size in shape %s", op, fs_shape_str(ndim, size));
-    return 0;
-}
-
 fs_tensor *fs_tensor_new(int ndim, const int64_t *size)
 {
-    if (check_shape("tensor", ndim, size) < 0)
+    if (fs_shape_check("tensor", ndim, size) < 0)
         return NULL;
     int64_t n = fs_shape_numel(ndim, size);
     fs_tensor *t = header_new();
@@ -289,6 +300,8 @@ fs_tensor *fs_tensor_alias(const fs_tensor *t)
 /* src viewed with dst's shape (broadcast strides 0), or NULL with an error. */
 static fs_tensor *broadcast_to(const char *op, const fs_tensor *src, const fs_tensor *dst)
 {
+    if (fs_shape_check(op, dst->ndim, dst->size) < 0)
+        return NULL;
     if (src->ndim > dst->ndim) {
         fs_set_error("%s: shape %s cannot be broadcast to %s", op, FS_SHAPE(src), FS_SHAPE(dst));
         return NULL;
@@ -411,7 +424,7 @@ fs_tensor *fs_view_raw(const fs_tensor *t, int ndim, const int64_t *size_in)
             fs_set_error("view: invalid shape %s", fs_shape_str(ndim, size_in));
             return NULL;
         } else
-            known *= size[d];
+            known = mul_saturating(known, size[d]);
     }
     int64_t n = fs_numel(t);
     if (infer >= 0) {

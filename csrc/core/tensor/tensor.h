@@ -68,7 +68,14 @@ void fs_tensor_release(fs_tensor *t); /* NULL-safe; frees grad, grad_fn, storage
 
 /* ---- inspection ---- */
 int64_t fs_numel(const fs_tensor *t);
+/* The product of the sizes, saturating at INT64_MAX (never overflows). */
 int64_t fs_shape_numel(int ndim, const int64_t *size);
+/* 0, or -1 with "op: ..." when a size is negative, ndim is out of range, or the shape has more
+ * than FS_MAX_NUMEL elements (so that every byte count of it fits int64_t and size_t).
+ * Every shape from Lua, from a file header or from a layer's size arithmetic passes here
+ * before anything is allocated for it. */
+int fs_shape_check(const char *op, int ndim, const int64_t *size);
+#define FS_MAX_NUMEL ((int64_t)1 << 60)
 bool fs_is_contiguous(const fs_tensor *t);
 bool fs_same_shape(const fs_tensor *a, const fs_tensor *b);
 static inline float *fs_data(const fs_tensor *t) { return t->storage->data + t->offset; }
