@@ -532,6 +532,10 @@ describe("interpolate", function()
     interp_bilinear2 = {scale = 2, mode = "bilinear"},
     interp_nearest3 = {scale = 3},
     interp_bilinear1_5 = {scale = 1.5, mode = "bilinear"},
+    interp_size_nearest = {size = {7, 5}, mode = "nearest"},
+    interp_size_nearest_up = {size = 10},
+    interp_size_bilinear = {size = {9, 7}, mode = "bilinear"},
+    interp_size_bilinear_down = {size = {3, 4}, mode = "bilinear"},
   }
   for name, opts in pairs(cases) do
     it("matches PyTorch: " .. name, function()
@@ -551,6 +555,32 @@ describe("interpolate", function()
     assert.matches("mode must be \"nearest\" or \"bilinear\"", err, 1, true)
     ok, err = pcall(F.interpolate, fs.zeros({1, 1, 2, 2}), {scale = 2, align_corners = true})
     assert.matches("align_corners=true is not supported", err, 1, true)
+  end)
+
+  it("gives the size asked for where a scale of size/H would floor one short", function()
+    -- 64/49 * 49 is 63.99999999999999 in doubles: scale= gives 63 rows (as PyTorch does), size= 64
+    local x = fs.zeros({1, 1, 49, 49})
+    assert.same({1, 1, 63, 63}, F.interpolate(x, {scale = 64 / 49}):shape())
+    assert.same({1, 1, 64, 64}, F.interpolate(x, {size = 64, mode = "bilinear"}):shape())
+    assert.same({1, 1, 64, 32}, F.interpolate(x, {size = {64, 32}}):shape())
+  end)
+
+  it("takes exactly one of size and scale, and bounds both", function()
+    local x = fs.zeros({1, 1, 4, 4})
+    assert.has_error(function() F.interpolate(x, {}) end,
+      "interpolate: give exactly one of 'size' (a number or {h, w}) and 'scale' (a number or {h, w})")
+    assert.has_error(function() F.interpolate(x, {size = 2, scale = 2}) end,
+      "interpolate: give exactly one of 'size' (a number or {h, w}) and 'scale' (a number or {h, w})")
+    assert.has_error(function() F.interpolate(x, {size = 2.5}) end,
+      "interpolate: size must be whole numbers in [1, 2^31], got (2.5, 2.5)")
+    assert.has_error(function() F.interpolate(x, {size = {0, 3}}) end,
+      "interpolate: size must be whole numbers in [1, 2^31], got (0.0, 3.0)")
+    assert.has_error(function() F.interpolate(x, {scale = 1e9}) end,
+      "interpolate: input (1, 1, 4, 4) scaled by (1e+09, 1e+09) would be (4e+09, 4e+09), over 2147483648 a side")
+    assert.has_error(function() F.interpolate(x, {scale = 0.1}) end,
+      "interpolate: input (1, 1, 4, 4) scaled by (0.1, 0.1) is empty")
+    assert.has_error(function() F.interpolate(x, {sizes = 2}) end,
+      "interpolate: unknown option 'sizes' (did you mean 'size'?)")
   end)
 end)
 

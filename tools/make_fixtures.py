@@ -214,6 +214,20 @@ def interp_cases():
                                                       align_corners=False), [rnd(1, 2, 4, 6)])
 
 
+def interp_size_cases():
+    """F.interpolate(size=...): the source step is in/out (not 1/scale). Seeded on its own, so
+    the files written before it stay byte-identical."""
+    run("interp_size_nearest", lambda x: F.interpolate(x, size=(7, 5), mode="nearest"),
+        [rnd(1, 2, 4, 6)])
+    run("interp_size_nearest_up", lambda x: F.interpolate(x, size=(10, 10), mode="nearest"),
+        [rnd(1, 1, 3, 7)])
+    run("interp_size_bilinear", lambda x: F.interpolate(x, size=(9, 7), mode="bilinear",
+                                                        align_corners=False), [rnd(2, 2, 5, 6)])
+    run("interp_size_bilinear_down", lambda x: F.interpolate(x, size=(3, 4), mode="bilinear",
+                                                             align_corners=False),
+        [rnd(1, 1, 8, 9)])
+
+
 def softmax_cases():
     run("softmax_last", lambda x: F.softmax(x, dim=1), [rnd(3, 5, scale=3.0)])
     run("softmax_mid", lambda x: F.softmax(x, dim=1), [rnd(2, 4, 3, scale=3.0)])
@@ -256,6 +270,8 @@ def main():
     for fn in (conv_cases, linear_cases, bn_cases, pool_cases, interp_cases, softmax_cases,
                loss_cases, cdist_cases, conv_direct_cases, conv_dw_cases):
         fn()
+    torch.manual_seed(4321)
+    interp_size_cases()
     print("wrote", len(os.listdir(OUT)), "fixtures to", os.path.normpath(OUT))
 
 

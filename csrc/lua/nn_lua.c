@@ -14,7 +14,7 @@
  *   F.max_pool2d(x, {kernel=, stride=kernel, padding=0, ceil_mode=false})
  *   F.avg_pool2d(x, {kernel=, stride=kernel, padding=0, ceil_mode=false, count_include_pad=true})
  *   F.adaptive_avg_pool2d(x, {h, w} | n)
- *   F.interpolate(x, {scale=, mode="nearest"|"bilinear"})      align_corners false
+ *   F.interpolate(x, {size= | scale=, mode="nearest"|"bilinear"}) align_corners false
  *   F.softmax(x [, dim=-1]), F.log_softmax(x [, dim=-1])
  *   F.cross_entropy(logits, labels, {reduction="mean"|"sum"|"none"}), F.nll_loss(logp, labels, ...)
  *   F.mse_loss(input, target, {reduction=}), F.l1_loss(...), F.smooth_l1_loss(..., {beta=1})
@@ -79,6 +79,10 @@ static fs_tensor *opt_tensor(lua_State *L, int idx)
 
 static fs_reduction opt_reduction(lua_State *L, int idx, const char *op)
 {
+    if (strcmp(op, "smooth_l1_loss") == 0)
+        fs_lua_check_options(L, idx, op, FS_OPTIONS("reduction", "beta"));
+    else
+        fs_lua_check_options(L, idx, op, FS_OPTIONS("reduction"));
     const char *r = fs_lua_opt_string(L, idx, "reduction", "mean");
     if (strcmp(r, "mean") == 0)
         return FS_REDUCTION_MEAN;
@@ -105,6 +109,9 @@ static fs_conv2d_args conv_args(lua_State *L, int idx)
 
 static int l_conv2d(lua_State *L)
 {
+    lua_settop(L, 4);
+    fs_lua_check_options(L, 4, "conv2d", FS_OPTIONS("stride", "padding", "dilation", "groups",
+                                                     "output_padding"));
     fs_tensor *x = fs_lua_check_tensor(L, 1), *w = fs_lua_check_tensor(L, 2);
     fs_tensor *b = opt_tensor(L, 3);
     fs_conv2d_args a = conv_args(L, 4);
@@ -116,6 +123,9 @@ static int l_conv2d(lua_State *L)
 
 static int l_conv_transpose2d(lua_State *L)
 {
+    lua_settop(L, 4);
+    fs_lua_check_options(L, 4, "conv_transpose2d",
+                         FS_OPTIONS("stride", "padding", "dilation", "groups", "output_padding"));
     fs_tensor *x = fs_lua_check_tensor(L, 1), *w = fs_lua_check_tensor(L, 2);
     fs_tensor *b = opt_tensor(L, 3);
     fs_conv2d_args a = conv_args(L, 4);
@@ -125,6 +135,7 @@ static int l_conv_transpose2d(lua_State *L)
 
 static int l_linear(lua_State *L)
 {
+    lua_settop(L, 3);
     fs_tensor *x = fs_lua_check_tensor(L, 1), *w = fs_lua_check_tensor(L, 2);
     fs_tensor *b = opt_tensor(L, 3);
     fs_tensor **box = fs_lua_new_box(L);
@@ -135,6 +146,8 @@ static int l_linear(lua_State *L)
  * eps=1e-5}) */
 static int l_batch_norm(lua_State *L)
 {
+    lua_settop(L, 6);
+    fs_lua_check_options(L, 6, "batch_norm", FS_OPTIONS("training", "momentum", "eps"));
     fs_tensor *x = fs_lua_check_tensor(L, 1);
     fs_tensor *rm = opt_tensor(L, 2), *rv = opt_tensor(L, 3);
     fs_tensor *w = opt_tensor(L, 4), *b = opt_tensor(L, 5);
@@ -147,6 +160,7 @@ static int l_batch_norm(lua_State *L)
 
 static int l_relu(lua_State *L)
 {
+    lua_settop(L, 1);
     fs_tensor *x = fs_lua_check_tensor(L, 1);
     fs_tensor **box = fs_lua_new_box(L);
     return fs_lua_return(L, box, fs_relu(x));
@@ -156,6 +170,14 @@ static fs_pool2d_args pool_args(lua_State *L, int idx, const char *op)
 {
     fs_pool2d_args a;
     memset(&a, 0, sizeof a);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    bool avg = strcmp(op, "avg_pool2d") == 0;
+    if (avg)
+        fs_lua_check_options(L, idx, op, FS_OPTIONS("kernel", "kernel_size", "stride", "padding",
+                                                    "ceil_mode", "count_include_pad"));
+    else
+        fs_lua_check_options(L, idx, op, FS_OPTIONS("kernel", "kernel_size", "stride", "padding",
+                                                    "ceil_mode"));
     if (!has_opt(L, idx, "kernel") && !has_opt(L, idx, "kernel_size"))
         luaL_error(L, "%s: option 'kernel' is required (a number or {h, w})", op);
     opt_pair(L, idx, has_opt(L, idx, "kernel") ? "kernel" : "kernel_size", 0, a.kernel);
@@ -168,6 +190,7 @@ static fs_pool2d_args pool_args(lua_State *L, int idx, const char *op)
 
 static int l_max_pool2d(lua_State *L)
 {
+    lua_settop(L, 2);
     fs_tensor *x = fs_lua_check_tensor(L, 1);
     fs_pool2d_args a = pool_args(L, 2, "max_pool2d");
     fs_tensor **box = fs_lua_new_box(L);
@@ -176,6 +199,7 @@ static int l_max_pool2d(lua_State *L)
 
 static int l_avg_pool2d(lua_State *L)
 {
+    lua_settop(L, 2);
     fs_tensor *x = fs_lua_check_tensor(L, 1);
     fs_pool2d_args a = pool_args(L, 2, "avg_pool2d");
     fs_tensor **box = fs_lua_new_box(L);
@@ -185,6 +209,7 @@ static int l_avg_pool2d(lua_State *L)
 /* adaptive_avg_pool2d(x, {h, w}) or (x, n) */
 static int l_adaptive_avg_pool2d(lua_State *L)
 {
+    lua_settop(L, 2);
     fs_tensor *x = fs_lua_check_tensor(L, 1);
     int64_t size[2];
     if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -203,28 +228,57 @@ static int l_adaptive_avg_pool2d(lua_State *L)
     return fs_lua_return(L, box, fs_adaptive_avg_pool2d(x, size[0], size[1]));
 }
 
-/* interpolate(x, {scale=2 | {sh, sw}, mode="nearest"|"bilinear", align_corners=false}) */
-static int l_interpolate(lua_State *L)
+/* A number or a pair {h, w} at option key of the table at opts, into out[2]; false when absent. */
+static bool opt_number_pair(lua_State *L, int opts, const char *key, double out[2])
 {
-    fs_tensor *x = fs_lua_check_tensor(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    double scale[2] = {0, 0};
-    const char *key = has_opt(L, 2, "scale") ? "scale" : "scale_factor";
-    lua_getfield(L, 2, key);
+    lua_getfield(L, opts, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
     if (lua_type(L, -1) == LUA_TNUMBER) {
-        scale[0] = scale[1] = lua_tonumber(L, -1);
+        out[0] = out[1] = lua_tonumber(L, -1);
     } else if (lua_istable(L, -1) && lua_rawlen(L, -1) == 2) {
         for (int k = 0; k < 2; k++) {
             lua_rawgeti(L, -1, k + 1);
-            scale[k] = luaL_checknumber(L, -1);
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                luaL_error(L, "interpolate: option '%s' must be a number or {h, w} of numbers", key);
+            out[k] = lua_tonumber(L, -1);
             lua_pop(L, 1);
         }
     } else {
-        return luaL_error(L, "interpolate: option 'scale' (a number or {h, w}) is required");
+        luaL_error(L, "interpolate: option '%s' must be a number or {h, w}", key);
     }
     lua_pop(L, 1);
-    if (has_opt(L, 2, "size"))
-        return luaL_error(L, "interpolate: 'size' is not supported, give 'scale'");
+    return true;
+}
+
+/* interpolate(x, {size=64 | {h, w}} or {scale=2 | {sh, sw}}, mode="nearest"|"bilinear",
+ * align_corners=false): size gives the output exactly (source step H/h, PyTorch's size=);
+ * scale gives floor(H * scale) rows (source step 1/scale, PyTorch's scale_factor). */
+static int l_interpolate(lua_State *L)
+{
+    lua_settop(L, 2);
+    fs_tensor *x = fs_lua_check_tensor(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    fs_lua_check_options(L, 2, "interpolate",
+                         FS_OPTIONS("size", "scale", "scale_factor", "mode", "align_corners"));
+    double scale[2] = {0, 0}, size[2] = {0, 0};
+    bool has_scale = opt_number_pair(L, 2, "scale", scale);
+    if (opt_number_pair(L, 2, "scale_factor", scale)) {
+        if (has_scale)
+            return luaL_error(L, "interpolate: give 'scale' or 'scale_factor', not both");
+        has_scale = true;
+    }
+    bool has_size = opt_number_pair(L, 2, "size", size);
+    if (has_scale == has_size)
+        return luaL_error(L, "interpolate: give exactly one of 'size' (a number or {h, w}) and "
+                             "'scale' (a number or {h, w})");
+    if (has_size)
+        for (int k = 0; k < 2; k++)
+            if (size[k] != floor(size[k]) || !(size[k] >= 1) || size[k] > 2147483648.0)
+                return luaL_error(L, "interpolate: size must be whole numbers in [1, 2^31], got "
+                                     "(%f, %f)", (lua_Number)size[0], (lua_Number)size[1]);
     if (fs_lua_opt_bool(L, 2, "align_corners", false))
         return luaL_error(L, "interpolate: align_corners=true is not supported");
     const char *mode = fs_lua_opt_string(L, 2, "mode", "nearest");
@@ -237,11 +291,14 @@ static int l_interpolate(lua_State *L)
         return luaL_error(L, "interpolate: mode must be \"nearest\" or \"bilinear\", got \"%s\"",
                           mode);
     fs_tensor **box = fs_lua_new_box(L);
+    if (has_size)
+        return fs_lua_return(L, box, fs_interpolate_size(x, (int64_t)size[0], (int64_t)size[1], m));
     return fs_lua_return(L, box, fs_interpolate(x, scale[0], scale[1], m));
 }
 
 static int softmax_common(lua_State *L, bool logs)
 {
+    lua_settop(L, 2);
     fs_tensor *x = fs_lua_check_tensor(L, 1);
     int nd = x->ndim ? x->ndim : 1;
     int dim = fs_lua_opt_dim(L, 2, nd, nd - 1);
@@ -298,6 +355,7 @@ static int64_t *check_labels(lua_State *L, int idx, const char *op, int64_t ncla
 
 static int class_loss(lua_State *L, bool nll)
 {
+    lua_settop(L, 3);
     const char *op = nll ? "nll_loss" : "cross_entropy";
     fs_tensor *x = fs_lua_check_tensor(L, 1);
     if (x->ndim < 2)
@@ -316,6 +374,7 @@ static int l_nll_loss(lua_State *L) { return class_loss(L, true); }
 
 static int l_mse_loss(lua_State *L)
 {
+    lua_settop(L, 3);
     fs_tensor *a = fs_lua_check_tensor(L, 1), *b = fs_lua_check_tensor(L, 2);
     fs_reduction red = opt_reduction(L, 3, "mse_loss");
     fs_tensor **box = fs_lua_new_box(L);
@@ -324,6 +383,7 @@ static int l_mse_loss(lua_State *L)
 
 static int l_l1_loss(lua_State *L)
 {
+    lua_settop(L, 3);
     fs_tensor *a = fs_lua_check_tensor(L, 1), *b = fs_lua_check_tensor(L, 2);
     fs_reduction red = opt_reduction(L, 3, "l1_loss");
     fs_tensor **box = fs_lua_new_box(L);
@@ -332,6 +392,7 @@ static int l_l1_loss(lua_State *L)
 
 static int l_smooth_l1_loss(lua_State *L)
 {
+    lua_settop(L, 3);
     fs_tensor *a = fs_lua_check_tensor(L, 1), *b = fs_lua_check_tensor(L, 2);
     fs_reduction red = opt_reduction(L, 3, "smooth_l1_loss");
     double beta = fs_lua_opt_number(L, 3, "beta", 1.0);
@@ -341,6 +402,7 @@ static int l_smooth_l1_loss(lua_State *L)
 
 static int l_cdist2(lua_State *L)
 {
+    lua_settop(L, 2);
     fs_tensor *a = fs_lua_check_tensor(L, 1), *b = fs_lua_check_tensor(L, 2);
     fs_tensor **box = fs_lua_new_box(L);
     return fs_lua_return(L, box, fs_cdist2(a, b));

@@ -1,8 +1,9 @@
-/* interpolate.c - 2-D upsampling/downsampling by a scale factor, nearest and bilinear
- * (align_corners false), forward/backward pair.
+/* interpolate.c - 2-D upsampling/downsampling to a scale factor or to a size, nearest and
+ * bilinear (align_corners false), forward/backward pair.
  *
- * x (N, C, H, W) or (C, H, W) -> y (N, C, OH, OW), OH = floor(H * scale_h). As PyTorch does
- * when given scale_factor, the source coordinate of output row i uses r = 1/scale_h:
+ * x (N, C, H, W) or (C, H, W) -> y (N, C, OH, OW): OH = floor(H * scale_h) with r = 1/scale_h
+ * (PyTorch's scale_factor), or OH given with r = H/OH (PyTorch's size). The source coordinate
+ * of output row i:
  *     nearest:  src = min(floor(i r), H - 1)
  *     bilinear: src = max((i + 0.5) r - 0.5, 0); h0 = floor(src), h1 = min(h0 + 1, H - 1),
  *               weights (1 - l, l) with l = src - h0 (and likewise for columns).
@@ -78,29 +79,23 @@ static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **d
     return 0;
 }
 
-fs_tensor *fs_interpolate(fs_tensor *x, double scale_h, double scale_w, fs_interp_mode mode)
+/* The largest output side interpolate makes (a scale of 1e9 is a typo, not a request). */
+#define INTERP_MAX_SIDE ((int64_t)1 << 31)
+
+/* x resampled to (out_h, out_w) with source steps rh, rw (input rows per output row). */
+static fs_tensor *interpolate(const char *op, fs_tensor *x, int64_t out_h, int64_t out_w,
+                              float rh, float rw, fs_interp_mode mode)
 {
-    const char *op = "interpolate";
-    if (x->ndim != 4 && x->ndim != 3)
-        return fs_set_error("%s: input must be (N, C, H, W) or (C, H, W), got %s", op,
-                            FS_SHAPE(x)), NULL;
-    if (!(scale_h > 0.0) || !(scale_w > 0.0))
-        return fs_set_error("%s: scale (%g, %g) must be > 0", op, scale_h, scale_w), NULL;
-    if (mode != FS_INTERP_NEAREST && mode != FS_INTERP_BILINEAR)
-        return fs_set_error("%s: unknown mode %d", op, (int)mode), NULL;
     int o = x->ndim - 3;
     interp_shape s;
     s.planes = (o ? x->size[0] : 1) * x->size[o];
     s.h = x->size[o + 1];
     s.w = x->size[o + 2];
-    s.oh = (int64_t)floor((double)s.h * scale_h);
-    s.ow = (int64_t)floor((double)s.w * scale_w);
-    s.rh = (float)(1.0 / scale_h);
-    s.rw = (float)(1.0 / scale_w);
+    s.oh = out_h;
+    s.ow = out_w;
+    s.rh = rh;
+    s.rw = rw;
     s.mode = mode;
-    if (s.oh < 1 || s.ow < 1 || s.h < 1 || s.w < 1)
-        return fs_set_error("%s: input %s scaled by (%g, %g) is empty", op, FS_SHAPE(x), scale_h,
-                            scale_w), NULL;
     int64_t ysize[4];
     for (int d = 0; d < x->ndim - 2; d++)
         ysize[d] = x->size[d];
@@ -144,4 +139,48 @@ fs_tensor *fs_interpolate(fs_tensor *x, double scale_h, double scale_w, fs_inter
     }
     fs_node_attach(n, y);
     return y;
+}
+
+static int check_input(const char *op, const fs_tensor *x, fs_interp_mode mode)
+{
+    if (x->ndim != 4 && x->ndim != 3)
+        return fs_set_error("%s: input must be (N, C, H, W) or (C, H, W), got %s", op,
+                            FS_SHAPE(x));
+    if (mode != FS_INTERP_NEAREST && mode != FS_INTERP_BILINEAR)
+        return fs_set_error("%s: unknown mode %d", op, (int)mode);
+    if (x->size[x->ndim - 2] < 1 || x->size[x->ndim - 1] < 1)
+        return fs_set_error("%s: input %s is empty", op, FS_SHAPE(x));
+    return 0;
+}
+
+fs_tensor *fs_interpolate(fs_tensor *x, double scale_h, double scale_w, fs_interp_mode mode)
+{
+    const char *op = "interpolate";
+    if (check_input(op, x, mode) < 0)
+        return NULL;
+    if (!(scale_h > 0.0) || !(scale_w > 0.0))
+        return fs_set_error("%s: scale (%.6g, %.6g) must be > 0", op, scale_h, scale_w), NULL;
+    double h = (double)x->size[x->ndim - 2], w = (double)x->size[x->ndim - 1];
+    double oh = floor(h * scale_h), ow = floor(w * scale_w);
+    if (!(oh <= (double)INTERP_MAX_SIDE) || !(ow <= (double)INTERP_MAX_SIDE))
+        return fs_set_error("%s: input %s scaled by (%.6g, %.6g) would be (%.6g, %.6g), over "
+                            "%lld a side", op, FS_SHAPE(x), scale_h, scale_w, oh, ow,
+                            (long long)INTERP_MAX_SIDE), NULL;
+    if (oh < 1 || ow < 1)
+        return fs_set_error("%s: input %s scaled by (%.6g, %.6g) is empty", op, FS_SHAPE(x),
+                            scale_h, scale_w), NULL;
+    return interpolate(op, x, (int64_t)oh, (int64_t)ow, (float)(1.0 / scale_h),
+                       (float)(1.0 / scale_w), mode);
+}
+
+fs_tensor *fs_interpolate_size(fs_tensor *x, int64_t oh, int64_t ow, fs_interp_mode mode)
+{
+    const char *op = "interpolate";
+    if (check_input(op, x, mode) < 0)
+        return NULL;
+    if (oh < 1 || ow < 1 || oh > INTERP_MAX_SIDE || ow > INTERP_MAX_SIDE)
+        return fs_set_error("%s: size (%lld, %lld) must be in [1, %lld]", op, (long long)oh,
+                            (long long)ow, (long long)INTERP_MAX_SIDE), NULL;
+    int64_t h = x->size[x->ndim - 2], w = x->size[x->ndim - 1];
+    return interpolate(op, x, oh, ow, (float)h / (float)oh, (float)w / (float)ow, mode);
 }

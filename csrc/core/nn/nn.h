@@ -81,6 +81,8 @@ typedef enum { FS_INTERP_NEAREST, FS_INTERP_BILINEAR } fs_interp_mode;
 /* x (N, C, H, W) -> (N, C, floor(H*scale_h), floor(W*scale_w)); bilinear uses
  * align_corners=false; source coordinates use 1/scale as PyTorch does with scale_factor. */
 fs_tensor *fs_interpolate(fs_tensor *x, double scale_h, double scale_w, fs_interp_mode mode);
+/* To an output size (oh, ow), source step H/oh (PyTorch's size=). */
+fs_tensor *fs_interpolate_size(fs_tensor *x, int64_t oh, int64_t ow, fs_interp_mode mode);
 
 /* ---- losses (loss.c) ---- */
 typedef enum { FS_REDUCTION_MEAN, FS_REDUCTION_SUM, FS_REDUCTION_NONE } fs_reduction;
