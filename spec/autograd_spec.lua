@@ -196,4 +196,21 @@ describe("grad mode", function()
     assert.is_true(fs.is_grad_enabled())
     assert.is_true((x * 2):requires_grad())
   end)
+
+  it("a guard that is collected without being closed leaves grad mode alone", function()
+    local function leak_a_guard()
+      local guard = fs.no_grad() -- not <close>d: the mode stays off until set back by hand
+      return guard ~= nil
+    end
+    assert.is_true(leak_a_guard())
+    fs.set_grad_enabled(true)
+    -- a later no-grad region: the collector finalising the lost guard must not switch it on
+    local off_after_gc = fs.no_grad(function()
+      collectgarbage()
+      collectgarbage()
+      return not fs.is_grad_enabled()
+    end)
+    assert.is_true(off_after_gc)
+    assert.is_true(fs.is_grad_enabled())
+  end)
 end)

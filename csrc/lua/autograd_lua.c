@@ -21,6 +21,20 @@ static int guard_close(lua_State *L)
     return 0;
 }
 
+/* A guard the collector finds still open was never closed: restoring its mode now, at some
+ * later point of the program (perhaps inside another no-grad region), would flip grad mode
+ * under the code running then. So only __close restores; __gc leaves the mode and warns. */
+static int guard_gc(lua_State *L)
+{
+    grad_guard *g = luaL_checkudata(L, 1, GUARD_MT);
+    if (g->active) {
+        g->active = false;
+        lua_warning(L, "fewshot: a no_grad() guard was collected without being closed (declare "
+                       "it `local g <close> = fs.no_grad()`); grad mode was left as it is", 0);
+    }
+    return 0;
+}
+
 /* fs.no_grad(fn, ...) runs fn with recording off and returns its results (the mode is restored
  * even when fn raises); fs.no_grad() returns a guard to close. */
 static int l_no_grad(lua_State *L)
@@ -103,7 +117,7 @@ void fs_lua_open_autograd(lua_State *L)
     luaL_newmetatable(L, GUARD_MT);
     lua_pushcfunction(L, guard_close);
     lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, guard_close);
+    lua_pushcfunction(L, guard_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_setfuncs(L, functions, 0);
