@@ -79,6 +79,14 @@ describe("data.folder", function()
     assert.truthy(err:find("landmarks.csv:1: unknown image 'item009'", 1, true), err)
   end)
 
+  it("names a landmark outside its image", function()
+    local err = broken(function(d) write_text(d .. "/landmarks.csv", "item001,apex,-500,1e30\n") end)
+    assert.truthy(err:find("landmarks.csv:1: landmark 'apex' at (-500, 1e+30) lies outside image "
+      .. "'item001' (32x32: x in [0.5, 32.5], y in [0.5, 32.5])", 1, true), err)
+    err = broken(function(d) write_text(d .. "/landmarks.csv", "item001,apex,10,1e400\n") end)
+    assert.truthy(err:find("landmarks.csv:1: landmark 'apex' at (10, inf) lies outside", 1, true), err)
+  end)
+
   it("names a corrupt image and a missing images folder", function()
     local err = broken(function(d) write_text(d .. "/images/item003.png", "not a png") end)
     assert.truthy(err:find("images/item003.png: cannot read image", 1, true), err)

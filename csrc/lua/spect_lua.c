@@ -101,7 +101,8 @@ static void read_geometry(lua_State *L, int opts, fs_spect_geometry *g, int n, i
     }
     double f = fs_lua_opt_number(L, opts, "scatter", 0.0);
     if (f < 0 || f > 0.9)
-        luaL_error(L, "spect: option 'scatter' (fraction of counts) must be in [0, 0.9], got %g", f);
+        luaL_error(L, "spect: option 'scatter' (fraction of counts) must be in [0, 0.9], got %f",
+                   (lua_Number)f);
     g->scatter_fraction = f / (1.0 - f);
     g->scatter_sigma_mm = fs_lua_opt_number(L, opts, "scatter_sigma_mm", 25.0);
     if (!(g->pixel_mm > 0) || !(g->arc_deg > 0) || g->radius_mm < 0)

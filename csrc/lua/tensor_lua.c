@@ -462,6 +462,7 @@ static int m_index_select(lua_State *L)
 {
     fs_tensor *t = CHECK(1);
     int dim = fs_lua_check_dim(L, 2, t->ndim);
+    int64_t size = t->ndim ? t->size[dim] : 1;
     int n;
     fs_tensor *it = fs_lua_test_tensor(L, 3);
     if (it)
@@ -478,7 +479,10 @@ static int m_index_select(lua_State *L)
             int64_t e = k;
             float v = *fs_at(it, &e);
             if (v != floorf(v))
-                return luaL_error(L, "index_select: index %g is not an integer", v);
+                return luaL_error(L, "index_select: index %f is not an integer", (lua_Number)v);
+            if (!(v >= 1 && v <= (float)size))
+                return luaL_error(L, "index_select: index %f is out of range 1..%I for a tensor "
+                                     "of shape %s", (lua_Number)v, (lua_Integer)size, FS_SHAPE(t));
             index[k] = (int64_t)v - 1;
         }
     } else
@@ -489,6 +493,9 @@ static int m_index_select(lua_State *L)
             lua_pop(L, 1);
             if (!ok)
                 return luaL_error(L, "index_select: index entry %d is not an integer", k + 1);
+            if (v < 1 || v > size)
+                return luaL_error(L, "index_select: index %I is out of range 1..%I for a tensor "
+                                     "of shape %s", v, (lua_Integer)size, FS_SHAPE(t));
             index[k] = v - 1;
         }
     fs_tensor **box = fs_lua_new_box(L);
@@ -638,19 +645,21 @@ static int maxmin(lua_State *L, bool is_min, bool arg_only)
     int dim = fs_lua_check_dim(L, 2, t->ndim);
     bool keepdim = lua_toboolean(L, 3);
     int64_t *idx = NULL;
-    fs_tensor **vbox = fs_lua_new_box(L);
-    fs_lua_return(L, vbox, fs_max_dim(t, dim, keepdim, is_min, &idx));
-    fs_tensor **ibox = fs_lua_new_box(L);
+    /* both boxes first: nothing may raise while the core's index array is held */
+    fs_tensor **vbox = fs_lua_new_box(L), **ibox = fs_lua_new_box(L);
+    *vbox = fs_max_dim(t, dim, keepdim, is_min, &idx);
+    if (!*vbox)
+        return fs_lua_error(L);
     fs_tensor *it = fs_tensor_new((*vbox)->ndim, (*vbox)->size);
     if (it)
         for (int64_t k = 0, n = fs_numel(it); k < n; k++)
             fs_data(it)[k] = (float)(idx[k] + 1);
     fs_free(idx);
     fs_lua_return(L, ibox, it);
-    if (arg_only) {
-        lua_remove(L, -2);
+    if (arg_only)
         return 1;
-    }
+    lua_pushvalue(L, -2); /* values, indices */
+    lua_pushvalue(L, -2);
     return 2;
 }
 

@@ -12,6 +12,7 @@
 --
 -- @module fewshot.data
 local core = require "fewshot.core"
+local args = require "fewshot.args"
 
 local M = {}
 
@@ -42,9 +43,10 @@ local function shape_str(t) return table.concat(t:shape(), "x") end
 -- @treturn table a list of items `{name, path, image, labels, masks, landmarks, pixel_mm}`
 -- @usage local data = fs.data.folder("mydata", {pixel_mm = 6.8})
 function M.folder(path, opts)
-  opts = opts or {}
+  opts = args.options("data.folder", opts, {"classes", "pixel_mm", "allow_missing"})
+  if type(path) ~= "string" then error(("data.folder: path must be a string, got %s"):format(type(path)), 2) end
   local classes = opts.classes or DEFAULT_CLASSES
-  local pixel_mm = opts.pixel_mm or 6.4
+  local pixel_mm = args.number("data.folder", "pixel_mm", opts.pixel_mm or 6.4, 0, nil, true)
   local known = {}
   for i, c in ipairs(classes) do known[c] = i end
   local ok, names = pcall(core.io.listdir, path .. "/images")
@@ -116,6 +118,14 @@ function M.folder(path, opts)
           f:close()
           fail("%s:%d: unknown image '%s' (not in %s/images)", lpath, lineno, img, path)
         end
+        -- pixel centres are 1..w; a landmark may lie up to half a pixel beyond them
+        local h, w = item.image:shape()[1], item.image:shape()[2]
+        if not (x >= 0.5 and x <= w + 0.5 and y >= 0.5 and y <= h + 0.5) then
+          f:close()
+          fail("%s:%d: landmark '%s' at (%s, %s) lies outside image '%s' (%dx%d: x in [0.5, %g], "
+               .. "y in [0.5, %g])", lpath, lineno, name, tostring(x), tostring(y), img, h, w,
+               w + 0.5, h + 0.5)
+        end
         item.landmarks[name] = {x = x, y = y, x_mm = (x - 1) * pixel_mm, y_mm = (y - 1) * pixel_mm}
       end
     end
@@ -130,7 +140,7 @@ end
 -- @tparam table items the list
 -- @tparam table opts `scale=1`, `classes` (default ventricle, myocardium, liver)
 function M.save_folder(path, items, opts)
-  opts = opts or {}
+  opts = args.options("data.save_folder", opts, {"scale", "classes"})
   local classes = opts.classes or DEFAULT_CLASSES
   local scale = opts.scale or 1
   local function mkdir(p)

@@ -4,6 +4,7 @@
 -- `fs.image.write(path, t, {bits=8, normalize=true})`: t (H, W), (1, H, W) or (3, H, W).
 -- @module fewshot.image
 local core = require "fewshot.core"
+local args = require "fewshot.args"
 
 local M = {}
 for k, v in pairs(core.image) do M[k] = v end
@@ -20,7 +21,7 @@ local AXES = {axial = 1, coronal = 2, sagittal = 3}
 -- @usage local v, info = fs.io.load_nifti("spect.nii.gz")
 --   local s, px = fs.image.slice(v, {axis = "coronal", spacing_mm = info.spacing_mm})
 function M.slice(volume, opts)
-  opts = opts or {}
+  opts = args.options("image.slice", opts, {"axis", "index", "spacing_mm"})
   local shape = volume:shape()
   if #shape ~= 3 then
     error(("image.slice: need a (z, y, x) volume, got a tensor of shape (%s)"):format(table.concat(shape, ", ")), 2)

@@ -7,6 +7,7 @@
 -- measured from the centre of pixel (1, 1); pixel positions are 1-based (x = column, y = row).
 -- @module fewshot.spect
 local core = require "fewshot.core"
+local args = require "fewshot.args"
 
 local M = {}
 for k, v in pairs(core.spect) do M[k] = v end
@@ -29,6 +30,38 @@ M.LABELS = {background = 0, ventricle = 1, myocardium = 2, liver = 3, other = 4}
 local PHANTOM_KEYS = {"level", "defect_prob", "defect_severity", "hotspot_prob", "breast_prob", "liver_gap_mm",
                       "liver_uptake", "blood_uptake"}
 
+-- every option of simulate (the phantom's pass through)
+local SIMULATE_KEYS = {"seed", "view", "matrix", "pixel_mm", "oversample", "counts", "noise_seed",
+                       "angles", "arc", "scatter", "psf", "method", "iterations", "subsets",
+                       "attenuation_correction", "psf_model", "scatter_model", "postfilter",
+                       "radius_mm", "clearance_mm", "activity"}
+for _, k in ipairs(PHANTOM_KEYS) do SIMULATE_KEYS[#SIMULATE_KEYS + 1] = k end
+
+local DATASET_KEYS = {"n", "crop", "crop_size", "jitter"}
+for _, k in ipairs(SIMULATE_KEYS) do DATASET_KEYS[#DATASET_KEYS + 1] = k end
+
+-- The matrix and oversampling checked where the user wrote them (the phantom only sees their
+-- product, and its message would name neither).
+local function check_grid(op, opts)
+  local matrix = args.integer(op, "matrix", opts.matrix or 64, 8, 1024)
+  local k = args.integer(op, "oversample", opts.oversample or 3, 1, 8)
+  if matrix * k < 16 or matrix * k > 4096 then
+    error(("%s: matrix * oversample must be in [16, 4096] (the phantom grid), got %d * %d = %d")
+      :format(op, matrix, k, matrix * k), 3)
+  end
+  args.number(op, "pixel_mm", opts.pixel_mm or 6.4, 0, nil, true)
+  return matrix, k
+end
+
+local function check_view(op, view, allow_mixed)
+  if allow_mixed and view == "mixed" then return view end
+  for _, v in ipairs(M.VIEWS) do
+    if v == view then return view end
+  end
+  error(("%s: unknown view '%s' (transaxial, short_axis, long_axis%s)"):format(op, tostring(view),
+    allow_mixed and ", mixed" or ""), 3)
+end
+
 --- Simulates one patient slice through the whole chain at the clinical matrix (no crop).
 -- @tparam table opts `seed=1`, `view="short_axis"`, `matrix=64`, `pixel_mm=6.4`,
 --   `oversample=3` (phantom grid = matrix * oversample), `counts=3e5` (sinogram total; false:
@@ -45,12 +78,11 @@ local PHANTOM_KEYS = {"level", "defect_prob", "defect_severity", "hotspot_prob",
 --   seed, params}`; landmarks by name `{x=, y=, x_mm=, y_mm=}`. The image is in OSEM's natural
 --   unit (counts per view): at counts=3e5 the myocardium is about 30 with about 7% pixel noise.
 function M.simulate(opts)
-  opts = opts or {}
-  local seed = opts.seed or 1
-  local view = opts.view or "short_axis"
-  local matrix = opts.matrix or 64
+  opts = args.options("spect.simulate", opts, SIMULATE_KEYS)
+  local seed = args.integer("spect.simulate", "seed", opts.seed or 1, 0)
+  local view = check_view("spect.simulate", opts.view or "short_axis", false)
+  local matrix, k = check_grid("spect.simulate", opts)
   local pixel_mm = opts.pixel_mm or 6.4
-  local k = opts.oversample or 3
   local fine_mm = pixel_mm / k
   local popts = {seed = seed, n = matrix * k, pixel_mm = fine_mm, view = view}
   for _, key in ipairs(PHANTOM_KEYS) do popts[key] = opts[key] end
@@ -106,6 +138,9 @@ end
 --- Crops a simulated item around (cx, cy) (1-based pixels) to size x size; shifts landmarks.
 function M.crop(item, cx, cy, size)
   local n = item.image:shape()[1]
+  args.integer("spect.crop", "size", size, 1)
+  args.number("spect.crop", "cx", cx)
+  args.number("spect.crop", "cy", cy)
   if size > n then error(("spect.crop: crop size %d exceeds the image size %d"):format(size, n), 2) end
   local c0 = math.floor(cx - size / 2 + 0.5)
   local r0 = math.floor(cy - size / 2 + 0.5)
@@ -145,25 +180,24 @@ end
 --   (its `inside` field is false then, e.g. a liver dome far below the heart)
 -- @usage local data = fs.spect.dataset{n = 12, seed = 7}
 function M.dataset(opts)
-  opts = opts or {}
-  local n = opts.n or 12
-  local seed = opts.seed or 1
-  local view = opts.view or "short_axis"
-  if view ~= "mixed" then
-    local ok = false
-    for _, v in ipairs(M.VIEWS) do ok = ok or v == view end
-    if not ok then
-      error(("spect.dataset: unknown view '%s' (transaxial, short_axis, long_axis, mixed)"):format(view), 2)
-    end
-  end
+  local op = "spect.dataset"
+  opts = args.options(op, opts, DATASET_KEYS)
+  local n = args.integer(op, "n", opts.n or 12, 1)
+  local seed = args.integer(op, "seed", opts.seed or 1, 0)
+  local view = check_view(op, opts.view or "short_axis", true)
+  local matrix = check_grid(op, opts)
   local crop = opts.crop == nil and "heart" or opts.crop
+  if crop ~= "heart" and crop ~= false then
+    error(("%s: option 'crop' must be \"heart\" or false, got %s"):format(op, tostring(crop)), 2)
+  end
   local size = opts.crop_size or math.floor(204.8 / (opts.pixel_mm or 6.4) + 0.5) -- 32 at 6.4 mm
-  local jitter = opts.jitter or 2
+  if crop then args.integer(op, "crop_size", size, 1, matrix) end
+  local jitter = args.number(op, "jitter", opts.jitter or 2, 0)
   local gen = core.generator(seed)
   local items = {}
   for i = 1, n do
     local o = {}
-    for key, v in pairs(opts) do o[key] = v end
+    for _, key in ipairs(SIMULATE_KEYS) do o[key] = opts[key] end
     o.seed = seed * 100003 + i
     o.view = view == "mixed" and M.VIEWS[(i - 1) % 3 + 1] or view
     local item = M.simulate(o)
@@ -221,7 +255,7 @@ end
 --   cov_low / cov_high: pixel noise (std over noise draws / mean) in the myocardium at
 --     `counts` and 4 x `counts`; their ratio is ~2 for Poisson statistics.
 function M.realism(opts)
-  opts = opts or {}
+  opts = args.options("spect.realism", opts, {"counts"})
   local counts = opts.counts or 3e5
   local out = {}
   -- point source at the LV centre of a patient (body, lungs, spine attenuate), noiseless
