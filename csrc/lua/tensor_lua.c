@@ -481,8 +481,8 @@ static int m_index_select(lua_State *L)
             if (v != floorf(v))
                 return luaL_error(L, "index_select: index %f is not an integer", (lua_Number)v);
             if (!(v >= 1 && v <= (float)size))
-                return luaL_error(L, "index_select: index %f is out of range 1..%I for a tensor "
-                                     "of shape %s", (lua_Number)v, (lua_Integer)size, FS_SHAPE(t));
+                return luaL_error(L, "index_select: index %f out of range for dim %d of shape %s",
+                                  (lua_Number)v, dim + 1, FS_SHAPE(t));
             index[k] = (int64_t)v - 1;
         }
     } else
@@ -494,8 +494,8 @@ static int m_index_select(lua_State *L)
             if (!ok)
                 return luaL_error(L, "index_select: index entry %d is not an integer", k + 1);
             if (v < 1 || v > size)
-                return luaL_error(L, "index_select: index %I is out of range 1..%I for a tensor "
-                                     "of shape %s", v, (lua_Integer)size, FS_SHAPE(t));
+                return luaL_error(L, "index_select: index %I out of range for dim %d of shape %s",
+                                  v, dim + 1, FS_SHAPE(t));
             index[k] = v - 1;
         }
     fs_tensor **box = fs_lua_new_box(L);
