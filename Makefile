@@ -7,7 +7,7 @@
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
 #   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
-#   make install    used by luarocks: LIBDIR / LUADIR receive core.so and the Lua files
+#   make install    used by luarocks: LIBDIR receives core.so, LUADIR every .lua under lua/fewshot/
 #   make clean
 
 LUA        ?= lua5.4
@@ -138,12 +138,17 @@ valgrind: deps
 	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=3 $(LUA) /usr/bin/busted -o TAP $(VG_SPECS)
 
+# Every .lua file under lua/fewshot/, subfolders kept: lua/fewshot/data/x.lua is installed as
+# LUADIR/fewshot/data/x.lua (module fewshot.data.x).
 LIBDIR ?= /usr/local/lib/lua/5.4
 LUADIR ?= /usr/local/share/lua/5.4
 install: $(SO)
-	mkdir -p $(LIBDIR)/fewshot $(LUADIR)/fewshot
-	cp $(SO) $(LIBDIR)/fewshot/core.so
-	cp lua/fewshot/*.lua $(LUADIR)/fewshot/
+	mkdir -p "$(LIBDIR)/fewshot" "$(LUADIR)/fewshot"
+	cp $(SO) "$(LIBDIR)/fewshot/core.so"
+	@find lua/fewshot -name '*.lua' | sort | while IFS= read -r f; do \
+	  echo "install -D -m 644 $$f $(LUADIR)/$${f#lua/}"; \
+	  install -D -m 644 "$$f" "$(LUADIR)/$${f#lua/}" || exit 1; \
+	done
 
 clean:
 	rm -rf build build-san build-vg build-avx2 fewshot

@@ -22,16 +22,23 @@ describe("packaging", function()
       "mkdir -p %s && (git ls-files -co --exclude-standard | grep -v '^spec/fixtures/' | " ..
       "tar -cf - -T - ) | tar -xf - -C %s", src, src))
     assert.equal(0, rc, out)
+    -- A module in a subfolder of lua/fewshot/ (made in the copy only): the install keeps the tree.
+    assert(os.execute("mkdir -p " .. src .. "/lua/fewshot/sub"))
+    local probe = assert(io.open(src .. "/lua/fewshot/sub/probe.lua", "w"))
+    probe:write('return { name = "fewshot.sub.probe", answer = 42 }\n')
+    probe:close()
     rc, out = sh(string.format("cd %s && luarocks --lua-version=5.4 make " ..
       "rockspec/fewshot-scm-1.rockspec --tree=%s", src, tree))
     assert.equal(0, rc, out)
     rc, out = sh(string.format("cd / && LUA_PATH='%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;' " ..
       "LUA_CPATH='%s/lib/lua/5.4/?.so;;' lua5.4 -e " ..
       "'local fs = require \"fewshot\"; print(package.searchpath(\"fewshot.core\", package.cpath), " ..
-      "fs.arange(4):sum():item())'", tree, tree, tree))
+      "fs.arange(4):sum():item()); local p = require \"fewshot.sub.probe\"; " ..
+      "print(package.searchpath(\"fewshot.sub.probe\", package.path), p.answer)'", tree, tree, tree))
     assert.equal(0, rc, out)
     assert.truthy(out:find(tree .. "/lib/lua/5.4/fewshot/core.so", 1, true), out)
     assert.truthy(out:find("6.0", 1, true), out)
+    assert.truthy(out:find(tree .. "/share/lua/5.4/fewshot/sub/probe.lua\t42", 1, true), out)
     sh("rm -rf " .. src .. " " .. tree)
   end)
 
