@@ -7,7 +7,8 @@
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
 #   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
-#   make install    used by luarocks: LIBDIR / LUADIR receive core.so and the Lua files
+#   make install    used by luarocks: LIBDIR receives core.so, LUADIR every .lua under lua/fewshot/
+#   make rock       dist/fewshot-VERSION-1.src.rock (from git HEAD) and a rocks-server manifest in dist/
 #   make clean
 
 LUA        ?= lua5.4
@@ -138,12 +139,39 @@ valgrind: deps
 	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=3 $(LUA) /usr/bin/busted -o TAP $(VG_SPECS)
 
+# Every .lua file under lua/fewshot/, subfolders kept: lua/fewshot/data/x.lua is installed as
+# LUADIR/fewshot/data/x.lua (module fewshot.data.x).
 LIBDIR ?= /usr/local/lib/lua/5.4
 LUADIR ?= /usr/local/share/lua/5.4
 install: $(SO)
-	mkdir -p $(LIBDIR)/fewshot $(LUADIR)/fewshot
-	cp $(SO) $(LIBDIR)/fewshot/core.so
-	cp lua/fewshot/*.lua $(LUADIR)/fewshot/
+	mkdir -p "$(LIBDIR)/fewshot" "$(LUADIR)/fewshot"
+	cp $(SO) "$(LIBDIR)/fewshot/core.so"
+	@find lua/fewshot -name '*.lua' | sort | while IFS= read -r f; do \
+	  echo "install -D -m 644 $$f $(LUADIR)/$${f#lua/}"; \
+	  install -D -m 644 "$$f" "$(LUADIR)/$${f#lua/}" || exit 1; \
+	done
+
+# make rock: a source rock and a rocks-server manifest in dist/, offline. The source archive is
+# `git archive HEAD` (committed files only, so no build product gets in) and the rockspec is HEAD's
+# too; they are zipped as `luarocks pack` lays a source rock out (the rockspec and the archive side
+# by side). luarocks pack itself cannot do it: it fetches source.url from inside its temporary
+# folder, where a local archive is not. The version lives here; the rockspec's file name and
+# fewshot.core._VERSION must agree (spec/install_spec.lua).
+VERSION      = 0.1.0
+ROCK_VERSION = $(VERSION)-1
+ROCKSPEC     = rockspec/fewshot-$(ROCK_VERSION).rockspec
+SRC_ROCK     = dist/fewshot-$(ROCK_VERSION).src.rock
+.PHONY: rock
+rock:
+	@git cat-file -e HEAD:$(ROCKSPEC) || { echo "make rock: $(ROCKSPEC) is not committed"; exit 1; }
+	@git diff --quiet HEAD -- || echo "make rock: uncommitted changes are left out (the rock packs HEAD)"
+	rm -rf dist/pack $(SRC_ROCK) && mkdir -p dist/pack
+	git archive --format=tar.gz --prefix=fewshot-$(VERSION)/ -o dist/pack/fewshot-$(VERSION).tar.gz HEAD
+	git show HEAD:$(ROCKSPEC) > dist/pack/$(notdir $(ROCKSPEC))
+	cd dist/pack && zip -q ../$(notdir $(SRC_ROCK)) $(notdir $(ROCKSPEC)) fewshot-$(VERSION).tar.gz
+	rm -rf dist/pack
+	luarocks-admin --lua-version=5.4 make-manifest dist
+	@echo "wrote $(SRC_ROCK) and dist/manifest (HEAD $$(git rev-parse --short HEAD))"
 
 clean:
 	rm -rf build build-san build-vg build-avx2 fewshot

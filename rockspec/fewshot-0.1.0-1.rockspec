@@ -1,8 +1,16 @@
+-- The release rockspec. `make rock` packs it with the source archive into
+-- dist/fewshot-0.1.0-1.src.rock; `luarocks make` from a checkout uses it as it is.
+-- The version is the Makefile's VERSION (and fewshot.core._VERSION): spec/install_spec.lua
+-- fails when the file name, the version below or those two disagree.
 rockspec_format = "3.0"
 package = "fewshot"
-version = "scm-1"
+version = "0.1.0-1"
 source = {
-  url = "git+file://.",
+  -- `git archive` of the release commit with the top folder fewshot-0.1.0/, which `make rock`
+  -- writes and puts into the source rock beside this file (luarocks looks for the url's base
+  -- name there). A release published on a host gives the host's address of that archive here.
+  url = "fewshot-0.1.0.tar.gz",
+  dir = "fewshot-0.1.0",
 }
 description = {
   summary = "Few-shot learning on medical images (SPECT first): tensors, autograd, ResNet-18, PRNet in C for Lua 5.4",
@@ -17,6 +25,8 @@ I/O, a SPECT simulator); Lua owns every decision.
 dependencies = {
   "lua >= 5.4, < 5.5",
 }
+-- Outside luarocks: a C compiler, make, pkg-config and the development files of Lua 5.4,
+-- OpenBLAS (the OpenMP build is preferred), libpng and zlib (README "Install").
 build = {
   type = "make",
   makefile = "Makefile",
