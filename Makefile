@@ -1,7 +1,9 @@
 # fewshot - the one build description (luarocks' build.type "make" calls it too).
 #
 #   make            build fewshot/core.so, the static core library and the embedding example
-#   make test       install missing Debian packages, build, run every spec -> "N passed, N failed"
+#   make test       install missing Debian packages, build, run every spec and the C tests of the
+#                   core -> "N passed, N failed"
+#   make test-c     the C tests alone (tests/c/test_*.c, linked against the static core library)
 #   make demo       install missing Debian packages, build, run the main job
 #   make check-layers  fails when an area of csrc/core includes a higher one (run by make test)
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
@@ -97,13 +99,34 @@ HAS_AVX2  := $(shell for f in avx2 fma bmi2 f16c movbe; do grep -qw $$f /proc/cp
 check-layers:
 	@sh tools/check_layers.sh
 
+# The C tests of the core (tests/c/test_*.c): programs linked against the static core library
+# as an embedder links it, no Lua; each prints TAP (tests/c/check.h) with its plan last, so a
+# crash leaves a run without a plan, which tools/tap_summary.lua counts as a failure.
+C_TEST_SRC  = $(sort $(wildcard tests/c/test_*.c))
+C_TESTS     = $(C_TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/%: tests/c/%.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(FS_CFLAGS) $(CFLAGS) -MMD -MP $< -o $@ $(CORE_LIB) $(FS_LDLIBS) $(LDFLAGS)
+
+-include $(C_TESTS:=.d)
+
+# Runs each C test in $(1) with a "#" line naming it (and its exit status when not 0).
+run_c_tests = for t in $(1); do echo "\# $$t"; ./$$t 2>&1 || echo "\# $$t: exit status $$?"; done
+
 test: deps check-layers
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(C_TESTS)
 	@$(if $(HAS_AVX2),$(MAKE) --no-print-directory build-avx2/fewshot/core.so $(AVX2_FLAGS) >/dev/null)
 	@{ $(BUSTED) -o TAP spec 2>&1; \
 	   $(if $(HAS_AVX2),echo "# $(AVX2_SPECS) on the AVX2 build"; \
 	     FS_CPATH="./build-avx2/?.so" $(BUSTED) -o TAP $(AVX2_SPECS) 2>&1;) \
-	 } | $(LUA) tools/tap_summary.lua $(if $(HAS_AVX2),2,1)
+	   $(call run_c_tests,$(C_TESTS)); \
+	 } | $(LUA) tools/tap_summary.lua $$(( $(if $(HAS_AVX2),2,1) + $(words $(C_TESTS)) ))
+
+.PHONY: test-c
+test-c: deps
+	@$(MAKE) --no-print-directory $(C_TESTS)
+	@$(call run_c_tests,$(C_TESTS)) | $(LUA) tools/tap_summary.lua $(words $(C_TESTS))
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -121,13 +144,17 @@ $(BUILD)/bench-cblas: bench/cblas_matmul.c
 # Sanitizers: a separate build in build-san/ (its own core.so, found first on LUA_CPATH); the
 # .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
 SAN_FLAGS = VARIANT=-san SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
+SAN_C_TESTS = $(C_TEST_SRC:tests/c/%.c=build-san/tests/%)
 sanitize: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_FLAGS)
-	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_C_TESTS) $(SAN_FLAGS)
+	@{ ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
 	  FS_CPATH="./build-san/?.so" \
-	  $(LUA) /usr/bin/busted -o TAP spec 2>&1 | $(LUA) tools/tap_summary.lua
+	  $(LUA) /usr/bin/busted -o TAP spec 2>&1; \
+	  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
+	  $(call run_c_tests,$(SAN_C_TESTS)); \
+	} | $(LUA) tools/tap_summary.lua $$(( 1 + $(words $(SAN_C_TESTS)) ))
 
 # valgrind's memcheck on the core specs, with a build valgrind can decode (AVX2, no AVX-512):
 # the direct convolution kernels run there in their AVX2 form.

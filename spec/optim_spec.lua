@@ -197,3 +197,97 @@ describe("fs.optim errors", function()
     assert.same({1, 0}, helper.values(o:state_dict().step))
   end)
 end)
+
+describe("fs.optim state files and checks on load", function()
+  local function net()
+    return fs.nn.sequential{fs.nn.linear(3, 4, {seed = 7}), fs.nn.relu(),
+                            fs.nn.linear(4, 2, {seed = 8})}
+  end
+
+  it("writes the tensor names and metadata that files written before hold", function()
+    local m = net()
+    local o = fs.optim.adam(m, {lr = 0.02, amsgrad = true})
+    local path = os.tmpname()
+    o:save(path)
+    local t, meta = fs.io.load(path)
+    os.remove(path)
+    local names = {}
+    for k, v in pairs(t) do names[#names + 1] = k .. ":" .. table.concat(v:shape(), ",") end
+    table.sort(names)
+    assert.same({"exp_avg:26", "exp_avg_sq:26", "max_exp_avg_sq:26", "step:4"}, names)
+    assert.same({["fewshot.optimizer"] = "adam", lr = "0.02", weight_decay = "0",
+                 beta1 = "0.90000000000000002", beta2 = "0.999", eps = "1e-08"}, meta)
+    local s = fs.optim.sgd(m, {lr = 0.1, momentum = 0.9})
+    local sd = s:state_dict()
+    assert.same({4}, sd.buffer_set:shape())
+    assert.equal(0.9, sd.momentum)
+    assert.equal(0, sd.dampening)
+  end)
+
+  it("names every key that does not fit and changes nothing", function()
+    local m = net()
+    local o = fs.optim.adam(m, {lr = 0.1})
+    m(fs.ones(2, 3)):sum():backward()
+    o:step()
+    local before = o:state_dict()
+    local bad = o:state_dict()
+    bad.step = fs.tensor({5, 5, 5, 5}) -- fits, but must not be taken either
+    bad.lr = -1
+    bad.beta1 = "x"
+    bad.exp_avg = fs.ones(3)
+    bad.exp_avg_sq = nil
+    bad.extra = fs.ones(1)
+    local ok, err = pcall(o.load_state_dict, o, bad)
+    assert.is_false(ok)
+    assert.truthy(err:find("adam load_state_dict: 'beta1' must be a number, got 'x'; " ..
+      "lr must be >= 0, got -1; 'exp_avg' must have shape (26), got (3); " ..
+      "'exp_avg_sq' is missing; unexpected 'extra'", 1, true), err)
+    assert.equal(0.1, o.lr)
+    local after = o:state_dict()
+    for k, v in pairs(before) do
+      if type(v) == "number" or type(v) == "string" then assert.equal(v, after[k], k)
+      else assert.tensor_near(v, after[k], 0) end
+    end
+  end)
+
+  it("checks step counts, flags and momentum buffers", function()
+    local m = net()
+    local o = fs.optim.adam(m, {lr = 0.1})
+    local sd = o:state_dict()
+    sd.step = fs.tensor({1, 2.5, 0, 0})
+    assert.has_error(function() o:load_state_dict(sd) end,
+      "adam load_state_dict: 'step' holds 2.5 for parameter 2 (a step count is a whole number >= 0)")
+    sd.step = fs.zeros(3)
+    assert.has_error(function() o:load_state_dict(sd) end,
+      "adam load_state_dict: 'step' must have shape (4), one per parameter, got (3)")
+    local amsgrad = fs.optim.adam(m, {lr = 0.1, amsgrad = true})
+    assert.has_error(function() amsgrad:load_state_dict(o:state_dict()) end,
+      "adam load_state_dict: 'max_exp_avg_sq' is missing (this optimizer has amsgrad on)")
+    local s = fs.optim.sgd(m, {lr = 0.1, momentum = 0.9})
+    local ssd = s:state_dict()
+    ssd.buffer_set = fs.tensor({0, 2, 0, 0})
+    assert.has_error(function() s:load_state_dict(ssd) end,
+      "sgd load_state_dict: 'buffer_set' holds 2 for parameter 2 (a flag is 0 or 1)")
+    -- a momentum state into an optimizer without a buffer would step without one
+    ssd = s:state_dict()
+    ssd.momentum_buffer = nil
+    assert.has_error(function() fs.optim.sgd(m, {lr = 0.1}):load_state_dict(ssd) end,
+      "sgd load_state_dict: 'momentum' 0.9 needs a momentum buffer, and this optimizer was " ..
+      "made without momentum")
+  end)
+
+  it("names the file when it holds no state of this kind, or a bad one", function()
+    local m = net()
+    local path = os.tmpname()
+    m:save(path)
+    local o = fs.optim.adam(m, {lr = 0.1})
+    assert.has_error(function() o:load(path) end,
+      "adam load: '" .. path .. "' is not a saved adam optimizer state")
+    fs.io.save(path, {step = fs.zeros(2)}, {metadata = {["fewshot.optimizer"] = "adam"}})
+    local ok, err = pcall(o.load, o, path)
+    os.remove(path)
+    assert.is_false(ok)
+    assert.truthy(err:find("'" .. path .. "': adam load_state_dict: 'step' must have shape (4)",
+      1, true), err)
+  end)
+end)

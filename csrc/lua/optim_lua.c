@@ -131,112 +131,17 @@ static int o_is_flat(lua_State *L)
     return 1;
 }
 
-/* ---- state ---- */
+/* ---- state (the layout and every check are fs_optim_state_dict's, optim.h) ---- */
 
-typedef struct { const char *key; double *v; } hyper;
-
-static int hypers(fs_optim *o, hyper *h)
-{
-    int n = 0;
-    h[n++] = (hyper){"lr", &o->c.lr};
-    h[n++] = (hyper){"weight_decay", &o->c.weight_decay};
-    if (o->kind == FS_OPTIM_SGD) {
-        h[n++] = (hyper){"momentum", &o->c.momentum};
-        h[n++] = (hyper){"dampening", &o->c.dampening};
-    } else {
-        h[n++] = (hyper){"beta1", &o->c.beta1};
-        h[n++] = (hyper){"beta2", &o->c.beta2};
-        h[n++] = (hyper){"eps", &o->c.eps};
-    }
-    return n;
-}
-
-typedef struct { const char *key; float *data; int64_t n; } statevec;
-
-static int statevecs(fs_optim *o, statevec *s)
-{
-    int n = 0;
-    if (o->exp_avg)
-        s[n++] = (statevec){"exp_avg", o->exp_avg, o->total};
-    if (o->exp_avg_sq)
-        s[n++] = (statevec){"exp_avg_sq", o->exp_avg_sq, o->total};
-    if (o->max_exp_avg_sq)
-        s[n++] = (statevec){"max_exp_avg_sq", o->max_exp_avg_sq, o->total};
-    if (o->momentum_buffer)
-        s[n++] = (statevec){"momentum_buffer", o->momentum_buffer, o->total};
-    return n;
-}
-
-/* Tensors of the state (copies), in a dict. */
-static int state_to_dict(fs_optim *o, fs_tensor_dict *d)
-{
-    statevec s[4];
-    int ns = statevecs(o, s);
-    int64_t n = o->n;
-    fs_tensor *steps = fs_tensor_new(1, &n), *set = fs_tensor_new(1, &n);
-    int rc = steps && set ? 0 : -1;
-    for (int64_t i = 0; rc == 0 && i < n; i++) {
-        fs_data(steps)[i] = (float)o->steps[i];
-        fs_data(set)[i] = o->buffer_set[i];
-    }
-    if (rc == 0)
-        rc = fs_tensor_dict_add(d, "step", steps);
-    if (rc == 0 && o->kind == FS_OPTIM_SGD)
-        rc = fs_tensor_dict_add(d, "buffer_set", set);
-    fs_tensor_release(steps);
-    fs_tensor_release(set);
-    for (int k = 0; rc == 0 && k < ns; k++) {
-        fs_tensor *t = fs_tensor_from_data(1, &s[k].n, s[k].data);
-        rc = t ? fs_tensor_dict_add(d, s[k].key, t) : -1;
-        fs_tensor_release(t);
-    }
-    return rc;
-}
-
-/* Checks every tensor first, then copies: a failed load changes nothing. */
-static int dict_to_state(fs_optim *o, const fs_tensor_dict *d)
-{
-    const char *name = fs_optim_name(o->kind);
-    statevec s[4];
-    int ns = statevecs(o, s);
-    int64_t k = fs_tensor_dict_find(d, "step");
-    if (k < 0 || fs_numel(d->tensors[k]) != o->n)
-        return fs_set_error("%s load_state_dict: 'step' must hold %d counts (one per parameter)",
-                            name, o->n);
-    int64_t kb = fs_tensor_dict_find(d, "buffer_set");
-    if (o->kind == FS_OPTIM_SGD && (kb < 0 || fs_numel(d->tensors[kb]) != o->n))
-        return fs_set_error("sgd load_state_dict: 'buffer_set' must hold %d flags", o->n);
-    for (int j = 0; j < ns; j++) {
-        int64_t i = fs_tensor_dict_find(d, s[j].key);
-        if (i < 0 || fs_numel(d->tensors[i]) != s[j].n)
-            return fs_set_error("%s load_state_dict: '%s' must hold %lld values (got %s)", name,
-                                s[j].key, (long long)s[j].n,
-                                i < 0 ? "none" : FS_SHAPE(d->tensors[i]));
-    }
-    float *tmp = malloc((size_t)o->n * sizeof *tmp);
-    if (!tmp)
-        return fs_set_error("%s load_state_dict: out of memory", name);
-    fs_tensor_read(d->tensors[k], tmp);
-    for (int i = 0; i < o->n; i++)
-        o->steps[i] = (int64_t)tmp[i];
-    if (kb >= 0 && o->kind == FS_OPTIM_SGD) {
-        fs_tensor_read(d->tensors[kb], tmp);
-        for (int i = 0; i < o->n; i++)
-            o->buffer_set[i] = tmp[i] != 0.0f;
-    }
-    free(tmp);
-    for (int j = 0; j < ns; j++)
-        fs_tensor_read(d->tensors[fs_tensor_dict_find(d, s[j].key)], s[j].data);
-    return 0;
-}
-
+/* The state dict as a table: its tensors, kind = the "fewshot.optimizer" tag and each
+ * hyper-parameter as a number. */
 static int o_state_dict(lua_State *L)
 {
     fs_optim *o = check_opt(L, 1);
     lua_newtable(L);
     fs_tensor_dict d;
     fs_tensor_dict_init(&d);
-    if (state_to_dict(o, &d) < 0) {
+    if (fs_optim_state_dict(o, &d) < 0) {
         fs_tensor_dict_free(&d);
         return fs_lua_error(L);
     }
@@ -244,102 +149,73 @@ static int o_state_dict(lua_State *L)
         fs_lua_push_tensor(L, fs_tensor_retain(d.tensors[i]));
         lua_setfield(L, -2, d.names[i]);
     }
-    fs_tensor_dict_free(&d);
-    hyper h[8];
-    int nh = hypers(o, h);
-    for (int i = 0; i < nh; i++) {
-        lua_pushnumber(L, *h[i].v);
-        lua_setfield(L, -2, h[i].key);
+    for (int64_t i = 0; i < d.nmeta; i++) {
+        if (strcmp(d.meta_keys[i], "fewshot.optimizer") == 0) {
+            lua_pushstring(L, d.meta_values[i]);
+            lua_setfield(L, -2, "kind");
+        } else {
+            lua_pushnumber(L, strtod(d.meta_values[i], NULL)); /* %.17g: exact */
+            lua_setfield(L, -2, d.meta_keys[i]);
+        }
     }
-    lua_pushstring(L, fs_optim_name(o->kind));
-    lua_setfield(L, -2, "kind");
+    fs_tensor_dict_free(&d);
     return 1;
 }
 
+/* The table back into a state dict: tensors by name, kind as the tag, numbers (17 significant
+ * digits, exact), strings and booleans as metadata for the core to check. */
 static int o_load_state_dict(lua_State *L)
 {
     fs_optim *o = check_opt(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "kind");
-    if (!lua_isnil(L, -1) && strcmp(luaL_checkstring(L, -1), fs_optim_name(o->kind)) != 0)
-        return luaL_error(L, "%s load_state_dict: the state is from a %s optimizer",
-                          fs_optim_name(o->kind), lua_tostring(L, -1));
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "%s load_state_dict: 'kind' must be a string, got a %s",
+                          fs_optim_name(o->kind), luaL_typename(L, -1));
     lua_pop(L, 1);
-    hyper h[8];
-    int nh = hypers(o, h);
-    double vals[8];
-    for (int i = 0; i < nh; i++)
-        vals[i] = fs_lua_opt_number(L, 2, h[i].key, *h[i].v);
     fs_tensor_dict d;
     fs_tensor_dict_init(&d);
+    int rc = 0;
     lua_pushnil(L);
-    while (lua_next(L, 2)) { /* the tensors only */
-        fs_tensor *t = lua_type(L, -2) == LUA_TSTRING ? fs_lua_test_tensor(L, -1) : NULL;
-        if (t && fs_tensor_dict_add(&d, lua_tostring(L, -2), t) < 0) {
-            fs_tensor_dict_free(&d);
-            return fs_lua_error(L);
+    while (rc == 0 && lua_next(L, 2)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *key = lua_tostring(L, -2);
+            fs_tensor *t = fs_lua_test_tensor(L, -1);
+            char num[40];
+            if (t) {
+                rc = fs_tensor_dict_add(&d, key, t);
+            } else if (strcmp(key, "kind") == 0) {
+                rc = fs_tensor_dict_add_meta(&d, "fewshot.optimizer", lua_tostring(L, -1));
+            } else if (lua_type(L, -1) == LUA_TNUMBER) {
+                snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, -1));
+                rc = fs_tensor_dict_add_meta(&d, key, num);
+            } else if (lua_type(L, -1) == LUA_TSTRING) {
+                rc = fs_tensor_dict_add_meta(&d, key, lua_tostring(L, -1));
+            } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+                rc = fs_tensor_dict_add_meta(&d, key, lua_toboolean(L, -1) ? "true" : "false");
+            }
         }
         lua_pop(L, 1);
     }
-    int rc = dict_to_state(o, &d);
+    if (rc == 0)
+        rc = fs_optim_load_state_dict(o, &d);
     fs_tensor_dict_free(&d);
     if (rc < 0)
         return fs_lua_error(L);
-    for (int i = 0; i < nh; i++)
-        *h[i].v = vals[i];
     return 0;
 }
 
 static int o_save(lua_State *L)
 {
-    fs_optim *o = check_opt(L, 1);
-    const char *path = luaL_checkstring(L, 2);
-    fs_tensor_dict d;
-    fs_tensor_dict_init(&d);
-    hyper h[8];
-    int nh = hypers(o, h);
-    int rc = state_to_dict(o, &d);
-    if (rc == 0)
-        rc = fs_tensor_dict_add_meta(&d, "fewshot.optimizer", fs_optim_name(o->kind));
-    for (int i = 0; rc == 0 && i < nh; i++) {
-        char num[40];
-        snprintf(num, sizeof num, "%.17g", *h[i].v);
-        rc = fs_tensor_dict_add_meta(&d, h[i].key, num);
-    }
-    return fs_lua_save_dict(L, path, &d, rc);
+    if (fs_optim_save(check_opt(L, 1), luaL_checkstring(L, 2)) < 0)
+        return fs_lua_error(L);
+    return 0;
 }
 
 static int o_load(lua_State *L)
 {
-    fs_optim *o = check_opt(L, 1);
-    const char *path = luaL_checkstring(L, 2);
-    fs_tensor_dict d;
-    if (fs_safetensors_load(path, &d) < 0)
+    if (fs_optim_load(check_opt(L, 1), luaL_checkstring(L, 2)) < 0)
         return fs_lua_error(L);
-    hyper h[8];
-    int nh = hypers(o, h);
-    double vals[8];
-    const char *kind = NULL;
-    for (int i = 0; i < nh; i++)
-        vals[i] = *h[i].v;
-    for (int64_t k = 0; k < d.nmeta; k++) {
-        if (strcmp(d.meta_keys[k], "fewshot.optimizer") == 0)
-            kind = d.meta_values[k];
-        for (int i = 0; i < nh; i++)
-            if (strcmp(d.meta_keys[k], h[i].key) == 0)
-                vals[i] = strtod(d.meta_values[k], NULL);
-    }
-    if (!kind || strcmp(kind, fs_optim_name(o->kind)) != 0) {
-        fs_tensor_dict_free(&d);
-        return luaL_error(L, "%s load: '%s' is not a saved %s optimizer state",
-                          fs_optim_name(o->kind), path, fs_optim_name(o->kind));
-    }
-    int rc = dict_to_state(o, &d);
-    fs_tensor_dict_free(&d);
-    if (rc < 0)
-        return luaL_error(L, "'%s': %s", path, fs_error());
-    for (int i = 0; i < nh; i++)
-        *h[i].v = vals[i];
     return 0;
 }
 
@@ -348,11 +224,15 @@ static int o_index(lua_State *L)
     fs_optim *o = check_opt(L, 1);
     const char *key = lua_tostring(L, 2);
     if (key) {
-        hyper h[8];
-        int nh = hypers(o, h);
-        for (int i = 0; i < nh; i++)
-            if (strcmp(key, h[i].key) == 0) {
-                lua_pushnumber(L, *h[i].v);
+        const fs_optim_config *c = &o->c;
+        bool sgd = o->kind == FS_OPTIM_SGD;
+        const struct { const char *key; double v; bool has; } h[] = {
+            {"lr", c->lr, true}, {"weight_decay", c->weight_decay, true},
+            {"momentum", c->momentum, sgd}, {"dampening", c->dampening, sgd},
+            {"beta1", c->beta1, !sgd}, {"beta2", c->beta2, !sgd}, {"eps", c->eps, !sgd}};
+        for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
+            if (h[i].has && strcmp(key, h[i].key) == 0) {
+                lua_pushnumber(L, h[i].v);
                 return 1;
             }
         if (strcmp(key, "kind") == 0) {

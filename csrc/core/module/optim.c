@@ -9,10 +9,13 @@
  * "a + alpha * b" (add_ with alpha, addcmul_) is one fused multiply-add, as in PyTorch's AVX2
  * kernels: the trajectories of spec/optim_spec.lua are then bit-identical to torch.optim's. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/parallel.h"
+#include "io/safetensors.h"
 #include "module/optim.h"
 
 #ifdef _OPENMP
@@ -50,26 +53,34 @@ static float *zeros(int64_t n)
     return p;
 }
 
+/* Writes what is wrong with c to buf (cap) and returns true, or returns false. */
+static bool config_problem(fs_optim_kind kind, const fs_optim_config *c, char *buf, size_t cap)
+{
+    if (!(c->lr >= 0))
+        snprintf(buf, cap, "lr must be >= 0, got %g", c->lr);
+    else if (!(c->weight_decay >= 0))
+        snprintf(buf, cap, "weight_decay must be >= 0, got %g", c->weight_decay);
+    else if (kind != FS_OPTIM_SGD &&
+             (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1)))
+        snprintf(buf, cap, "betas must be in [0, 1), got (%g, %g)", c->beta1, c->beta2);
+    else if (kind != FS_OPTIM_SGD && !(c->eps >= 0))
+        snprintf(buf, cap, "eps must be >= 0, got %g", c->eps);
+    else if (kind == FS_OPTIM_SGD && !(c->momentum >= 0))
+        snprintf(buf, cap, "momentum must be >= 0, got %g", c->momentum);
+    else if (kind == FS_OPTIM_SGD && c->nesterov && (c->momentum <= 0 || c->dampening != 0))
+        snprintf(buf, cap, "nesterov needs momentum > 0 and dampening 0");
+    else
+        return false;
+    return true;
+}
+
 fs_optim *fs_optim_new(fs_optim_kind kind, int n, fs_tensor *const *params,
                        const fs_optim_config *c)
 {
     const char *name = fs_optim_name(kind);
-    if (!(c->lr >= 0))
-        return fs_set_error("%s: lr must be >= 0, got %g", name, c->lr), NULL;
-    if (!(c->weight_decay >= 0))
-        return fs_set_error("%s: weight_decay must be >= 0, got %g", name, c->weight_decay), NULL;
-    if (kind != FS_OPTIM_SGD) {
-        if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
-            return fs_set_error("%s: betas must be in [0, 1), got (%g, %g)", name, c->beta1,
-                                c->beta2), NULL;
-        if (!(c->eps >= 0))
-            return fs_set_error("%s: eps must be >= 0, got %g", name, c->eps), NULL;
-    } else {
-        if (!(c->momentum >= 0))
-            return fs_set_error("sgd: momentum must be >= 0, got %g", c->momentum), NULL;
-        if (c->nesterov && (c->momentum <= 0 || c->dampening != 0))
-            return fs_set_error("sgd: nesterov needs momentum > 0 and dampening 0"), NULL;
-    }
+    char problem[160];
+    if (config_problem(kind, c, problem, sizeof problem))
+        return fs_set_error("%s: %s", name, problem), NULL;
     if (n < 1)
         return fs_set_error("%s: no parameters to optimize", name), NULL;
     for (int i = 0; i < n; i++) {
@@ -298,4 +309,232 @@ void fs_optim_zero_grad(fs_optim *o)
     for (int i = 0; i < o->n; i++)
         if (o->params[i]->grad)
             fs_tensor_fill_(o->params[i]->grad, 0.0f);
+}
+
+/* ---- state (layout in optim.h) ---- */
+
+typedef struct { const char *key; double *v; } hyper;
+
+/* The hyper-parameters of kind stored in a state, as fields of c, in the order they are
+ * written (files written before must stay byte-identical). */
+static int hypers(fs_optim_kind kind, fs_optim_config *c, hyper *h)
+{
+    int n = 0;
+    h[n++] = (hyper){"lr", &c->lr};
+    h[n++] = (hyper){"weight_decay", &c->weight_decay};
+    if (kind == FS_OPTIM_SGD) {
+        h[n++] = (hyper){"momentum", &c->momentum};
+        h[n++] = (hyper){"dampening", &c->dampening};
+    } else {
+        h[n++] = (hyper){"beta1", &c->beta1};
+        h[n++] = (hyper){"beta2", &c->beta2};
+        h[n++] = (hyper){"eps", &c->eps};
+    }
+    return n;
+}
+
+typedef struct { const char *key; float *data; } statevec;
+
+/* The (P) state vectors this optimizer has. */
+static int statevecs(const fs_optim *o, statevec *s)
+{
+    int n = 0;
+    if (o->exp_avg)
+        s[n++] = (statevec){"exp_avg", o->exp_avg};
+    if (o->exp_avg_sq)
+        s[n++] = (statevec){"exp_avg_sq", o->exp_avg_sq};
+    if (o->max_exp_avg_sq)
+        s[n++] = (statevec){"max_exp_avg_sq", o->max_exp_avg_sq};
+    if (o->momentum_buffer)
+        s[n++] = (statevec){"momentum_buffer", o->momentum_buffer};
+    return n;
+}
+
+int fs_optim_state_dict(const fs_optim *o, fs_tensor_dict *out)
+{
+    const char *name = fs_optim_name(o->kind);
+    int64_t n = o->n;
+    fs_tensor *steps = fs_tensor_new(1, &n), *set = fs_tensor_new(1, &n);
+    int rc = steps && set ? 0 : -1;
+    for (int64_t i = 0; rc == 0 && i < n; i++) {
+        fs_data(steps)[i] = (float)o->steps[i];
+        fs_data(set)[i] = o->buffer_set[i];
+    }
+    if (rc == 0)
+        rc = fs_tensor_dict_add(out, "step", steps);
+    if (rc == 0 && o->kind == FS_OPTIM_SGD)
+        rc = fs_tensor_dict_add(out, "buffer_set", set);
+    fs_tensor_release(steps);
+    fs_tensor_release(set);
+    statevec s[4];
+    int ns = statevecs(o, s);
+    for (int k = 0; rc == 0 && k < ns; k++) {
+        fs_tensor *t = fs_tensor_from_data(1, &o->total, s[k].data);
+        rc = t ? fs_tensor_dict_add(out, s[k].key, t) : -1;
+        fs_tensor_release(t);
+    }
+    if (rc == 0)
+        rc = fs_tensor_dict_add_meta(out, "fewshot.optimizer", name);
+    fs_optim_config c = o->c;
+    hyper h[8];
+    int nh = hypers(o->kind, &c, h);
+    for (int i = 0; rc == 0 && i < nh; i++) {
+        char num[40];
+        snprintf(num, sizeof num, "%.17g", *h[i].v);
+        rc = fs_tensor_dict_add_meta(out, h[i].key, num);
+    }
+    return rc; /* out of memory, said by the allocation that failed */
+}
+
+static const char *meta_value(const fs_tensor_dict *d, const char *key)
+{
+    for (int64_t k = 0; k < d->nmeta; k++)
+        if (strcmp(d->meta_keys[k], key) == 0)
+            return d->meta_values[k];
+    return NULL;
+}
+
+/* Appends "; " (when buf is not empty) and a formatted note to buf[cap]. */
+static void note(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t len = strlen(buf);
+    if (len && len + 2 < cap)
+        buf[len++] = ';', buf[len++] = ' ', buf[len] = 0;
+    if (len + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+int fs_optim_load_state_dict(fs_optim *o, const fs_tensor_dict *sd)
+{
+    const char *name = fs_optim_name(o->kind);
+    const char *kind = meta_value(sd, "fewshot.optimizer");
+    if (kind && strcmp(kind, name) != 0)
+        return fs_set_error("%s load_state_dict: the state is from a %s optimizer", name, kind);
+    char why[800] = "";
+
+    /* hyper-parameters, into a copy of the configuration */
+    fs_optim_config c = o->c;
+    hyper h[8];
+    int nh = hypers(o->kind, &c, h);
+    for (int i = 0; i < nh; i++) {
+        const char *v = meta_value(sd, h[i].key);
+        if (!v)
+            continue;
+        char *end;
+        double x = strtod(v, &end);
+        if (end == v || *end) {
+            note(why, sizeof why, "'%s' must be a number, got '%.40s'", h[i].key, v);
+        } else {
+            *h[i].v = x;
+        }
+    }
+    char problem[160];
+    if (config_problem(o->kind, &c, problem, sizeof problem))
+        note(why, sizeof why, "%s", problem);
+    if (o->kind == FS_OPTIM_SGD && c.momentum != 0 && !o->momentum_buffer)
+        note(why, sizeof why, "'momentum' %g needs a momentum buffer, and this optimizer was "
+             "made without momentum", c.momentum);
+
+    /* the tensors: expected ones with their lengths, then anything else */
+    statevec s[4];
+    int ns = statevecs(o, s);
+    const char *keys[6];
+    int64_t lens[6], idx[6];
+    int nk = 0;
+    keys[nk] = "step", lens[nk++] = o->n;
+    if (o->kind == FS_OPTIM_SGD)
+        keys[nk] = "buffer_set", lens[nk++] = o->n;
+    for (int j = 0; j < ns; j++)
+        keys[nk] = s[j].key, lens[nk++] = o->total;
+    for (int j = 0; j < nk; j++) {
+        idx[j] = fs_tensor_dict_find(sd, keys[j]);
+        const fs_tensor *t = idx[j] < 0 ? NULL : sd->tensors[idx[j]];
+        if (!t)
+            note(why, sizeof why, "'%s' is missing%s", keys[j],
+                 strcmp(keys[j], "max_exp_avg_sq") == 0 ? " (this optimizer has amsgrad on)" : "");
+        else if (t->ndim != 1 || t->size[0] != lens[j])
+            note(why, sizeof why, "'%s' must have shape (%lld)%s, got %s", keys[j],
+                 (long long)lens[j], j < nk - ns ? ", one per parameter" : "", FS_SHAPE(t));
+    }
+    for (int64_t k = 0; k < sd->n; k++) {
+        bool known = false;
+        for (int j = 0; j < nk; j++)
+            known = known || strcmp(sd->names[k], keys[j]) == 0;
+        if (!known)
+            note(why, sizeof why, "unexpected '%s'%s", sd->names[k],
+                 strcmp(sd->names[k], "max_exp_avg_sq") == 0 ? " (this optimizer has amsgrad off)"
+                 : strcmp(sd->names[k], "momentum_buffer") == 0 ? " (this optimizer has no momentum)"
+                 : "");
+    }
+    if (why[0])
+        return fs_set_error("%s load_state_dict: %s", name, why);
+
+    /* the step counts and flags: whole numbers >= 0, and 0 or 1 */
+    float *tmp = malloc((size_t)o->n * 2 * sizeof *tmp);
+    if (!tmp)
+        return fs_set_error("%s load_state_dict: out of memory", name);
+    float *steps = tmp, *set = tmp + o->n;
+    fs_tensor_read(sd->tensors[idx[0]], steps);
+    if (o->kind == FS_OPTIM_SGD)
+        fs_tensor_read(sd->tensors[idx[1]], set);
+    for (int i = 0; i < o->n; i++) {
+        if (!(steps[i] >= 0 && steps[i] == floorf(steps[i]) && isfinite(steps[i]))) {
+            fs_set_error("%s load_state_dict: 'step' holds %g for parameter %d (a step count "
+                         "is a whole number >= 0)", name, steps[i], i + 1);
+            free(tmp);
+            return -1;
+        }
+        if (o->kind == FS_OPTIM_SGD && set[i] != 0 && set[i] != 1) {
+            fs_set_error("sgd load_state_dict: 'buffer_set' holds %g for parameter %d (a flag "
+                         "is 0 or 1)", set[i], i + 1);
+            free(tmp);
+            return -1;
+        }
+    }
+
+    /* all checked: copy */
+    for (int i = 0; i < o->n; i++) {
+        o->steps[i] = (int64_t)steps[i];
+        if (o->kind == FS_OPTIM_SGD)
+            o->buffer_set[i] = set[i] != 0;
+    }
+    free(tmp);
+    for (int j = 0; j < ns; j++)
+        fs_tensor_read(sd->tensors[idx[nk - ns + j]], s[j].data);
+    o->c = c;
+    return 0;
+}
+
+int fs_optim_save(const fs_optim *o, const char *path)
+{
+    fs_tensor_dict d;
+    fs_tensor_dict_init(&d);
+    int rc = fs_optim_state_dict(o, &d);
+    if (rc == 0)
+        rc = fs_safetensors_save(path, &d);
+    fs_tensor_dict_free(&d);
+    return rc;
+}
+
+int fs_optim_load(fs_optim *o, const char *path)
+{
+    const char *name = fs_optim_name(o->kind);
+    fs_tensor_dict d;
+    if (fs_safetensors_load(path, &d) < 0)
+        return -1;
+    const char *kind = meta_value(&d, "fewshot.optimizer");
+    int rc;
+    if (!kind || strcmp(kind, name) != 0) {
+        rc = fs_set_error("%s load: '%s' is not a saved %s optimizer state", name, path, name);
+    } else if ((rc = fs_optim_load_state_dict(o, &d)) < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", fs_error());
+        fs_set_error("'%s': %s", path, msg);
+    }
+    fs_tensor_dict_free(&d);
+    return rc;
 }
