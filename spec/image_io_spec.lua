@@ -1,5 +1,6 @@
--- PNG: files written by Pillow / a hand-made Adam7 writer (tools/make_io_fixtures.py), 8- and
--- 16-bit round trips, RGB/palette/alpha conversion, and corrupt or truncated files.
+-- PNG: files written by Pillow / a hand-made Adam7 writer
+-- (tools/make_fixtures_images_volumes.py), 8- and 16-bit round trips, RGB/palette/alpha
+-- conversion, and corrupt or truncated files.
 local fs = require "fewshot"
 local helper = require "helper"
 local tmpname, read_bytes, write_bytes = helper.tmpname, helper.read_bytes, helper.write_bytes

@@ -1,7 +1,7 @@
 -- spec/io_spec.lua: safetensors and .npy reading/writing (fs.io), bad-file errors.
--- Fixtures: spec/fixtures/io/ from tools/make_fixtures_io.py (numpy, and a safetensors
--- writer made of json + struct). Every fixture array holds v[k] = k*0.25 - 1 (floats),
--- k - 2 (signed ints) or k (unsigned), k = 0, 1, ... in C order.
+-- Fixtures: spec/fixtures/io/ from tools/make_fixtures_arrays_weights.py (numpy, and a
+-- safetensors writer made of json + struct). Every fixture array holds v[k] = k*0.25 - 1
+-- (floats), k - 2 (signed ints) or k (unsigned), k = 0, 1, ... in C order.
 local fs = require "fewshot"
 local helper = require "helper"
 

@@ -1,5 +1,5 @@
 -- NIfTI-1 and Interfile 3.3: files written by nibabel / numpy with SIMIND-, STIR- and
--- GATE-style headers (tools/make_io_fixtures.py), round trips, and bad files.
+-- GATE-style headers (tools/make_fixtures_images_volumes.py), round trips, and bad files.
 -- Every fixture volume holds v[z][y][x] = x + 10 y + 100 z (0-based).
 local fs = require "fewshot"
 local helper = require "helper"
