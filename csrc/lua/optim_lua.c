@@ -314,7 +314,7 @@ static int o_load(lua_State *L)
     fs_optim *o = check_opt(L, 1);
     const char *path = luaL_checkstring(L, 2);
     fs_tensor_dict d;
-    if (fs_safetensors_load(path, &d) < 0)
+    if (fs_safetensors_read(path, &d) < 0)
         return fs_lua_error(L);
     hyper h[8];
     int nh = hypers(o, h);

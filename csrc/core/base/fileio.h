@@ -1,4 +1,4 @@
-/* fileio.h - small file helpers shared by the readers/writers (safetensors.c, npy.c):
+/* fileio.h - small file helpers shared by the readers/writers (the io/ area):
  * whole-file reads with size checks, atomic writes (a temporary file in the same directory,
  * then rename()), and little-endian scalar decoding. Errors name the file. */
 #ifndef FS_FILEIO_H

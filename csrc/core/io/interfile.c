@@ -1,4 +1,4 @@
-/* interfile_io.c - Interfile 3.3 headers and their raw data files (SIMIND, STIR, GATE).
+/* interfile.c - Interfile 3.3 headers and their raw data files (SIMIND, STIR, GATE).
  *
  * Header lines are "key := value"; keys are matched after lower-casing and removing '!' and
  * all white space ("!Matrix Size [1]" == "matrix size[1]"); ';' starts a comment. Read keys:
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/io.h"
+#include "io/interfile.h"
 
 #define MAX_HEADER (1 << 20)
 

@@ -1,4 +1,4 @@
-/* nifti_io.c - NIfTI-1 single-file volumes (.nii, .nii.gz) read and written with zlib.
+/* nifti.c - NIfTI-1 single-file volumes (.nii, .nii.gz) read and written with zlib.
  *
  * Read: the 348-byte header is checked (sizeof_hdr 348 in either byte order, magic "n+1",
  * 1 <= dim[0] <= 7, positive sizes, a supported datatype with a matching bitpix, vox_offset
@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "io/io.h"
+#include "io/nifti.h"
 
 #define HDR 348
 #define MAX_BYTES ((int64_t)1 << 31)

@@ -215,7 +215,7 @@ fs_tensor *fs_npy_parse(const char *path, const unsigned char *buf, size_t len)
     return t;
 }
 
-fs_tensor *fs_npy_load(const char *path)
+fs_tensor *fs_npy_read(const char *path)
 {
     unsigned char *buf;
     size_t len;
@@ -226,7 +226,7 @@ fs_tensor *fs_npy_load(const char *path)
     return t;
 }
 
-int fs_npy_save(const char *path, const fs_tensor *t)
+int fs_npy_write(const char *path, const fs_tensor *t)
 {
     char dict[512];
     int k = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");

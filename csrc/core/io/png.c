@@ -1,4 +1,4 @@
-/* png_io.c - PNG read/write through libpng.
+/* png.c - PNG read/write through libpng.
  *
  * Read: any PNG (1-16 bit gray, gray+alpha, RGB, RGBA, palette, interlaced) becomes float32
  *   (H, W) gray (RGB weighted 0.299/0.587/0.114, alpha dropped) or (3, H, W) RGB on request.
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/io.h"
+#include "io/png.h"
 
 typedef struct { char msg[200]; } png_errctx;
 

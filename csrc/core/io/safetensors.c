@@ -450,7 +450,7 @@ fail:
     return -1;
 }
 
-int fs_safetensors_load(const char *path, fs_tensor_dict *out)
+int fs_safetensors_read(const char *path, fs_tensor_dict *out)
 {
     unsigned char *buf;
     size_t len;
@@ -533,7 +533,7 @@ static void sort_idx(int64_t *idx, int64_t *tmp, int64_t n, char **names)
     memcpy(idx, tmp, (size_t)n * sizeof *idx);
 }
 
-int fs_safetensors_save(const char *path, const fs_tensor_dict *d)
+int fs_safetensors_write(const char *path, const fs_tensor_dict *d)
 {
     sbuf h = {0};
     int64_t *idx = malloc((size_t)(d->n + 1) * sizeof *idx);
