@@ -95,6 +95,20 @@ describe("image.write", function()
       ("image.write: %s: bits must be 8 or 16 (got 12)"):format(p))
     assert.has_error(function() fs.image.write("/nonexistent-dir/x.png", fs.zeros(2, 2)) end)
   end)
+
+  -- The message used to read the value from the buffer it had just freed.
+  it("names a value that is not finite, and where it is", function()
+    local p = tmpname(".png")
+    for _, case in ipairs{{math.huge, 0, "inf"}, {-math.huge, 1, "-inf"}, {0 / 0, 2, "nan"}} do
+      local t = fs.zeros(2, 3)
+      t:set(1, case[2] + 1, case[1])
+      local ok, err = pcall(fs.image.write, p, t)
+      assert.is_false(ok)
+      assert.are.equal(("image.write: %s: value %s at %d is not finite"):format(p, case[3],
+        case[2]), (tostring(err):gsub("%-nan", "nan")))
+    end
+    assert.is_nil(io.open(p, "rb"))
+  end)
 end)
 
 describe("image.read of bad files", function()

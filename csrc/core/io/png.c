@@ -161,9 +161,10 @@ int fs_png_write(const char *path, const fs_tensor *t, int bits, bool normalize)
     double lo = 0, hi = 0, maxv = bits == 16 ? 65535.0 : 255.0;
     for (int64_t i = 0; i < numel; i++) {
         if (!isfinite(vals[i])) {
-            fs_free(vals);
-            return fs_set_error("image.write: %s: value %g at %lld is not finite", path, vals[i],
-                                (long long)i);
+            fs_set_error("image.write: %s: value %g at %lld is not finite", path, vals[i],
+                         (long long)i);
+            fs_free(vals); /* after the message, which reads vals[i] */
+            return -1;
         }
         if (i == 0 || vals[i] < lo) lo = vals[i];
         if (i == 0 || vals[i] > hi) hi = vals[i];
