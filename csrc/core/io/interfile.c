@@ -10,6 +10,8 @@
  *   (default BIGENDIAN as the 3.3 standard says), data offset in bytes, data starting block
  *   (x 2048), data rescale slope / offset and image scaling factor[1] (applied).
  * The volume comes back as (z, y, x), or (y, x) for one image.
+ * fs_interfile_parse_header / fs_interfile_parse read a header (and its data) held in memory;
+ * fs_interfile_read reads both files and calls them.
  * Write: float32 little-endian, header keys as STIR writes them.
  */
 #include <ctype.h>
@@ -18,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fileio.h"
 #include "io/interfile.h"
 
 #define MAX_HEADER (1 << 20)
@@ -62,33 +66,72 @@ static int parse_num(const char *v, double *out)
     return 0;
 }
 
-fs_tensor *fs_interfile_read(const char *path, fs_interfile_info *info)
-{
-    fs_interfile_info tmp;
-    if (!info)
-        info = &tmp;
-    memset(info, 0, sizeof *info);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fs_set_error("load_interfile: %s: cannot open (%s)", path, strerror(errno));
-        return NULL;
-    }
-    char *text = malloc(MAX_HEADER + 1);
-    if (!text) {
-        fclose(f);
-        fs_set_error("load_interfile: %s: out of memory", path);
-        return NULL;
-    }
-    size_t len = fread(text, 1, MAX_HEADER, f);
-    fclose(f);
-    text[len] = 0;
+/* ---- reading: scan the keys, check them, decode the data ---- */
 
-    double msize[3] = {0, 0, 0}, scale[3] = {0, 0, 0}, nimages = 0, thick = 0;
-    double bpp = 0, offset = 0, block = -1, slope = 1, inter = 0, isf = 1;
-    char fmt[32] = "", order[32] = "", datafile[1024] = "";
-    int seen_interfile = 0, first = 1, nlines = 0;
-    const char *err = NULL;
-    char errbuf[400];
+/* The keys as found in the header, before any check. */
+typedef struct {
+    double msize[3], scale[3], nimages, thick;
+    double bpp, offset, block, slope, inter, isf;
+    char fmt[32], order[32], datafile[1024];
+    int seen_interfile;
+} header_keys;
+
+/* One "key := value" line (key canonical, value trimmed) into k; err on a bad value. */
+static int scan_key(header_keys *k, const char *key, const char *val, int line, char *err,
+                    size_t cap)
+{
+    double d = 0;
+    int isnum = parse_num(val, &d) == 0;
+    if (strcmp(key, "interfile") == 0) {
+        k->seen_interfile = 1;
+    } else if (strcmp(key, "nameofdatafile") == 0) {
+        snprintf(k->datafile, sizeof k->datafile, "%s", val);
+    } else if (strcmp(key, "numberformat") == 0) {
+        size_t i = 0;
+        for (; val[i] && i + 1 < sizeof k->fmt; i++)
+            k->fmt[i] = (char)tolower((unsigned char)val[i]);
+        k->fmt[i] = 0;
+    } else if (strcmp(key, "imagedatabyteorder") == 0) {
+        canon(val, strlen(val), k->order, sizeof k->order);
+    } else if (strncmp(key, "matrixsize[", 11) == 0 ||
+               strncmp(key, "scalingfactor(mm/pixel)[", 24) == 0) {
+        const char *b = strchr(key, '[');
+        int idx = b ? atoi(b + 1) : 0;
+        if (idx >= 1 && idx <= 3) {
+            if (!isnum) {
+                snprintf(err, cap, "bad number '%.60s' for key %.60s (line %d)", val, key, line);
+                return -1;
+            }
+            if (key[0] == 'm')
+                k->msize[idx - 1] = d;
+            else
+                k->scale[idx - 1] = d;
+        }
+    } else if (isnum) {
+        if (strcmp(key, "numberofbytesperpixel") == 0) k->bpp = d;
+        else if (strcmp(key, "totalnumberofimages") == 0) k->nimages = d;
+        else if (strcmp(key, "numberofimages/energywindow") == 0 && k->nimages == 0) k->nimages = d;
+        else if (strcmp(key, "numberofslices") == 0 && k->nimages == 0) k->nimages = d;
+        else if (strcmp(key, "numberofprojections") == 0 && k->nimages == 0) k->nimages = d;
+        else if (strcmp(key, "slicethickness(pixels)") == 0) k->thick = d;
+        else if (strcmp(key, "dataoffsetinbytes") == 0) k->offset = d;
+        else if (strcmp(key, "datastartingblock") == 0) k->block = d;
+        else if (strcmp(key, "datarescaleslope") == 0) k->slope = d;
+        else if (strcmp(key, "datarescaleoffset") == 0) k->inter = d;
+        else if (strcmp(key, "imagescalingfactor[1]") == 0) k->isf = d;
+    }
+    return 0;
+}
+
+/* Splits text (NUL-terminated, modified in place) into lines and scans their keys. */
+static int scan_header(const char *name, char *text, header_keys *k)
+{
+    memset(k, 0, sizeof *k);
+    k->block = -1;
+    k->slope = 1;
+    k->isf = 1;
+    int first = 1, nlines = 0;
+    char err[400];
     for (char *line = text; line && *line;) {
         char *nl = strpbrk(line, "\r\n");
         if (nl)
@@ -99,181 +142,147 @@ fs_tensor *fs_interfile_read(const char *path, fs_interfile_info *info)
         if (semi)
             *semi = 0;
         char *sep = strstr(line, ":=");
-        char key[128];
         if (sep) {
+            char key[128];
             canon(line, (size_t)(sep - line), key, sizeof key);
             char *val = sep + 2;
             trim(val);
-            if (first && strcmp(key, "interfile") != 0) {
-                err = "not an Interfile header (the first key is not !INTERFILE)";
-                break;
-            }
+            if (first && strcmp(key, "interfile") != 0)
+                return fs_set_error("load_interfile: %s: not an Interfile header (the first key "
+                                    "is not !INTERFILE)", name);
             first = 0;
-            double d = 0;
-            int isnum = parse_num(val, &d) == 0;
-            if (strcmp(key, "interfile") == 0)
-                seen_interfile = 1;
-            else if (strcmp(key, "nameofdatafile") == 0)
-                snprintf(datafile, sizeof datafile, "%s", val);
-            else if (strcmp(key, "numberformat") == 0) {
-                size_t k = 0;
-                for (; val[k] && k + 1 < sizeof fmt; k++)
-                    fmt[k] = (char)tolower((unsigned char)val[k]);
-                fmt[k] = 0;
-            } else if (strcmp(key, "imagedatabyteorder") == 0) {
-                canon(val, strlen(val), order, sizeof order);
-            } else if (strncmp(key, "matrixsize[", 11) == 0 || strncmp(key, "scalingfactor(mm/pixel)[", 24) == 0) {
-                int is_m = key[0] == 'm';
-                const char *b = strchr(key, '[');
-                int idx = b ? atoi(b + 1) : 0;
-                if (idx >= 1 && idx <= 3) {
-                    if (!isnum) {
-                        snprintf(errbuf, sizeof errbuf, "bad number '%.60s' for key %.60s (line %d)", val, key, nlines);
-                        err = errbuf;
-                        break;
-                    }
-                    if (is_m)
-                        msize[idx - 1] = d;
-                    else
-                        scale[idx - 1] = d;
-                }
-            } else if (isnum) {
-                if (strcmp(key, "numberofbytesperpixel") == 0) bpp = d;
-                else if (strcmp(key, "totalnumberofimages") == 0) nimages = d;
-                else if (strcmp(key, "numberofimages/energywindow") == 0 && nimages == 0) nimages = d;
-                else if (strcmp(key, "numberofslices") == 0 && nimages == 0) nimages = d;
-                else if (strcmp(key, "numberofprojections") == 0 && nimages == 0) nimages = d;
-                else if (strcmp(key, "slicethickness(pixels)") == 0) thick = d;
-                else if (strcmp(key, "dataoffsetinbytes") == 0) offset = d;
-                else if (strcmp(key, "datastartingblock") == 0) block = d;
-                else if (strcmp(key, "datarescaleslope") == 0) slope = d;
-                else if (strcmp(key, "datarescaleoffset") == 0) inter = d;
-                else if (strcmp(key, "imagescalingfactor[1]") == 0) isf = d;
-            }
+            if (scan_key(k, key, val, nlines, err, sizeof err) < 0)
+                return fs_set_error("load_interfile: %s: %s", name, err);
         }
         line = next;
     }
-    free(text);
-    if (!err && !seen_interfile)
-        err = "not an Interfile header (no !INTERFILE key)";
-    if (!err && !datafile[0])
-        err = "missing key 'name of data file'";
-    if (!err && (msize[0] < 1 || msize[1] < 1 || msize[0] > 65536 || msize[1] > 65536 ||
-                 msize[0] != floor(msize[0]) || msize[1] != floor(msize[1])))
-        err = "missing or bad 'matrix size [1]' / 'matrix size [2]'";
-    if (err) {
-        fs_set_error("load_interfile: %s: %s", path, err);
-        return NULL;
-    }
-    double nz = msize[2] >= 1 ? msize[2] : nimages >= 1 ? nimages : 1;
-    if (nz > 65536 || nz != floor(nz)) {
-        fs_set_error("load_interfile: %s: bad number of images %g", path, nz);
-        return NULL;
-    }
-    /* number format */
-    int kind; /* 0 float, 1 signed, 2 unsigned */
+    return 0;
+}
+
+/* 0 float, 1 signed integer, 2 unsigned integer; -1 for an unsupported format. */
+static int format_kind(const char *fmt)
+{
     if (!fmt[0] || strcmp(fmt, "float") == 0 || strcmp(fmt, "short float") == 0 ||
-        strcmp(fmt, "long float") == 0) {
-        kind = 0;
-        if (bpp == 0)
-            bpp = strcmp(fmt, "long float") == 0 ? 8 : 4;
-        if (!fmt[0])
-            snprintf(fmt, sizeof fmt, "float");
-    } else if (strcmp(fmt, "signed integer") == 0) {
-        kind = 1;
-        if (bpp == 0) bpp = 2;
-    } else if (strcmp(fmt, "unsigned integer") == 0) {
-        kind = 2;
-        if (bpp == 0) bpp = 2;
-    } else {
-        fs_set_error("load_interfile: %s: unsupported number format '%s'", path, fmt);
-        return NULL;
-    }
-    int b = (int)bpp;
-    if (!((kind == 0 && (b == 4 || b == 8)) || (kind > 0 && (b == 1 || b == 2 || b == 4)))) {
-        fs_set_error("load_interfile: %s: unsupported %d bytes per pixel for '%s'", path, b, fmt);
-        return NULL;
-    }
-    int big;
-    if (!order[0] || strcmp(order, "bigendian") == 0)
-        big = 1;
-    else if (strcmp(order, "littleendian") == 0)
-        big = 0;
-    else {
-        fs_set_error("load_interfile: %s: unknown imagedata byte order '%s'", path, order);
-        return NULL;
-    }
-    if (block >= 0)
-        offset = block * 2048;
-    if (offset < 0 || offset != floor(offset)) {
-        fs_set_error("load_interfile: %s: bad data offset %g", path, offset);
-        return NULL;
-    }
-    /* the data file, relative to the header's directory */
+        strcmp(fmt, "long float") == 0)
+        return 0;
+    if (strcmp(fmt, "signed integer") == 0)
+        return 1;
+    if (strcmp(fmt, "unsigned integer") == 0)
+        return 2;
+    return -1;
+}
+
+/* The data file, relative to the header's directory, into info->data_file. */
+static int resolve_data_file(const char *name, const char *datafile, fs_interfile_info *info)
+{
     if (datafile[0] == '/') {
         snprintf(info->data_file, sizeof info->data_file, "%s", datafile);
-    } else {
-        const char *slash = strrchr(path, '/');
-        int dirlen = slash ? (int)(slash - path + 1) : 0;
-        if (dirlen + strlen(datafile) >= sizeof info->data_file) {
-            fs_set_error("load_interfile: %s: data file path too long", path);
-            return NULL;
-        }
-        memcpy(info->data_file, path, (size_t)dirlen);
-        strcpy(info->data_file + dirlen, datafile);
+        return 0;
     }
-    info->dim[0] = (int64_t)msize[0];
-    info->dim[1] = (int64_t)msize[1];
+    const char *slash = strrchr(name, '/');
+    size_t dirlen = slash ? (size_t)(slash - name + 1) : 0;
+    if (dirlen + strlen(datafile) >= sizeof info->data_file)
+        return fs_set_error("load_interfile: %s: data file path too long", name);
+    memcpy(info->data_file, name, dirlen);
+    strcpy(info->data_file + dirlen, datafile);
+    return 0;
+}
+
+/* Checks the scanned keys and fills info. */
+static int check_keys(const char *name, header_keys *k, fs_interfile_info *info)
+{
+    if (!k->seen_interfile)
+        return fs_set_error("load_interfile: %s: not an Interfile header (no !INTERFILE key)",
+                            name);
+    if (!k->datafile[0])
+        return fs_set_error("load_interfile: %s: missing key 'name of data file'", name);
+    const double *ms = k->msize;
+    if (ms[0] < 1 || ms[1] < 1 || ms[0] > 65536 || ms[1] > 65536 || ms[0] != floor(ms[0]) ||
+        ms[1] != floor(ms[1]))
+        return fs_set_error("load_interfile: %s: missing or bad 'matrix size [1]' / 'matrix "
+                            "size [2]'", name);
+    double nz = ms[2] >= 1 ? ms[2] : k->nimages >= 1 ? k->nimages : 1;
+    if (nz > 65536 || nz != floor(nz))
+        return fs_set_error("load_interfile: %s: bad number of images %g", name, nz);
+    int kind = format_kind(k->fmt);
+    if (kind < 0)
+        return fs_set_error("load_interfile: %s: unsupported number format '%s'", name, k->fmt);
+    if (k->bpp == 0)
+        k->bpp = kind == 0 ? (strcmp(k->fmt, "long float") == 0 ? 8 : 4) : 2;
+    if (!k->fmt[0])
+        snprintf(k->fmt, sizeof k->fmt, "float");
+    int b = (int)k->bpp;
+    if (!((kind == 0 && (b == 4 || b == 8)) || (kind > 0 && (b == 1 || b == 2 || b == 4))))
+        return fs_set_error("load_interfile: %s: unsupported %d bytes per pixel for '%s'", name,
+                            b, k->fmt);
+    int big;
+    if (!k->order[0] || strcmp(k->order, "bigendian") == 0)
+        big = 1;
+    else if (strcmp(k->order, "littleendian") == 0)
+        big = 0;
+    else
+        return fs_set_error("load_interfile: %s: unknown imagedata byte order '%s'", name,
+                            k->order);
+    double offset = k->block >= 0 ? k->block * 2048 : k->offset;
+    if (offset < 0 || offset != floor(offset))
+        return fs_set_error("load_interfile: %s: bad data offset %g", name, offset);
+    if (resolve_data_file(name, k->datafile, info) < 0)
+        return -1;
+    info->dim[0] = (int64_t)ms[0];
+    info->dim[1] = (int64_t)ms[1];
     info->dim[2] = (int64_t)nz;
     info->ndim = nz > 1 ? 3 : 2;
-    info->spacing_mm[0] = scale[0] > 0 ? scale[0] : 1.0;
-    info->spacing_mm[1] = scale[1] > 0 ? scale[1] : info->spacing_mm[0];
-    info->spacing_mm[2] = scale[2] > 0 ? scale[2] : thick > 0 ? thick * info->spacing_mm[0]
-                                                              : info->spacing_mm[0];
-    snprintf(info->number_format, sizeof info->number_format, "%s", fmt);
+    const double *sc = k->scale;
+    info->spacing_mm[0] = sc[0] > 0 ? sc[0] : 1.0;
+    info->spacing_mm[1] = sc[1] > 0 ? sc[1] : info->spacing_mm[0];
+    info->spacing_mm[2] = sc[2] > 0 ? sc[2] : k->thick > 0 ? k->thick * info->spacing_mm[0]
+                                                          : info->spacing_mm[0];
+    snprintf(info->number_format, sizeof info->number_format, "%s", k->fmt);
     info->bytes_per_pixel = b;
     info->big_endian = big;
     info->data_offset = (int64_t)offset;
-    info->rescale_slope = slope * isf;
-    info->rescale_offset = inter;
+    info->rescale_slope = k->slope * k->isf;
+    info->rescale_offset = k->inter;
+    return 0;
+}
 
+int fs_interfile_parse_header(const char *name, const char *text, size_t len,
+                              fs_interfile_info *info)
+{
+    memset(info, 0, sizeof *info);
+    if (len > MAX_HEADER)
+        len = MAX_HEADER;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return fs_set_error("load_interfile: %s: out of memory", name);
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    header_keys k;
+    int rc = scan_header(name, copy, &k);
+    free(copy);
+    return rc < 0 ? -1 : check_keys(name, &k, info);
+}
+
+/* The raw data (info's layout, from data[info->data_offset]) -> a (z, y, x) or (y, x) tensor
+ * with the rescale applied. */
+static fs_tensor *decode_data(const char *name, const fs_interfile_info *info,
+                              const unsigned char *data, size_t len)
+{
+    int b = info->bytes_per_pixel, big = info->big_endian;
+    int kind = format_kind(info->number_format);
     int64_t nvox = info->dim[0] * info->dim[1] * info->dim[2];
     int64_t nbytes = nvox * b;
-    FILE *df = fopen(info->data_file, "rb");
-    if (!df) {
-        fs_set_error("load_interfile: %s: cannot open data file %s (%s)", path, info->data_file,
-                     strerror(errno));
-        return NULL;
-    }
-    fseek(df, 0, SEEK_END);
-    long fsize = ftell(df);
-    if (fsize < 0 || (int64_t)fsize < info->data_offset + nbytes) {
-        fclose(df);
+    if ((int64_t)len < info->data_offset + nbytes) {
         fs_set_error("load_interfile: %s: data file %s is truncated: %lld bytes expected from "
-                     "offset %lld, file has %ld", path, info->data_file, (long long)nbytes,
-                     (long long)info->data_offset, fsize);
-        return NULL;
-    }
-    unsigned char *raw = malloc((size_t)nbytes);
-    if (!raw) {
-        fclose(df);
-        fs_set_error("load_interfile: %s: out of memory", path);
-        return NULL;
-    }
-    fseek(df, (long)info->data_offset, SEEK_SET);
-    size_t got = fread(raw, 1, (size_t)nbytes, df);
-    fclose(df);
-    if ((int64_t)got != nbytes) {
-        free(raw);
-        fs_set_error("load_interfile: %s: short read from %s", path, info->data_file);
+                     "offset %lld, file has %zu", name, info->data_file, (long long)nbytes,
+                     (long long)info->data_offset, len);
         return NULL;
     }
     int64_t size[3] = {info->dim[2], info->dim[1], info->dim[0]};
     fs_tensor *out = info->ndim == 3 ? fs_tensor_new(3, size) : fs_tensor_new(2, size + 1);
-    if (!out) {
-        free(raw);
+    if (!out)
         return NULL;
-    }
+    const unsigned char *raw = data + info->data_offset;
     float *o = fs_data(out);
     for (int64_t i = 0; i < nvox; i++) {
         const unsigned char *p = raw + i * b;
@@ -292,8 +301,45 @@ fs_tensor *fs_interfile_read(const char *path, fs_interfile_info *info)
         }
         o[i] = (float)(v * info->rescale_slope + info->rescale_offset);
     }
-    free(raw);
     return out;
+}
+
+fs_tensor *fs_interfile_parse(const char *name, const char *text, size_t len,
+                              const unsigned char *data, size_t data_len,
+                              fs_interfile_info *info)
+{
+    fs_interfile_info tmp;
+    if (!info)
+        info = &tmp;
+    if (fs_interfile_parse_header(name, text, len, info) < 0)
+        return NULL;
+    return decode_data(name, info, data, data_len);
+}
+
+fs_tensor *fs_interfile_read(const char *path, fs_interfile_info *info)
+{
+    fs_interfile_info tmp;
+    if (!info)
+        info = &tmp;
+    unsigned char *text, *data;
+    size_t len, data_len;
+    if (fs_file_read_all("load_interfile", path, &text, &len) < 0)
+        return NULL;
+    int rc = fs_interfile_parse_header(path, (const char *)text, len, info);
+    free(text);
+    if (rc < 0)
+        return NULL;
+    struct stat st;
+    if (stat(info->data_file, &st) != 0) {
+        fs_set_error("load_interfile: %s: cannot open data file %s (%s)", path, info->data_file,
+                     strerror(errno));
+        return NULL;
+    }
+    if (fs_file_read_all("load_interfile", info->data_file, &data, &data_len) < 0)
+        return NULL;
+    fs_tensor *t = decode_data(path, info, data, data_len);
+    free(data);
+    return t;
 }
 
 int fs_interfile_write(const char *path, const fs_tensor *t, const double *spacing_mm)

@@ -24,6 +24,13 @@ typedef struct fs_interfile_info {
 
 /* info may be NULL. */
 fs_tensor *fs_interfile_read(const char *path, fs_interfile_info *info);
+/* In memory (name, the header's path, only for messages and to resolve the data file):
+ * parse_header fills info from the header text; parse also decodes the data file's bytes. */
+int fs_interfile_parse_header(const char *name, const char *text, size_t len,
+                              fs_interfile_info *info);
+fs_tensor *fs_interfile_parse(const char *name, const char *text, size_t len,
+                              const unsigned char *data, size_t data_len,
+                              fs_interfile_info *info);
 /* Writes path (header) and the float32 little-endian data next to it (extension .img, or
  * .v for a .hv header, .i33 for .h33). spacing_mm: x, y, z (may be NULL: 1 mm). */
 int fs_interfile_write(const char *path, const fs_tensor *t, const double *spacing_mm);

@@ -28,6 +28,9 @@ typedef struct fs_nifti_info {
 void fs_nifti_info_default(fs_nifti_info *info);
 /* info may be NULL. */
 fs_tensor *fs_nifti_read(const char *path, fs_nifti_info *info);
+/* The same from a whole .nii or .nii.gz file in memory (name only for messages). */
+fs_tensor *fs_nifti_parse(const char *name, const unsigned char *buf, size_t len,
+                          fs_nifti_info *info);
 /* Writes float32; info (may be NULL) supplies spacing and orientation. ".gz" compresses. */
 int fs_nifti_write(const char *path, const fs_tensor *t, const fs_nifti_info *info);
 

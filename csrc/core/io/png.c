@@ -8,6 +8,8 @@
  *   the full range; otherwise values are rounded and clamped. Written to a temporary file in
  *   the same directory, then renamed.
  * libpng errors longjmp back here and become fs_error() messages naming the file.
+ * fs_png_parse reads a whole file held in memory (png_set_read_fn); fs_png_read reads the
+ * file and calls it.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fileio.h"
 #include "io/png.h"
 
 typedef struct { char msg[200]; } png_errctx;
@@ -36,30 +39,64 @@ static void on_warning(png_structp png, png_const_charp msg)
 
 #define MAX_PIXELS ((int64_t)1 << 26)
 
-fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_depth_out)
+/* The bytes libpng reads from: a whole file in memory. */
+typedef struct { const unsigned char *buf; size_t len, pos; } png_source;
+
+static void read_from_memory(png_structp png, png_bytep out, png_size_t n)
+{
+    png_source *src = png_get_io_ptr(png);
+    if (n > src->len - src->pos)
+        png_error(png, "unexpected end of data");
+    memcpy(out, src->buf + src->pos, n);
+    src->pos += n;
+}
+
+/* Decoded rows (h rows of rowbytes, nch channels of d bits) -> float32 out. */
+static void rows_to_float(float *o, const unsigned char *buf, size_t rowbytes, png_uint_32 w,
+                          png_uint_32 h, int nch, int d, int channels, bool normalize)
+{
+    double maxv = d == 16 ? 65535.0 : 255.0, sc = normalize ? 1.0 / maxv : 1.0;
+    size_t plane = (size_t)w * h;
+    for (png_uint_32 y = 0; y < h; y++) {
+        const unsigned char *r = buf + rowbytes * y;
+        for (png_uint_32 x = 0; x < w; x++) {
+            double v[4];
+            for (int c = 0; c < nch; c++) {
+                size_t k = (size_t)x * nch + c;
+                v[c] = d == 16 ? (double)((r[2 * k] << 8) | r[2 * k + 1]) : (double)r[k];
+            }
+            size_t i = (size_t)y * w + x;
+            if (nch <= 2) { /* gray (+ alpha) */
+                for (int c = 0; c < channels; c++)
+                    o[plane * c + i] = (float)(v[0] * sc);
+            } else if (channels == 1) {
+                o[i] = (float)((0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]) * sc);
+            } else {
+                for (int c = 0; c < 3; c++)
+                    o[plane * c + i] = (float)(v[c] * sc);
+            }
+        }
+    }
+}
+
+fs_tensor *fs_png_parse(const char *name, const unsigned char *data, size_t len, int channels,
+                        bool normalize, int *bit_depth_out)
 {
     if (channels != 1 && channels != 3) {
-        fs_set_error("image.read: %s: channels must be 1 or 3 (got %d)", path, channels);
+        fs_set_error("image.read: %s: channels must be 1 or 3 (got %d)", name, channels);
         return NULL;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fs_set_error("image.read: %s: cannot open (%s)", path, strerror(errno));
+    if (len < 8 || png_sig_cmp(data, 0, 8)) {
+        fs_set_error("image.read: %s: not a PNG file (bad signature)", name);
         return NULL;
     }
-    unsigned char sig[8];
-    if (fread(sig, 1, 8, f) != 8 || png_sig_cmp(sig, 0, 8)) {
-        fclose(f);
-        fs_set_error("image.read: %s: not a PNG file (bad signature)", path);
-        return NULL;
-    }
+    png_source src = {data, len, 8};
     png_errctx ectx = {{0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ectx, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
-        fclose(f);
-        fs_set_error("image.read: %s: out of memory", path);
+        fs_set_error("image.read: %s: out of memory", name);
         return NULL;
     }
     unsigned char *volatile buf = NULL;
@@ -67,15 +104,14 @@ fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_
     fs_tensor *volatile out = NULL;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
-        fclose(f);
         free(buf);
         free(rows);
         fs_tensor_release(out);
-        fs_set_error("image.read: %s: corrupt or truncated PNG (%s)", path, ectx.msg);
+        fs_set_error("image.read: %s: corrupt or truncated PNG (%s)", name, ectx.msg);
         return NULL;
     }
     png_set_user_limits(png, 1 << 16, 1 << 16);
-    png_init_io(png, f);
+    png_set_read_fn(png, &src, read_from_memory);
     png_set_sig_bytes(png, 8);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
@@ -105,36 +141,24 @@ fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_
     out = channels == 1 ? fs_tensor_new(2, size + 1) : fs_tensor_new(3, size);
     if (!out)
         png_error(png, "out of memory");
-    float *o = fs_data(out);
-    double maxv = d == 16 ? 65535.0 : 255.0, sc = normalize ? 1.0 / maxv : 1.0;
-    size_t plane = (size_t)w * h;
-    for (png_uint_32 y = 0; y < h; y++) {
-        const unsigned char *r = buf + rowbytes * y;
-        for (png_uint_32 x = 0; x < w; x++) {
-            double v[4];
-            for (int c = 0; c < nch; c++) {
-                size_t k = (size_t)x * nch + c;
-                v[c] = d == 16 ? (double)((r[2 * k] << 8) | r[2 * k + 1]) : (double)r[k];
-            }
-            size_t i = (size_t)y * w + x;
-            if (nch <= 2) { /* gray (+ alpha) */
-                for (int c = 0; c < channels; c++)
-                    o[plane * c + i] = (float)(v[0] * sc);
-            } else if (channels == 1) {
-                o[i] = (float)((0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]) * sc);
-            } else {
-                for (int c = 0; c < 3; c++)
-                    o[plane * c + i] = (float)(v[c] * sc);
-            }
-        }
-    }
+    rows_to_float(fs_data(out), buf, rowbytes, w, h, nch, d, channels, normalize);
     if (bit_depth_out)
         *bit_depth_out = depth;
     png_destroy_read_struct(&png, &info, NULL);
-    fclose(f);
     free(buf);
     free(rows);
     return out;
+}
+
+fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_depth_out)
+{
+    unsigned char *data;
+    size_t len;
+    if (fs_file_read_all("image.read", path, &data, &len) < 0)
+        return NULL;
+    fs_tensor *t = fs_png_parse(path, data, len, channels, normalize, bit_depth_out);
+    free(data);
+    return t;
 }
 
 int fs_png_write(const char *path, const fs_tensor *t, int bits, bool normalize)

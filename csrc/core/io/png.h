@@ -14,6 +14,9 @@
 
 /* channels 1: (H, W) gray; 3: (3, H, W) RGB. bit_depth_out (may be NULL) gets the file's depth. */
 fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_depth_out);
+/* The same from a whole file in memory (name only for messages). */
+fs_tensor *fs_png_parse(const char *name, const unsigned char *data, size_t len, int channels,
+                        bool normalize, int *bit_depth_out);
 /* t: (H, W), (1, H, W) or (3, H, W); bits 8 or 16. */
 int fs_png_write(const char *path, const fs_tensor *t, int bits, bool normalize);
 
