@@ -233,3 +233,33 @@ describe("fs.io.load_npy / save_npy", function()
     end
   end)
 end)
+
+-- A directory used to pass as a file of 2^63 - 1 bytes ("out of memory reading 'DIR'").
+describe("every reader on a directory and on a missing path", function()
+  local readers = {
+    {"fs.image.read", fs.image.read}, {"fs.io.load_nifti", fs.io.load_nifti},
+    {"fs.io.load_interfile", fs.io.load_interfile}, {"fs.io.load", fs.io.load},
+    {"fs.io.load_npy", fs.io.load_npy},
+  }
+  for _, r in ipairs(readers) do
+    it(r[1] .. " says the path is a directory", function()
+      local ok, err = pcall(r[2], tmpdir)
+      assert.is_false(ok)
+      assert.truthy(err:find(("'%s' is a directory"):format(tmpdir), 1, true), err)
+    end)
+    it(r[1] .. " says the path does not exist", function()
+      local ok, err = pcall(r[2], tmp("missing.file"))
+      assert.is_false(ok)
+      assert.truthy(err:find(("cannot open '%s': No such file or directory"):format(
+        tmp("missing.file")), 1, true), err)
+    end)
+  end
+
+  it("fs.io.load_interfile says its data file is a directory", function()
+    write_file(tmp("dirdata.hv"), "!INTERFILE :=\n!name of data file := .\n"
+      .. "!matrix size [1] := 2\n!matrix size [2] := 2\n!END OF INTERFILE :=\n")
+    local ok, err = pcall(fs.io.load_interfile, tmp("dirdata.hv"))
+    assert.is_false(ok)
+    assert.truthy(err:find(("'%s/.' is a directory"):format(tmpdir), 1, true), err)
+  end)
+end)

@@ -7,8 +7,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Reads the whole file into a malloc'ed buffer (freed with free). -1 with
- * "<op>: <path>: <reason>" on failure. */
+/* Reads the whole regular file into a malloc'ed buffer (freed with free), NUL-terminated
+ * (not counted in len). -1 with a message naming op and the path on failure, among them
+ * "<op>: '<path>' is a directory" and "... is not a regular file". */
 int fs_file_read_all(const char *op, const char *path, unsigned char **data, size_t *len);
 
 /* An atomic writer: writes go to "<path>.tmp-XXXXXX"; commit flushes, fsyncs and renames
