@@ -7,8 +7,10 @@
  *   number of bytes per pixel, matrix size [1] [2] [3], total number of images /
  *   number of images/energy window / number of slices / number of projections,
  *   scaling factor (mm/pixel) [1] [2] [3], slice thickness (pixels), imagedata byte order
- *   (default BIGENDIAN as the 3.3 standard says), data offset in bytes, data starting block
- *   (x 2048), data rescale slope / offset and image scaling factor[1] (applied).
+ *   (default BIGENDIAN as the 3.3 standard says), data offset in bytes (or bytes[1], as STIR
+ *   writes it), data starting block (x 2048), data rescale slope / offset and image scaling
+ *   factor[1] (applied). Every number that becomes an integer is range-checked first; an
+ *   error names the key, the value and the file.
  * The volume comes back as (z, y, x), or (y, x) for one image.
  * fs_interfile_parse_header / fs_interfile_parse read a header (and its data) held in memory;
  * fs_interfile_read reads both files and calls them.
@@ -69,11 +71,14 @@ static int parse_num(const char *v, double *out)
 /* ---- reading: scan the keys, check them, decode the data ---- */
 
 /* The keys as found in the header, before any check. */
+enum { SEEN_MSIZE = 1, SEEN_BPP = 8, SEEN_OFFSET = 16, SEEN_BLOCK = 32, SEEN_NIMAGES = 64 };
 typedef struct {
     double msize[3], scale[3], nimages, thick;
     double bpp, offset, block, slope, inter, isf;
     char fmt[32], order[32], datafile[1024];
+    char nimages_key[40];     /* which key gave nimages, for messages */
     int seen_interfile;
+    unsigned seen;            /* SEEN_MSIZE << (index - 1), SEEN_BPP, ... */
 } header_keys;
 
 /* One "key := value" line (key canonical, value trimmed) into k; err on a bad value. */
@@ -102,20 +107,33 @@ static int scan_key(header_keys *k, const char *key, const char *val, int line, 
                 snprintf(err, cap, "bad number '%.60s' for key %.60s (line %d)", val, key, line);
                 return -1;
             }
-            if (key[0] == 'm')
+            if (key[0] == 'm') {
                 k->msize[idx - 1] = d;
-            else
+                k->seen |= SEEN_MSIZE << (idx - 1);
+            } else {
                 k->scale[idx - 1] = d;
+            }
         }
     } else if (isnum) {
-        if (strcmp(key, "numberofbytesperpixel") == 0) k->bpp = d;
-        else if (strcmp(key, "totalnumberofimages") == 0) k->nimages = d;
-        else if (strcmp(key, "numberofimages/energywindow") == 0 && k->nimages == 0) k->nimages = d;
-        else if (strcmp(key, "numberofslices") == 0 && k->nimages == 0) k->nimages = d;
-        else if (strcmp(key, "numberofprojections") == 0 && k->nimages == 0) k->nimages = d;
+        static const struct { const char *key, *name; int fallback; } images[] = {
+            {"totalnumberofimages", "total number of images", 0},
+            {"numberofimages/energywindow", "number of images/energy window", 1},
+            {"numberofslices", "number of slices", 1},
+            {"numberofprojections", "number of projections", 1},
+        };
+        for (size_t i = 0; i < sizeof images / sizeof images[0]; i++)
+            if (strcmp(key, images[i].key) == 0 && !(images[i].fallback && k->nimages != 0)) {
+                k->nimages = d;
+                k->seen |= SEEN_NIMAGES;
+                snprintf(k->nimages_key, sizeof k->nimages_key, "%s", images[i].name);
+            }
+        /* STIR writes the offset of the first (only) dataset with an index */
+        int is_offset = strcmp(key, "dataoffsetinbytes") == 0 ||
+                        strcmp(key, "dataoffsetinbytes[1]") == 0;
+        if (strcmp(key, "numberofbytesperpixel") == 0) { k->bpp = d; k->seen |= SEEN_BPP; }
         else if (strcmp(key, "slicethickness(pixels)") == 0) k->thick = d;
-        else if (strcmp(key, "dataoffsetinbytes") == 0) k->offset = d;
-        else if (strcmp(key, "datastartingblock") == 0) k->block = d;
+        else if (is_offset) { k->offset = d; k->seen |= SEEN_OFFSET; }
+        else if (strcmp(key, "datastartingblock") == 0) { k->block = d; k->seen |= SEEN_BLOCK; }
         else if (strcmp(key, "datarescaleslope") == 0) k->slope = d;
         else if (strcmp(key, "datarescaleoffset") == 0) k->inter = d;
         else if (strcmp(key, "imagescalingfactor[1]") == 0) k->isf = d;
@@ -127,7 +145,6 @@ static int scan_key(header_keys *k, const char *key, const char *val, int line, 
 static int scan_header(const char *name, char *text, header_keys *k)
 {
     memset(k, 0, sizeof *k);
-    k->block = -1;
     k->slope = 1;
     k->isf = 1;
     int first = 1, nlines = 0;
@@ -188,6 +205,54 @@ static int resolve_data_file(const char *name, const char *datafile, fs_interfil
     return 0;
 }
 
+/* A header number that becomes an integer: checked to be one, in lo..hi, before the
+ * conversion (a double outside int64's range converts to anything). */
+static int int_key(const char *name, const char *key, double v, double lo, double hi,
+                   int64_t *out)
+{
+    if (!(v >= lo && v <= hi && v == floor(v)))
+        return fs_set_error("load_interfile: %s: '%s' := %g is not an integer in %.0f..%.0f",
+                            name, key, v, lo, hi);
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* The largest data offset taken: 2^53, where doubles still hold every integer. */
+#define MAX_OFFSET 9007199254740992.0
+
+/* The sizes and the offset: every number range-checked before it becomes an integer. */
+static int check_sizes(const char *name, header_keys *k, int64_t dim[3], int64_t *offset)
+{
+    static const char *msize_key[3] = {"matrix size [1]", "matrix size [2]", "matrix size [3]"};
+    for (int i = 0; i < 3; i++) {
+        dim[i] = 1;
+        if (!(k->seen & (SEEN_MSIZE << i))) {
+            if (i < 2)
+                return fs_set_error("load_interfile: %s: missing key '%s'", name, msize_key[i]);
+            continue;
+        }
+        if (int_key(name, msize_key[i], k->msize[i], 1, 65536, &dim[i]) < 0)
+            return -1;
+    }
+    if (!(k->seen & (SEEN_MSIZE << 2)) && (k->seen & SEEN_NIMAGES)) {
+        int64_t nimages = 0;
+        if (int_key(name, k->nimages_key, k->nimages, 0, 65536, &nimages) < 0)
+            return -1;
+        dim[2] = nimages >= 1 ? nimages : 1;
+    }
+    *offset = 0;
+    if (k->seen & SEEN_BLOCK) {
+        int64_t block = 0;
+        if (int_key(name, "data starting block", k->block, 0, MAX_OFFSET / 2048, &block) < 0)
+            return -1;
+        *offset = block * 2048;
+    } else if (k->seen & SEEN_OFFSET) {
+        if (int_key(name, "data offset in bytes", k->offset, 0, MAX_OFFSET, offset) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Checks the scanned keys and fills info. */
 static int check_keys(const char *name, header_keys *k, fs_interfile_info *info)
 {
@@ -196,25 +261,21 @@ static int check_keys(const char *name, header_keys *k, fs_interfile_info *info)
                             name);
     if (!k->datafile[0])
         return fs_set_error("load_interfile: %s: missing key 'name of data file'", name);
-    const double *ms = k->msize;
-    if (ms[0] < 1 || ms[1] < 1 || ms[0] > 65536 || ms[1] > 65536 || ms[0] != floor(ms[0]) ||
-        ms[1] != floor(ms[1]))
-        return fs_set_error("load_interfile: %s: missing or bad 'matrix size [1]' / 'matrix "
-                            "size [2]'", name);
-    double nz = ms[2] >= 1 ? ms[2] : k->nimages >= 1 ? k->nimages : 1;
-    if (nz > 65536 || nz != floor(nz))
-        return fs_set_error("load_interfile: %s: bad number of images %g", name, nz);
+    int64_t dim[3], offset = 0;
+    if (check_sizes(name, k, dim, &offset) < 0)
+        return -1;
     int kind = format_kind(k->fmt);
     if (kind < 0)
         return fs_set_error("load_interfile: %s: unsupported number format '%s'", name, k->fmt);
-    if (k->bpp == 0)
-        k->bpp = kind == 0 ? (strcmp(k->fmt, "long float") == 0 ? 8 : 4) : 2;
+    int64_t b = kind == 0 ? (strcmp(k->fmt, "long float") == 0 ? 8 : 4) : 2;
+    if ((k->seen & SEEN_BPP) &&
+        int_key(name, "number of bytes per pixel", k->bpp, 1, 8, &b) < 0)
+        return -1;
     if (!k->fmt[0])
         snprintf(k->fmt, sizeof k->fmt, "float");
-    int b = (int)k->bpp;
     if (!((kind == 0 && (b == 4 || b == 8)) || (kind > 0 && (b == 1 || b == 2 || b == 4))))
         return fs_set_error("load_interfile: %s: unsupported %d bytes per pixel for '%s'", name,
-                            b, k->fmt);
+                            (int)b, k->fmt);
     int big;
     if (!k->order[0] || strcmp(k->order, "bigendian") == 0)
         big = 1;
@@ -223,24 +284,19 @@ static int check_keys(const char *name, header_keys *k, fs_interfile_info *info)
     else
         return fs_set_error("load_interfile: %s: unknown imagedata byte order '%s'", name,
                             k->order);
-    double offset = k->block >= 0 ? k->block * 2048 : k->offset;
-    if (offset < 0 || offset != floor(offset))
-        return fs_set_error("load_interfile: %s: bad data offset %g", name, offset);
     if (resolve_data_file(name, k->datafile, info) < 0)
         return -1;
-    info->dim[0] = (int64_t)ms[0];
-    info->dim[1] = (int64_t)ms[1];
-    info->dim[2] = (int64_t)nz;
-    info->ndim = nz > 1 ? 3 : 2;
+    memcpy(info->dim, dim, sizeof info->dim);
+    info->ndim = dim[2] > 1 ? 3 : 2;
     const double *sc = k->scale;
     info->spacing_mm[0] = sc[0] > 0 ? sc[0] : 1.0;
     info->spacing_mm[1] = sc[1] > 0 ? sc[1] : info->spacing_mm[0];
     info->spacing_mm[2] = sc[2] > 0 ? sc[2] : k->thick > 0 ? k->thick * info->spacing_mm[0]
                                                           : info->spacing_mm[0];
     snprintf(info->number_format, sizeof info->number_format, "%s", k->fmt);
-    info->bytes_per_pixel = b;
+    info->bytes_per_pixel = (int)b;
     info->big_endian = big;
-    info->data_offset = (int64_t)offset;
+    info->data_offset = offset;
     info->rescale_slope = k->slope * k->isf;
     info->rescale_offset = k->inter;
     return 0;
@@ -272,7 +328,7 @@ static fs_tensor *decode_data(const char *name, const fs_interfile_info *info,
     int kind = format_kind(info->number_format);
     int64_t nvox = info->dim[0] * info->dim[1] * info->dim[2];
     int64_t nbytes = nvox * b;
-    if ((int64_t)len < info->data_offset + nbytes) {
+    if (info->data_offset > (int64_t)len || nbytes > (int64_t)len - info->data_offset) {
         fs_set_error("load_interfile: %s: data file %s is truncated: %lld bytes expected from "
                      "offset %lld, file has %zu", name, info->data_file, (long long)nbytes,
                      (long long)info->data_offset, len);
