@@ -50,6 +50,27 @@ int fs_file_read_all(const char *op, const char *path, unsigned char **data, siz
     return 0;
 }
 
+int fs_shape_fits(int ndim, const int64_t *shape, int64_t elem_size, uint64_t max_bytes,
+                  uint64_t *numel)
+{
+    uint64_t bytes = (uint64_t)elem_size, n = 1;
+    if (bytes > max_bytes)
+        return -1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0)
+            return -1;
+        uint64_t s = (uint64_t)shape[d];
+        if (s > 1) {
+            if (bytes > max_bytes / s)
+                return -1;
+            bytes *= s;
+        }
+        n *= s; /* n <= bytes: no overflow */
+    }
+    *numel = n;
+    return 0;
+}
+
 int fs_atomic_open(fs_atomic_file *af, const char *op, const char *path)
 {
     af->f = NULL;

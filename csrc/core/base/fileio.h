@@ -12,6 +12,12 @@
  * "<op>: '<path>' is a directory" and "... is not a regular file". */
 int fs_file_read_all(const char *op, const char *path, unsigned char **data, size_t *len);
 
+/* Whether a shape read from a file header fits: the product of its sizes times elem_size
+ * stays within max_bytes, zero sizes counted as 1 (a tensor's strides still multiply the
+ * others). 0 with *numel (0 when a size is 0), or -1 (no message set) when it does not. */
+int fs_shape_fits(int ndim, const int64_t *shape, int64_t elem_size, uint64_t max_bytes,
+                  uint64_t *numel);
+
 /* An atomic writer: writes go to "<path>.tmp-XXXXXX"; commit flushes, fsyncs and renames
  * it over path; abort removes it. Both close the file. */
 typedef struct fs_atomic_file {

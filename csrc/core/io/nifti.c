@@ -175,15 +175,11 @@ static int check_header(const char *name, const unsigned char *h, fs_nifti_info 
     int nd = s16(h, 40, swap);
     if (nd < 1 || nd > 7)
         return fs_set_error("load_nifti: %s: dim[0] = %d is outside 1..7", name, nd);
-    int64_t nvox = 1;
     for (int i = 0; i < nd; i++) {
         int d = s16(h, 42 + 2 * i, swap);
         if (d < 1)
             return fs_set_error("load_nifti: %s: dim[%d] = %d is not positive", name, i + 1, d);
         info->dim[i] = d;
-        nvox *= d;
-        if (nvox > MAX_BYTES)
-            return fs_set_error("load_nifti: %s: volume too large", name);
     }
     int dt = s16(h, 70, swap), bitpix = s16(h, 72, swap);
     int bpp = type_bytes(dt);
@@ -196,10 +192,12 @@ static int check_header(const char *name, const unsigned char *h, fs_nifti_info 
     double vox_offset = f32(h, 108, swap);
     if (!(vox_offset >= HDR) || vox_offset > (double)MAX_BYTES)
         return fs_set_error("load_nifti: %s: bad vox_offset %g", name, vox_offset);
-    if (nvox * bpp > MAX_BYTES)
-        return fs_set_error("load_nifti: %s: volume too large (%lld bytes)", name,
-                            (long long)(nvox * bpp));
-    *lay = (nifti_layout){swap, nd, bpp, nvox, vox_offset};
+    uint64_t nvox = 0;
+    if (fs_shape_fits(nd, info->dim, bpp, (uint64_t)MAX_BYTES, &nvox) < 0)
+        return fs_set_error("load_nifti: %s: dims %s of %d-byte voxels are too large (more "
+                            "than %lld bytes)", name, fs_shape_str(nd, info->dim), bpp,
+                            (long long)MAX_BYTES);
+    *lay = (nifti_layout){swap, nd, bpp, (int64_t)nvox, vox_offset};
     return 0;
 }
 

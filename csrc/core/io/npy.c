@@ -223,15 +223,13 @@ fs_tensor *fs_npy_parse(const char *path, const unsigned char *buf, size_t len)
         return NULL;
     size_t data_off = hstart + hlen;
     size_t avail = len - data_off;
-    uint64_t numel = 1;
-    int too_big = 0;
-    for (int d = 0; d < h.ndim; d++) {
-        if (h.shape[d] && numel > ((uint64_t)1 << 60) / (uint64_t)h.shape[d])
-            too_big = 1;
-        else
-            numel *= (uint64_t)h.shape[d];
+    uint64_t numel = 0;
+    if (fs_shape_fits(h.ndim, h.shape, size, (uint64_t)1 << 62, &numel) < 0) {
+        fs_set_error(OP ": '%s': shape %s of %d-byte elements is too large (more than 2^62 "
+                     "bytes)", path, fs_shape_str(h.ndim, h.shape), size);
+        return NULL;
     }
-    if (too_big || numel > avail / (size_t)size) {
+    if (numel > avail / (size_t)size) {
         fs_set_error(OP ": '%s': shape %s of '%s' needs %llu bytes of data but the file has "
                      "%zu: truncated file", path, fs_shape_str(h.ndim, h.shape), h.descr,
                      (unsigned long long)(numel * (uint64_t)size), avail);

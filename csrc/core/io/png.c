@@ -37,6 +37,7 @@ static void on_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
+#define MAX_SIDE (1 << 16)
 #define MAX_PIXELS ((int64_t)1 << 26)
 
 /* The bytes libpng reads from: a whole file in memory. */
@@ -90,6 +91,19 @@ fs_tensor *fs_png_parse(const char *name, const unsigned char *data, size_t len,
         fs_set_error("image.read: %s: not a PNG file (bad signature)", name);
         return NULL;
     }
+    /* IHDR comes first: check the size before libpng allocates anything for it */
+    if (len >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 |
+                     (uint32_t)data[18] << 8 | data[19];
+        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 |
+                     (uint32_t)data[22] << 8 | data[23];
+        if (w > MAX_SIDE || h > MAX_SIDE || (uint64_t)w * h > MAX_PIXELS) {
+            fs_set_error("image.read: %s: %lu x %lu pixels is too large (at most %d a side "
+                         "and %lld in all)", name, (unsigned long)w, (unsigned long)h, MAX_SIDE,
+                         (long long)MAX_PIXELS);
+            return NULL;
+        }
+    }
     png_source src = {data, len, 8};
     png_errctx ectx = {{0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ectx, on_error, on_warning);
@@ -110,7 +124,7 @@ fs_tensor *fs_png_parse(const char *name, const unsigned char *data, size_t len,
         fs_set_error("image.read: %s: corrupt or truncated PNG (%s)", name, ectx.msg);
         return NULL;
     }
-    png_set_user_limits(png, 1 << 16, 1 << 16);
+    png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
     png_set_read_fn(png, &src, read_from_memory);
     png_set_sig_bytes(png, 8);
     png_read_info(png, info);

@@ -330,13 +330,11 @@ static int check_entry(const char *path, const char *name, const entry_keys *e,
     if (!*di)
         return fs_set_error("fs.io.load: '%s': tensor '%s' has unsupported dtype %s", path,
                             name, e->dtype);
-    uint64_t n = 1;
-    for (int d = 0; d < e->ndim; d++) {
-        if (e->shape[d] != 0 && n > (uint64_t)INT64_MAX / (uint64_t)e->shape[d] / 8)
-            return fs_set_error("fs.io.load: '%s': tensor '%s' has an impossible shape %s",
-                                path, name, fs_shape_str(e->ndim, e->shape));
-        n *= (uint64_t)e->shape[d];
-    }
+    uint64_t n = 0;
+    if (fs_shape_fits(e->ndim, e->shape, (*di)->size, (uint64_t)1 << 62, &n) < 0)
+        return fs_set_error("fs.io.load: '%s': tensor '%s' has an impossible shape %s of dtype "
+                            "%s: more than 2^62 bytes", path, name,
+                            fs_shape_str(e->ndim, e->shape), e->dtype);
     uint64_t nbytes = n * (uint64_t)(*di)->size;
     const int64_t *o = e->offs;
     if (o[0] > o[1] || (uint64_t)o[1] > data_len)
