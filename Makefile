@@ -80,7 +80,9 @@ $(SO): $(CORE_OBJ) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-z,nodelete -o $@ $^ $(FS_LDLIBS) $(LDFLAGS)
 
+# Rebuilt from scratch: "ar r" keeps the members of renamed or deleted sources.
 $(CORE_LIB): $(CORE_OBJ)
+	@rm -f $@
 	ar rcs $@ $^
 
 # A C program that hosts Lua 5.4 and runs a script using fewshot (how an application embeds it).

@@ -1,5 +1,6 @@
--- PNG: files written by Pillow / a hand-made Adam7 writer (tools/make_io_fixtures.py), 8- and
--- 16-bit round trips, RGB/palette/alpha conversion, and corrupt or truncated files.
+-- PNG: files written by Pillow / a hand-made Adam7 writer
+-- (tools/make_fixtures_images_volumes.py), 8- and 16-bit round trips, RGB/palette/alpha
+-- conversion, and corrupt or truncated files.
 local fs = require "fewshot"
 local helper = require "helper"
 local tmpname, read_bytes, write_bytes = helper.tmpname, helper.read_bytes, helper.write_bytes
@@ -93,6 +94,20 @@ describe("image.write", function()
     assert.has_error(function() fs.image.write(p, fs.zeros(2, 2), {bits = 12}) end,
       ("image.write: %s: bits must be 8 or 16 (got 12)"):format(p))
     assert.has_error(function() fs.image.write("/nonexistent-dir/x.png", fs.zeros(2, 2)) end)
+  end)
+
+  -- The message used to read the value from the buffer it had just freed.
+  it("names a value that is not finite, and where it is", function()
+    local p = tmpname(".png")
+    for _, case in ipairs{{math.huge, 0, "inf"}, {-math.huge, 1, "-inf"}, {0 / 0, 2, "nan"}} do
+      local t = fs.zeros(2, 3)
+      t:set(1, case[2] + 1, case[1])
+      local ok, err = pcall(fs.image.write, p, t)
+      assert.is_false(ok)
+      assert.are.equal(("image.write: %s: value %s at %d is not finite"):format(p, case[3],
+        case[2]), (tostring(err):gsub("%-nan", "nan")))
+    end
+    assert.is_nil(io.open(p, "rb"))
   end)
 end)
 

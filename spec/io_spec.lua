@@ -1,7 +1,7 @@
 -- spec/io_spec.lua: safetensors and .npy reading/writing (fs.io), bad-file errors.
--- Fixtures: spec/fixtures/io/ from tools/make_fixtures_io.py (numpy, and a safetensors
--- writer made of json + struct). Every fixture array holds v[k] = k*0.25 - 1 (floats),
--- k - 2 (signed ints) or k (unsigned), k = 0, 1, ... in C order.
+-- Fixtures: spec/fixtures/io/ from tools/make_fixtures_arrays_weights.py (numpy, and a
+-- safetensors writer made of json + struct). Every fixture array holds v[k] = k*0.25 - 1
+-- (floats), k - 2 (signed ints) or k (unsigned), k = 0, 1, ... in C order.
 local fs = require "fewshot"
 local helper = require "helper"
 
@@ -232,4 +232,101 @@ describe("fs.io.load_npy / save_npy", function()
       assert.is_false(pcall(fs.io.load_npy, tmp("cut.npy")), "cut at " .. cut)
     end
   end)
+end)
+
+-- A directory used to pass as a file of 2^63 - 1 bytes ("out of memory reading 'DIR'").
+describe("every reader on a directory and on a missing path", function()
+  local readers = {
+    {"fs.image.read", fs.image.read}, {"fs.io.load_nifti", fs.io.load_nifti},
+    {"fs.io.load_interfile", fs.io.load_interfile}, {"fs.io.load", fs.io.load},
+    {"fs.io.load_npy", fs.io.load_npy},
+  }
+  for _, r in ipairs(readers) do
+    it(r[1] .. " says the path is a directory", function()
+      local ok, err = pcall(r[2], tmpdir)
+      assert.is_false(ok)
+      assert.truthy(err:find(("'%s' is a directory"):format(tmpdir), 1, true), err)
+    end)
+    it(r[1] .. " says the path does not exist", function()
+      local ok, err = pcall(r[2], tmp("missing.file"))
+      assert.is_false(ok)
+      assert.truthy(err:find(("cannot open '%s': No such file or directory"):format(
+        tmp("missing.file")), 1, true), err)
+    end)
+  end
+
+  it("fs.io.load_interfile says its data file is a directory", function()
+    write_file(tmp("dirdata.hv"), "!INTERFILE :=\n!name of data file := .\n"
+      .. "!matrix size [1] := 2\n!matrix size [2] := 2\n!END OF INTERFILE :=\n")
+    local ok, err = pcall(fs.io.load_interfile, tmp("dirdata.hv"))
+    assert.is_false(ok)
+    assert.truthy(err:find(("'%s/.' is a directory"):format(tmpdir), 1, true), err)
+  end)
+end)
+
+-- A size from a file header is checked for int64 and byte-size overflow before anything is
+-- allocated; a zero-sized dim used to let the others overflow the strides unseen.
+describe("sizes from file headers that overflow", function()
+  local big = "281474976710656" -- 2^48, the largest dim npy accepts
+  local function npy(shape)
+    local dict = ("{'descr': '<f4', 'fortran_order': False, 'shape': %s, }"):format(shape)
+    dict = dict .. string.rep(" ", 63 - (10 + #dict) % 64) .. "\n"
+    return "\x93NUMPY\1\0" .. string.pack("<I2", #dict) .. dict
+  end
+  for _, shape in ipairs{("(%s, %s)"):format(big, big), ("(0, %s, %s)"):format(big, big)} do
+    it("npy shape " .. shape, function()
+      write_file(tmp("big.npy"), npy(shape))
+      local ok, err = pcall(fs.io.load_npy, tmp("big.npy"))
+      assert.is_false(ok)
+      assert.truthy(err:find(("fs.io.load_npy: '%s': shape %s of 4-byte elements is too "
+        .. "large (more than 2^62 bytes)"):format(tmp("big.npy"), shape), 1, true), err)
+    end)
+  end
+
+  it("safetensors shape with a zero dim beside two of 2^62", function()
+    local h = '{"x":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],'
+      .. '"data_offsets":[0,0]}}'
+    write_file(tmp("big.safetensors"), safetensors_bytes(h))
+    local ok, err = pcall(fs.io.load, tmp("big.safetensors"))
+    assert.is_false(ok)
+    assert.truthy(err:find(("fs.io.load: '%s': tensor 'x' has an impossible shape (0, "
+      .. "4611686018427387904, 4611686018427387904) of dtype F32: more than 2^62 bytes")
+      :format(tmp("big.safetensors")), 1, true), err)
+  end)
+
+  it("NIfTI dims whose voxels exceed 2 GiB name the dims", function()
+    local good = read_file(FIX .. "int16_scaled.nii")
+    -- dim[0] = 3, dims 32767 x 32767 x 2 of int16: 4.3e9 bytes
+    local patched = good:sub(1, 40) .. string.pack("<i2i2i2i2", 3, 32767, 32767, 2)
+      .. good:sub(49)
+    write_file(tmp("big.nii"), patched)
+    local ok, err = pcall(fs.io.load_nifti, tmp("big.nii"))
+    assert.is_false(ok)
+    assert.truthy(err:find(("load_nifti: %s: dims (32767, 32767, 2) of 2-byte voxels are too "
+      .. "large (more than 2147483648 bytes)"):format(tmp("big.nii")), 1, true), err)
+  end)
+
+  -- A PNG whose IHDR (with a valid CRC) claims width x height pixels.
+  local function crc32(s)
+    local c = 0xffffffff
+    for i = 1, #s do
+      c = c ~ s:byte(i)
+      for _ = 1, 8 do c = (c & 1 == 1) and (0xedb88320 ~ (c >> 1)) or (c >> 1) end
+    end
+    return c ~ 0xffffffff
+  end
+  local function png_header(w, h)
+    local ihdr = "IHDR" .. string.pack(">I4I4BBBBB", w, h, 8, 0, 0, 0, 0)
+    return "\137PNG\r\n\26\n" .. string.pack(">I4", 13) .. ihdr .. string.pack(">I4", crc32(ihdr))
+  end
+  for _, wh in ipairs{{20000, 20000}, {100000, 3}} do
+    it(("PNG of %d x %d pixels"):format(wh[1], wh[2]), function()
+      write_file(tmp("big.png"), png_header(wh[1], wh[2]))
+      local ok, err = pcall(fs.image.read, tmp("big.png"))
+      assert.is_false(ok)
+      assert.truthy(err:find(("image.read: %s: %d x %d pixels is too large (at most 65536 a "
+        .. "side and 67108864 in all)")
+        :format(tmp("big.png"), wh[1], wh[2]), 1, true), err)
+    end)
+  end
 end)

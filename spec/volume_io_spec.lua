@@ -1,5 +1,5 @@
 -- NIfTI-1 and Interfile 3.3: files written by nibabel / numpy with SIMIND-, STIR- and
--- GATE-style headers (tools/make_io_fixtures.py), round trips, and bad files.
+-- GATE-style headers (tools/make_fixtures_images_volumes.py), round trips, and bad files.
 -- Every fixture volume holds v[z][y][x] = x + 10 y + 100 z (0-based).
 local fs = require "fewshot"
 local helper = require "helper"
@@ -189,6 +189,50 @@ describe("load_interfile of bad files", function()
   case("bad byte order", header:gsub("BIGENDIAN", "MIDDLEENDIAN"), data, "unknown imagedata byte order")
   it("raises on a missing header", function()
     raises_naming(function() fs.io.load_interfile("/nonexistent/x.h33") end, "/nonexistent/x.h33", "cannot open")
+  end)
+  -- Header numbers used to be converted to integers unchecked (undefined behaviour) and to end
+  -- in a misleading "short read" or "truncated"; each is now named with its value.
+  local function set(key, value)
+    local h = header:gsub("![^\n]*" .. key:gsub("[%[%]]", "%%%0") .. " := [^\n]*\n", "")
+    return (h:gsub("!END OF INTERFILE", key .. " := " .. value .. "\n!END OF INTERFILE"))
+  end
+  case("bytes per pixel 9e19", set("number of bytes per pixel", "9e19"), data,
+    "'number of bytes per pixel' := 9e+19 is not an integer in 1..8")
+  case("negative bytes per pixel", set("number of bytes per pixel", "-2"), data,
+    "'number of bytes per pixel' := -2 is not an integer in 1..8")
+  case("offset 1e86", set("data offset in bytes", "1e86"), data,
+    "'data offset in bytes' := 1e+86 is not an integer in 0..")
+  case("negative offset", set("data offset in bytes", "-16"), data,
+    "'data offset in bytes' := -16 is not an integer in 0..")
+  case("negative starting block", set("data starting block", "-1"), data,
+    "'data starting block' := -1 is not an integer in 0..")
+  case("matrix size 1e30", set("matrix size [1]", "1e30"), data,
+    "'matrix size [1]' := 1e+30 is not an integer in 1..65536")
+  case("negative matrix size [3]", set("matrix size [3]", "-4"), data,
+    "'matrix size [3]' := -4 is not an integer in 1..65536")
+  case("negative number of images", set("total number of images", "-3"), data,
+    "'total number of images' := -3 is not an integer in 0..65536")
+  case("fractional matrix size", set("matrix size [2]", "2.5"), data,
+    "'matrix size [2]' := 2.5 is not an integer in 1..65536")
+  case("no matrix size [2]", header:gsub("!matrix size %[2%] := 3\n", ""), data,
+    "missing key 'matrix size [2]'")
+end)
+
+-- STIR (and the STIR-style fixture) writes the offset with an index, "data offset in
+-- bytes[1]"; it used to be ignored, so the data was read from byte 0.
+describe("load_interfile data offset in bytes[1]", function()
+  it("reads the data from the offset given with the [1] index", function()
+    local header = read_bytes(FIX .. "simind.h00")
+    local p = tmpname(".h00")
+    local dp = p:gsub("%.h00$", ".a00")
+    write_bytes(p, (header:gsub("!data offset in bytes := 16", "data offset in bytes[1] := 16")
+      :gsub("simind%.a00", (dp:match("[^/]+$")))))
+    write_bytes(dp, read_bytes(FIX .. "simind.a00"))
+    local t, info = fs.io.load_interfile(p)
+    os.remove(p)
+    os.remove(dp)
+    assert.equal(16, info.data_offset)
+    assert.tensor_near(t, vol(2, 3, 4), 0)
   end)
 end)
 

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/io.h"
+#include "io/interfile.h"
+#include "io/nifti.h"
+#include "io/png.h"
 #include "lbind.h"
 
 /* fs.image.read(path, {normalize=false, channels=1}) -> tensor (H, W) or (3, H, W), bit depth */

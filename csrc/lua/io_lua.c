@@ -20,7 +20,7 @@ static int l_load(lua_State *L)
     fs_tensor_dict d;
     lua_createtable(L, 0, 0); /* allocate Lua-side first */
     lua_createtable(L, 0, 0);
-    if (fs_safetensors_load(path, &d) < 0)
+    if (fs_safetensors_read(path, &d) < 0)
         return fs_lua_error(L);
     for (int64_t i = 0; i < d.nmeta; i++) {
         lua_pushstring(L, d.meta_values[i]);
@@ -77,14 +77,14 @@ static int l_load_npy(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     fs_tensor **box = fs_lua_new_box(L);
-    return fs_lua_return(L, box, fs_npy_load(path));
+    return fs_lua_return(L, box, fs_npy_read(path));
 }
 
 static int l_save_npy(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     fs_tensor *t = fs_lua_check_tensor(L, 2);
-    if (fs_npy_save(path, t) < 0)
+    if (fs_npy_write(path, t) < 0)
         return fs_lua_error(L);
     return 0;
 }

@@ -61,7 +61,7 @@ fs_module *fs_lua_check_module(lua_State *L, int idx)
 int fs_lua_save_dict(lua_State *L, const char *path, fs_tensor_dict *d, int rc)
 {
     if (rc == 0)
-        rc = fs_safetensors_save(path, d);
+        rc = fs_safetensors_write(path, d);
     fs_tensor_dict_free(d);
     if (rc < 0)
         return fs_lua_error(L);
@@ -529,7 +529,7 @@ static int l_load(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     fs_tensor_dict d;
-    if (fs_safetensors_load(path, &d) < 0)
+    if (fs_safetensors_read(path, &d) < 0)
         return fs_lua_error(L);
     const char *spec = NULL;
     for (int64_t i = 0; i < d.nmeta; i++)

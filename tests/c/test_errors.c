@@ -54,7 +54,7 @@ int main(void)
     CHECK_CONTAINS(fs_error(), "mul: shapes (2, 3) and (4)", "and names mul");
 
     fs_tensor_dict d;
-    CHECK_INT(fs_safetensors_load("/nonexistent/fs_test.safetensors", &d), -1,
+    CHECK_INT(fs_safetensors_read("/nonexistent/fs_test.safetensors", &d), -1,
               "loading a missing file returns -1");
     CHECK_CONTAINS(fs_error(), "'/nonexistent/fs_test.safetensors'", "the error names the file");
 

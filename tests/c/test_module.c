@@ -48,8 +48,8 @@ int main(void)
     fs_tensor_dict_init(&back);
     CHECK_INT(fs_module_state_dict(a, &sd), 0, "state_dict");
     CHECK_INT(fs_tensor_dict_add_meta(&sd, "format", "pt"), 0, "metadata added");
-    CHECK_INT(fs_safetensors_save(path, &sd), 0, "safetensors save");
-    CHECK_INT(fs_safetensors_load(path, &back), 0, "safetensors load");
+    CHECK_INT(fs_safetensors_write(path, &sd), 0, "safetensors save");
+    CHECK_INT(fs_safetensors_read(path, &back), 0, "safetensors load");
     remove(path);
 
     const char *names[] = {"0.weight", "0.bias", "2.weight", "2.bias"};

@@ -81,8 +81,8 @@ int main(void)
     fs_tensor_dict_init(&osd);
     fs_tensor_dict_init(&mback);
     CHECK_INT(fs_module_state_dict(a, &msd), 0, "model state_dict");
-    CHECK_INT(fs_safetensors_save(mpath, &msd), 0, "model saved");
-    CHECK_INT(fs_safetensors_load(mpath, &mback), 0, "model read back (a copy)");
+    CHECK_INT(fs_safetensors_write(mpath, &msd), 0, "model saved");
+    CHECK_INT(fs_safetensors_read(mpath, &mback), 0, "model read back (a copy)");
     CHECK_INT(fs_optim_state_dict(oa, &osd), 0, "optimizer state_dict");
     CHECK_INT(fs_optim_save(oa, opath), 0, "optimizer saved");
     const char *keys[] = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
@@ -144,7 +144,7 @@ int main(void)
     CHECK_CONTAINS(fs_error(), "sgd load_state_dict: the state is from a adam optimizer",
                    "and says where it is from");
     fs_optim_free(os);
-    fs_safetensors_save(mpath, &msd);
+    fs_safetensors_write(mpath, &msd);
     CHECK_INT(fs_optim_load(oa, mpath), -1, "a model file is no optimizer state");
     CHECK_CONTAINS(fs_error(), "is not a saved adam optimizer state", "the error says so");
     remove(mpath);

@@ -15,19 +15,27 @@ int fs_file_read_all(const char *op, const char *path, unsigned char **data, siz
     FILE *f = fopen(path, "rb");
     if (!f)
         return fs_set_error("%s: cannot open '%s': %s", op, path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
+    /* a directory opens, and seeks to a size of 2^63 - 1: ask what the path is first */
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
         fclose(f);
-        return fs_set_error("%s: cannot seek in '%s' (not a regular file?)", op, path);
+        return fs_set_error("%s: cannot stat '%s': %s", op, path, strerror(e));
     }
-    long size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return fs_set_error("%s: '%s' is %s", op, path,
+                            S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size >= SIZE_MAX) {
         fclose(f);
         return fs_set_error("%s: cannot determine the size of '%s'", op, path);
     }
+    long long size = (long long)st.st_size;
     unsigned char *buf = malloc((size_t)size + 1);
     if (!buf) {
         fclose(f);
-        return fs_set_error("%s: out of memory reading '%s' (%ld bytes)", op, path, size);
+        return fs_set_error("%s: out of memory reading '%s' (%lld bytes)", op, path, size);
     }
     size_t got = fread(buf, 1, (size_t)size, f);
     int err = ferror(f);
@@ -39,6 +47,27 @@ int fs_file_read_all(const char *op, const char *path, unsigned char **data, siz
     buf[size] = 0;
     *data = buf;
     *len = (size_t)size;
+    return 0;
+}
+
+int fs_shape_fits(int ndim, const int64_t *shape, int64_t elem_size, uint64_t max_bytes,
+                  uint64_t *numel)
+{
+    uint64_t bytes = (uint64_t)elem_size, n = 1;
+    if (bytes > max_bytes)
+        return -1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0)
+            return -1;
+        uint64_t s = (uint64_t)shape[d];
+        if (s > 1) {
+            if (bytes > max_bytes / s)
+                return -1;
+            bytes *= s;
+        }
+        n *= s; /* n <= bytes: no overflow */
+    }
+    *numel = n;
     return 0;
 }
 

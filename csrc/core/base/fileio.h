@@ -1,4 +1,4 @@
-/* fileio.h - small file helpers shared by the readers/writers (safetensors.c, npy.c):
+/* fileio.h - small file helpers shared by the readers/writers (the io/ area):
  * whole-file reads with size checks, atomic writes (a temporary file in the same directory,
  * then rename()), and little-endian scalar decoding. Errors name the file. */
 #ifndef FS_FILEIO_H
@@ -7,9 +7,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Reads the whole file into a malloc'ed buffer (freed with free). -1 with
- * "<op>: <path>: <reason>" on failure. */
+/* Reads the whole regular file into a malloc'ed buffer (freed with free), NUL-terminated
+ * (not counted in len). -1 with a message naming op and the path on failure, among them
+ * "<op>: '<path>' is a directory" and "... is not a regular file". */
 int fs_file_read_all(const char *op, const char *path, unsigned char **data, size_t *len);
+
+/* Whether a shape read from a file header fits: the product of its sizes times elem_size
+ * stays within max_bytes, zero sizes counted as 1 (a tensor's strides still multiply the
+ * others). 0 with *numel (0 when a size is 0), or -1 (no message set) when it does not. */
+int fs_shape_fits(int ndim, const int64_t *shape, int64_t elem_size, uint64_t max_bytes,
+                  uint64_t *numel);
 
 /* An atomic writer: writes go to "<path>.tmp-XXXXXX"; commit flushes, fsyncs and renames
  * it over path; abort removes it. Both close the file. */

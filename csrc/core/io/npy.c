@@ -58,150 +58,145 @@ static int hchar(hparser *p, char c)
     return 0;
 }
 
-fs_tensor *fs_npy_parse(const char *path, const unsigned char *buf, size_t len)
-{
-    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
-        fs_set_error(OP ": '%s': not a .npy file (the magic string \\x93NUMPY is missing)", path);
-        return NULL;
-    }
-    int major = buf[6];
-    size_t hlen, hstart;
-    if (major == 1) {
-        hlen = fs_load_le16(buf + 8);
-        hstart = 10;
-    } else if (major == 2 || major == 3) {
-        if (len < 12) {
-            fs_set_error(OP ": '%s': truncated .npy file", path);
-            return NULL;
-        }
-        hlen = fs_load_le32(buf + 8);
-        hstart = 12;
-    } else {
-        fs_set_error(OP ": '%s': unsupported .npy format version %d.%d", path, major, buf[7]);
-        return NULL;
-    }
-    if (hlen > len - hstart) {
-        fs_set_error(OP ": '%s': header length %zu is larger than the file (%zu bytes): "
-                     "truncated file", path, hlen, len);
-        return NULL;
-    }
-    hparser p = {path, (const char *)buf + hstart, hlen, 0};
-    char descr[32] = "", key[32];
-    int fortran = -1, ndim = -1;
+/* What the header says. */
+typedef struct {
+    char descr[32];
+    int fortran, ndim;
     int64_t shape[FS_MAX_DIM];
-    if (!hchar(&p, '{')) {
-        herr(&p, "expected '{'");
-        return NULL;
+} npy_header;
+
+/* Magic, version and header length: the header is buf[*hstart, *hstart + *hlen). */
+static int parse_preamble(const char *path, const unsigned char *buf, size_t len,
+                          size_t *hstart, size_t *hlen)
+{
+    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
+        return fs_set_error(OP ": '%s': not a .npy file (the magic string \\x93NUMPY is "
+                            "missing)", path);
+    int major = buf[6];
+    if (major == 1) {
+        *hlen = fs_load_le16(buf + 8);
+        *hstart = 10;
+    } else if (major == 2 || major == 3) {
+        if (len < 12)
+            return fs_set_error(OP ": '%s': truncated .npy file", path);
+        *hlen = fs_load_le32(buf + 8);
+        *hstart = 12;
+    } else {
+        return fs_set_error(OP ": '%s': unsupported .npy format version %d.%d", path, major,
+                            buf[7]);
     }
-    while (!hchar(&p, '}')) {
-        if (hstring(&p, key, sizeof key) < 0)
-            return NULL;
-        if (!hchar(&p, ':')) {
-            herr(&p, "expected ':'");
-            return NULL;
+    if (*hlen > len - *hstart)
+        return fs_set_error(OP ": '%s': header length %zu is larger than the file (%zu bytes): "
+                            "truncated file", path, *hlen, len);
+    return 0;
+}
+
+/* 'shape': (d1, d2, ...) into h. */
+static int parse_shape(hparser *p, npy_header *h)
+{
+    if (!hchar(p, '('))
+        return herr(p, "expected '(' for the shape");
+    h->ndim = 0;
+    while (!hchar(p, ')')) {
+        hws(p);
+        uint64_t v = 0;
+        size_t start = p->pos;
+        while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') {
+            v = v * 10 + (uint64_t)(p->s[p->pos++] - '0');
+            if (v > ((uint64_t)1 << 48))
+                return herr(p, "dimension too large");
         }
+        if (p->pos == start)
+            return herr(p, "expected a dimension");
+        if (h->ndim >= FS_MAX_DIM)
+            return fs_set_error(OP ": '%s': more than %d dimensions", p->path, FS_MAX_DIM);
+        h->shape[h->ndim++] = (int64_t)v;
+        if (!hchar(p, ',') && (hws(p), p->pos >= p->n || p->s[p->pos] != ')'))
+            return herr(p, "expected ',' or ')'");
+    }
+    return 0;
+}
+
+/* The header dict {'descr': ..., 'fortran_order': ..., 'shape': (...)} into h. */
+static int parse_dict(hparser *p, npy_header *h)
+{
+    char key[32];
+    h->descr[0] = 0;
+    h->fortran = h->ndim = -1;
+    if (!hchar(p, '{'))
+        return herr(p, "expected '{'");
+    while (!hchar(p, '}')) {
+        if (hstring(p, key, sizeof key) < 0)
+            return -1;
+        if (!hchar(p, ':'))
+            return herr(p, "expected ':'");
         if (strcmp(key, "descr") == 0) {
-            if (hstring(&p, descr, sizeof descr) < 0)
-                return NULL;
+            if (hstring(p, h->descr, sizeof h->descr) < 0)
+                return -1;
         } else if (strcmp(key, "fortran_order") == 0) {
-            hws(&p);
-            if (p.pos + 4 <= p.n && memcmp(p.s + p.pos, "True", 4) == 0) {
-                fortran = 1;
-                p.pos += 4;
-            } else if (p.pos + 5 <= p.n && memcmp(p.s + p.pos, "False", 5) == 0) {
-                fortran = 0;
-                p.pos += 5;
+            hws(p);
+            if (p->pos + 4 <= p->n && memcmp(p->s + p->pos, "True", 4) == 0) {
+                h->fortran = 1;
+                p->pos += 4;
+            } else if (p->pos + 5 <= p->n && memcmp(p->s + p->pos, "False", 5) == 0) {
+                h->fortran = 0;
+                p->pos += 5;
             } else {
-                herr(&p, "fortran_order must be True or False");
-                return NULL;
+                return herr(p, "fortran_order must be True or False");
             }
         } else if (strcmp(key, "shape") == 0) {
-            if (!hchar(&p, '(')) {
-                herr(&p, "expected '(' for the shape");
-                return NULL;
-            }
-            ndim = 0;
-            while (!hchar(&p, ')')) {
-                hws(&p);
-                uint64_t v = 0;
-                size_t start = p.pos;
-                while (p.pos < p.n && p.s[p.pos] >= '0' && p.s[p.pos] <= '9') {
-                    v = v * 10 + (uint64_t)(p.s[p.pos++] - '0');
-                    if (v > ((uint64_t)1 << 48)) {
-                        herr(&p, "dimension too large");
-                        return NULL;
-                    }
-                }
-                if (p.pos == start) {
-                    herr(&p, "expected a dimension");
-                    return NULL;
-                }
-                if (ndim >= FS_MAX_DIM) {
-                    fs_set_error(OP ": '%s': more than %d dimensions", path, FS_MAX_DIM);
-                    return NULL;
-                }
-                shape[ndim++] = (int64_t)v;
-                if (!hchar(&p, ',') && (hws(&p), p.pos >= p.n || p.s[p.pos] != ')')) {
-                    herr(&p, "expected ',' or ')'");
-                    return NULL;
-                }
-            }
+            if (parse_shape(p, h) < 0)
+                return -1;
         } else {
-            herr(&p, "unknown key");
-            return NULL;
+            return herr(p, "unknown key");
         }
-        if (!hchar(&p, ',') && (hws(&p), p.pos >= p.n || p.s[p.pos] != '}')) {
-            herr(&p, "expected ',' or '}'");
-            return NULL;
-        }
+        if (!hchar(p, ',') && (hws(p), p->pos >= p->n || p->s[p->pos] != '}'))
+            return herr(p, "expected ',' or '}'");
     }
-    if (!descr[0] || fortran < 0 || ndim < 0) {
-        fs_set_error(OP ": '%s': the header lacks %s", path,
-                     !descr[0] ? "'descr'" : fortran < 0 ? "'fortran_order'" : "'shape'");
-        return NULL;
-    }
-    /* descr: byte order char, kind char, size digits */
-    char order = descr[0], kind = descr[1];
-    int size = atoi(descr + 2);
+    if (!h->descr[0] || h->fortran < 0 || h->ndim < 0)
+        return fs_set_error(OP ": '%s': the header lacks %s", p->path,
+                            !h->descr[0] ? "'descr'" : h->fortran < 0 ? "'fortran_order'"
+                                                                       : "'shape'");
+    return 0;
+}
+
+/* descr (byte order char, kind char, size digits) -> kind, size, big; -1 when unsupported. */
+static int check_descr(const char *path, const char *descr, char *kind, int *size, int *big)
+{
+    char order = descr[0];
+    *kind = descr[1];
+    *size = atoi(descr + 2);
+    char k = *kind;
+    int sz = *size;
     int known = (order == '<' || order == '>' || order == '|' || order == '=') &&
-                ((kind == 'f' && (size == 2 || size == 4 || size == 8)) ||
-                 ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 ||
-                                                   size == 8)) ||
-                 (kind == 'b' && size == 1)) &&
-                strlen(descr) == (size_t)(2 + (size >= 10 ? 2 : 1));
-    if (!known) {
-        fs_set_error(OP ": '%s': unsupported dtype '%s' (float16/32/64, int8-64, uint8-64 "
-                     "and bool are read)", path, descr);
-        return NULL;
-    }
-    int big = order == '>' || (order == '=' && !fs_host_is_little_endian());
-    size_t data_off = hstart + hlen;
-    size_t avail = len - data_off;
-    uint64_t numel = 1;
-    int too_big = 0;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] && numel > ((uint64_t)1 << 60) / (uint64_t)shape[d])
-            too_big = 1;
-        else
-            numel *= (uint64_t)shape[d];
-    }
-    if (too_big || numel > avail / (size_t)size) {
-        fs_set_error(OP ": '%s': shape %s of '%s' needs %llu bytes of data but the file has "
-                     "%zu: truncated file", path, fs_shape_str(ndim, shape), descr,
-                     (unsigned long long)(numel * (uint64_t)size), avail);
-        return NULL;
-    }
+                ((k == 'f' && (sz == 2 || sz == 4 || sz == 8)) ||
+                 ((k == 'i' || k == 'u') && (sz == 1 || sz == 2 || sz == 4 || sz == 8)) ||
+                 (k == 'b' && sz == 1)) &&
+                strlen(descr) == (size_t)(2 + (sz >= 10 ? 2 : 1));
+    if (!known)
+        return fs_set_error(OP ": '%s': unsupported dtype '%s' (float16/32/64, int8-64, uint8-64 "
+                            "and bool are read)", path, descr);
+    *big = order == '>' || (order == '=' && !fs_host_is_little_endian());
+    return 0;
+}
+
+/* The data (numel elements from src) -> a C-order tensor; a Fortran array is the C array of
+ * the reversed shape, transposed back. */
+static fs_tensor *decode_array(const npy_header *h, const unsigned char *src, int64_t numel,
+                               char kind, int size, int big)
+{
+    int ndim = h->ndim;
     int64_t cshape[FS_MAX_DIM];
-    for (int d = 0; d < ndim; d++) /* a Fortran array is the C array of the reversed shape */
-        cshape[d] = fortran ? shape[ndim - 1 - d] : shape[d];
+    for (int d = 0; d < ndim; d++)
+        cshape[d] = h->fortran ? h->shape[ndim - 1 - d] : h->shape[d];
     fs_tensor *t = fs_tensor_new(ndim, cshape);
     if (!t)
         return NULL;
-    if (fs_decode_to_float(fs_data(t), buf + data_off, (int64_t)numel, kind, size, big) < 0) {
+    if (fs_decode_to_float(fs_data(t), src, numel, kind, size, big) < 0) {
         fs_tensor_release(t);
         return NULL;
     }
-    if (fortran && ndim > 1) {
+    if (h->fortran && ndim > 1) {
         int perm[FS_MAX_DIM];
         for (int d = 0; d < ndim; d++)
             perm[d] = ndim - 1 - d;
@@ -215,7 +210,35 @@ fs_tensor *fs_npy_parse(const char *path, const unsigned char *buf, size_t len)
     return t;
 }
 
-fs_tensor *fs_npy_load(const char *path)
+fs_tensor *fs_npy_parse(const char *path, const unsigned char *buf, size_t len)
+{
+    size_t hstart = 0, hlen = 0;
+    if (parse_preamble(path, buf, len, &hstart, &hlen) < 0)
+        return NULL;
+    hparser p = {path, (const char *)buf + hstart, hlen, 0};
+    npy_header h;
+    char kind = 0;
+    int size = 1, big = 0;
+    if (parse_dict(&p, &h) < 0 || check_descr(path, h.descr, &kind, &size, &big) < 0)
+        return NULL;
+    size_t data_off = hstart + hlen;
+    size_t avail = len - data_off;
+    uint64_t numel = 0;
+    if (fs_shape_fits(h.ndim, h.shape, size, (uint64_t)1 << 62, &numel) < 0) {
+        fs_set_error(OP ": '%s': shape %s of %d-byte elements is too large (more than 2^62 "
+                     "bytes)", path, fs_shape_str(h.ndim, h.shape), size);
+        return NULL;
+    }
+    if (numel > avail / (size_t)size) {
+        fs_set_error(OP ": '%s': shape %s of '%s' needs %llu bytes of data but the file has "
+                     "%zu: truncated file", path, fs_shape_str(h.ndim, h.shape), h.descr,
+                     (unsigned long long)(numel * (uint64_t)size), avail);
+        return NULL;
+    }
+    return decode_array(&h, buf + data_off, (int64_t)numel, kind, size, big);
+}
+
+fs_tensor *fs_npy_read(const char *path)
 {
     unsigned char *buf;
     size_t len;
@@ -226,7 +249,7 @@ fs_tensor *fs_npy_load(const char *path)
     return t;
 }
 
-int fs_npy_save(const char *path, const fs_tensor *t)
+int fs_npy_write(const char *path, const fs_tensor *t)
 {
     char dict[512];
     int k = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");

@@ -9,9 +9,9 @@
 
 #include "tensor/tensor.h"
 
-fs_tensor *fs_npy_load(const char *path);
+fs_tensor *fs_npy_read(const char *path);
 /* Parses an in-memory file (path only for messages). */
 fs_tensor *fs_npy_parse(const char *path, const unsigned char *buf, size_t len);
-int fs_npy_save(const char *path, const fs_tensor *t);
+int fs_npy_write(const char *path, const fs_tensor *t);
 
 #endif

@@ -235,123 +235,141 @@ static const dtype_info *dtype_find(const char *name)
     return NULL;
 }
 
-/* One tensor entry: {"dtype": ..., "shape": [...], "data_offsets": [b, e]} */
+/* The keys of one tensor entry, as found. */
+typedef struct {
+    char *dtype;
+    int64_t shape[FS_MAX_DIM], offs[2];
+    int ndim, have_offs;
+} entry_keys;
+
+/* [v1, v2, ...] of at most cap non-negative integers into dst; *k gets the count. */
+static int parse_int_list(jparser *p, int64_t *dst, int cap, int *k, const char *too_many)
+{
+    *k = 0;
+    if (jexpect(p, '[') < 0)
+        return -1;
+    if (jpeek(p) == ']') {
+        p->pos++;
+        return 0;
+    }
+    for (;;) {
+        int64_t v = 0;
+        if (juint(p, &v) < 0)
+            return -1;
+        if (*k >= cap)
+            return jerr(p, too_many);
+        dst[(*k)++] = v;
+        int d = jpeek(p);
+        p->pos++;
+        if (d == ']')
+            return 0;
+        if (d != ',')
+            return jerr(p, "expected ',' or ']'");
+    }
+}
+
+/* One key of an entry (after its ':') into e; other keys are skipped. */
+static int parse_entry_key(jparser *p, const char *key, entry_keys *e)
+{
+    if (strcmp(key, "dtype") == 0) {
+        free(e->dtype);
+        return jstring(p, &e->dtype);
+    }
+    if (strcmp(key, "shape") == 0)
+        return parse_int_list(p, e->shape, FS_MAX_DIM, &e->ndim, "too many dimensions");
+    if (strcmp(key, "data_offsets") == 0) {
+        int k = 0;
+        if (parse_int_list(p, e->offs, 2, &k, "data_offsets must hold 2 integers") < 0)
+            return -1;
+        if (k != 2)
+            return jerr(p, "data_offsets must hold 2 integers");
+        e->have_offs = 1;
+        return 0;
+    }
+    return jskip(p, 1);
+}
+
+/* {"dtype": ..., "shape": [...], "data_offsets": [b, e], ...} into e. */
+static int scan_entry(jparser *p, entry_keys *e)
+{
+    if (jexpect(p, '{') < 0)
+        return -1;
+    if (jpeek(p) == '}') {
+        p->pos++;
+        return 0;
+    }
+    for (;;) {
+        char *key;
+        if (jstring(p, &key) < 0)
+            return -1;
+        int r = jexpect(p, ':');
+        if (r == 0)
+            r = parse_entry_key(p, key, e);
+        free(key);
+        if (r < 0)
+            return -1;
+        int d = jpeek(p);
+        p->pos++;
+        if (d == '}')
+            return 0;
+        if (d != ',')
+            return jerr(p, "expected ',' or '}'");
+    }
+}
+
+/* Every key present, a known dtype, a shape whose byte size fits, and offsets inside the
+ * data that span exactly that size. *di and *numel are set on success. */
+static int check_entry(const char *path, const char *name, const entry_keys *e,
+                       size_t data_len, const dtype_info **di, uint64_t *numel)
+{
+    if (!e->dtype || e->ndim < 0 || !e->have_offs)
+        return fs_set_error("fs.io.load: '%s': tensor '%s' lacks %s", path, name,
+                            !e->dtype ? "\"dtype\"" : e->ndim < 0 ? "\"shape\""
+                                                                  : "\"data_offsets\"");
+    *di = dtype_find(e->dtype);
+    if (!*di)
+        return fs_set_error("fs.io.load: '%s': tensor '%s' has unsupported dtype %s", path,
+                            name, e->dtype);
+    uint64_t n = 0;
+    if (fs_shape_fits(e->ndim, e->shape, (*di)->size, (uint64_t)1 << 62, &n) < 0)
+        return fs_set_error("fs.io.load: '%s': tensor '%s' has an impossible shape %s of dtype "
+                            "%s: more than 2^62 bytes", path, name,
+                            fs_shape_str(e->ndim, e->shape), e->dtype);
+    uint64_t nbytes = n * (uint64_t)(*di)->size;
+    const int64_t *o = e->offs;
+    if (o[0] > o[1] || (uint64_t)o[1] > data_len)
+        return fs_set_error("fs.io.load: '%s': tensor '%s' has data_offsets [%lld, %lld] "
+                            "outside the %zu data bytes (truncated or corrupt file)", path,
+                            name, (long long)o[0], (long long)o[1], data_len);
+    if ((uint64_t)(o[1] - o[0]) != nbytes)
+        return fs_set_error("fs.io.load: '%s': tensor '%s' of dtype %s and shape %s needs "
+                            "%llu bytes but data_offsets [%lld, %lld] span %lld", path, name,
+                            e->dtype, fs_shape_str(e->ndim, e->shape),
+                            (unsigned long long)nbytes, (long long)o[0], (long long)o[1],
+                            (long long)(o[1] - o[0]));
+    *numel = n;
+    return 0;
+}
+
+/* One tensor entry: scan its keys, check them, decode its data into out under name. */
 static int parse_entry(jparser *p, const char *name, const unsigned char *data, size_t data_len,
                        fs_tensor_dict *out)
 {
-    char *dtype = NULL;
-    int64_t shape[FS_MAX_DIM], offs[2] = {-1, -1};
-    int ndim = -1, have_offs = 0, rc = -1;
-    if (jexpect(p, '{') < 0)
-        return -1;
-    if (jpeek(p) == '}')
-        p->pos++;
-    else
-        for (;;) {
-            char *key;
-            if (jstring(p, &key) < 0)
-                goto done;
-            if (jexpect(p, ':') < 0) {
-                free(key);
-                goto done;
-            }
-            int r = 0;
-            if (strcmp(key, "dtype") == 0) {
-                free(dtype);
-                r = jstring(p, &dtype);
-            } else if (strcmp(key, "shape") == 0 || strcmp(key, "data_offsets") == 0) {
-                int is_shape = key[0] == 's';
-                int64_t *dst = is_shape ? shape : offs;
-                int cap = is_shape ? FS_MAX_DIM : 2, k = 0;
-                r = jexpect(p, '[');
-                if (r == 0 && jpeek(p) == ']') {
-                    p->pos++;
-                } else {
-                    while (r == 0) {
-                        int64_t v = 0;
-                        if ((r = juint(p, &v)) < 0)
-                            break;
-                        if (k >= cap) {
-                            r = is_shape ? jerr(p, "too many dimensions")
-                                         : jerr(p, "data_offsets must hold 2 integers");
-                            break;
-                        }
-                        dst[k++] = v;
-                        int d = jpeek(p);
-                        p->pos++;
-                        if (d == ']')
-                            break;
-                        if (d != ',')
-                            r = jerr(p, "expected ',' or ']'");
-                    }
-                }
-                if (r == 0) {
-                    if (is_shape)
-                        ndim = k;
-                    else if (k != 2)
-                        r = jerr(p, "data_offsets must hold 2 integers");
-                    else
-                        have_offs = 1;
-                }
-            } else {
-                r = jskip(p, 1);
-            }
-            free(key);
-            if (r < 0)
-                goto done;
-            int d = jpeek(p);
-            p->pos++;
-            if (d == '}')
-                break;
-            if (d != ',') {
-                jerr(p, "expected ',' or '}'");
-                goto done;
-            }
-        }
-    if (!dtype || ndim < 0 || !have_offs) {
-        fs_set_error("fs.io.load: '%s': tensor '%s' lacks %s", p->path, name,
-                     !dtype ? "\"dtype\"" : ndim < 0 ? "\"shape\"" : "\"data_offsets\"");
+    entry_keys e = {.dtype = NULL, .offs = {-1, -1}, .ndim = -1, .have_offs = 0};
+    const dtype_info *di = NULL;
+    uint64_t numel = 0;
+    int rc = -1;
+    if (scan_entry(p, &e) < 0 || check_entry(p->path, name, &e, data_len, &di, &numel) < 0)
         goto done;
-    }
-    const dtype_info *di = dtype_find(dtype);
-    if (!di) {
-        fs_set_error("fs.io.load: '%s': tensor '%s' has unsupported dtype %s", p->path, name,
-                     dtype);
-        goto done;
-    }
-    /* numel with overflow check against the data size */
-    uint64_t numel = 1;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] != 0 && numel > (uint64_t)INT64_MAX / (uint64_t)shape[d] / 8) {
-            fs_set_error("fs.io.load: '%s': tensor '%s' has an impossible shape %s", p->path,
-                         name, fs_shape_str(ndim, shape));
-            goto done;
-        }
-        numel *= (uint64_t)shape[d];
-    }
-    uint64_t nbytes = numel * (uint64_t)di->size;
-    if (offs[0] > offs[1] || (uint64_t)offs[1] > data_len) {
-        fs_set_error("fs.io.load: '%s': tensor '%s' has data_offsets [%lld, %lld] outside the "
-                     "%zu data bytes (truncated or corrupt file)", p->path, name,
-                     (long long)offs[0], (long long)offs[1], data_len);
-        goto done;
-    }
-    if ((uint64_t)(offs[1] - offs[0]) != nbytes) {
-        fs_set_error("fs.io.load: '%s': tensor '%s' of dtype %s and shape %s needs %llu bytes "
-                     "but data_offsets [%lld, %lld] span %lld", p->path, name, dtype,
-                     fs_shape_str(ndim, shape), (unsigned long long)nbytes, (long long)offs[0],
-                     (long long)offs[1], (long long)(offs[1] - offs[0]));
-        goto done;
-    }
     if (fs_tensor_dict_find(out, name) >= 0) {
         fs_set_error("fs.io.load: '%s': tensor '%s' appears twice", p->path, name);
         goto done;
     }
-    fs_tensor *t = fs_tensor_new(ndim, shape);
+    fs_tensor *t = fs_tensor_new(e.ndim, e.shape);
     if (!t)
         goto done;
-    if (fs_decode_to_float(fs_data(t), data + offs[0], (int64_t)numel, di->kind, di->size, 0) <
-            0 ||
+    if (fs_decode_to_float(fs_data(t), data + e.offs[0], (int64_t)numel, di->kind, di->size,
+                           0) < 0 ||
         fs_tensor_dict_add(out, name, t) < 0) {
         fs_tensor_release(t);
         goto done;
@@ -359,7 +377,7 @@ static int parse_entry(jparser *p, const char *name, const unsigned char *data, 
     fs_tensor_release(t);
     rc = 0;
 done:
-    free(dtype);
+    free(e.dtype);
     return rc;
 }
 
@@ -450,7 +468,7 @@ fail:
     return -1;
 }
 
-int fs_safetensors_load(const char *path, fs_tensor_dict *out)
+int fs_safetensors_read(const char *path, fs_tensor_dict *out)
 {
     unsigned char *buf;
     size_t len;
@@ -533,7 +551,7 @@ static void sort_idx(int64_t *idx, int64_t *tmp, int64_t n, char **names)
     memcpy(idx, tmp, (size_t)n * sizeof *idx);
 }
 
-int fs_safetensors_save(const char *path, const fs_tensor_dict *d)
+int fs_safetensors_write(const char *path, const fs_tensor_dict *d)
 {
     sbuf h = {0};
     int64_t *idx = malloc((size_t)(d->n + 1) * sizeof *idx);

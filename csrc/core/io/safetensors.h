@@ -14,8 +14,8 @@
 
 #include "io/dict.h"
 
-int fs_safetensors_load(const char *path, fs_tensor_dict *out);
-int fs_safetensors_save(const char *path, const fs_tensor_dict *d);
+int fs_safetensors_read(const char *path, fs_tensor_dict *out);
+int fs_safetensors_write(const char *path, const fs_tensor_dict *d);
 /* Parses an in-memory file (path only for messages). */
 int fs_safetensors_parse(const char *path, const unsigned char *buf, size_t len,
                          fs_tensor_dict *out);

@@ -515,7 +515,7 @@ int fs_optim_save(const fs_optim *o, const char *path)
     fs_tensor_dict_init(&d);
     int rc = fs_optim_state_dict(o, &d);
     if (rc == 0)
-        rc = fs_safetensors_save(path, &d);
+        rc = fs_safetensors_write(path, &d);
     fs_tensor_dict_free(&d);
     return rc;
 }
@@ -524,7 +524,7 @@ int fs_optim_load(fs_optim *o, const char *path)
 {
     const char *name = fs_optim_name(o->kind);
     fs_tensor_dict d;
-    if (fs_safetensors_load(path, &d) < 0)
+    if (fs_safetensors_read(path, &d) < 0)
         return -1;
     const char *kind = meta_value(&d, "fewshot.optimizer");
     int rc;

@@ -181,6 +181,372 @@ void fs_spect_phantom_free(fs_spect_phantom *p)
     p->activity = p->attenuation = p->labels = NULL;
 }
 
+/* Every drawn and derived parameter of one phantom: the draws happen in a fixed order
+ * (draw_torso, draw_heart, draw_defect, draw_liver, draw_breast, draw_motion), which is
+ * what makes a seed reproduce its phantom. */
+enum { NPHASE = 5 };
+typedef struct {
+    fs_spect_view view;
+    double bay;                              /* body half-height (mm) */
+    ellipse body, body_in, spine, spine_zone, lung_r, lung_l;
+    int has_spine;
+    double up_body, up_lung, up_blood, up_liver, up_rv;
+    heart h;                                 /* end-diastole */
+    double D, level;                         /* LV cavity diameter; short-axis level */
+    vec2 liver_dir;
+    int has_defect;
+    double sev, dhalf;
+    vec2 ddir;
+    double gap, lu, lv;                      /* liver gap and half-axes */
+    int has_hot;
+    double hot_r, hot_up, hot_side, hot_depth;
+    vec2 dome;
+    ellipse liver, hot;
+    int has_breast;
+    ellipse breast;
+    double apical;
+    heart ph_h[NPHASE];                      /* the cycle, averaged for activity */
+    heart hl;                                /* the label phase: labels and landmarks */
+} scene;
+
+/* Body, spine, lungs and the background uptakes. */
+static void draw_torso(fs_generator *g, const fs_spect_phantom_opts *o, double half_fov,
+                       scene *s)
+{
+    double bax = unif(g, 150, 185), bay = unif(g, 100, 125);
+    /* the oblique short- and long-axis planes run down through the abdomen below the heart */
+    double stretch = o->view == FS_SPECT_TRANSAXIAL ? 1.0 : 1.3;
+    double fit = fmin(1.0, 0.95 * half_fov / fmax(bax, bay * stretch)); /* inside the field */
+    bax *= fit;
+    bay *= fit;
+    s->bay = bay;
+    s->body = (ellipse){v2(0, bay * (stretch - 1.0)), v2(1, 0), bax, bay * stretch};
+    s->spine = (ellipse){v2(0, bay - unif(g, 30, 40)), v2(1, 0), 0, 0};
+    s->spine.r1 = s->spine.r2 = unif(g, 13, 18);
+    /* the oblique short- and long-axis planes through the LV miss the vertebra */
+    s->has_spine = o->view == FS_SPECT_TRANSAXIAL;
+    s->lung_r = (ellipse){v2(-bax * unif(g, 0.42, 0.5), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
+                          bay * unif(g, 0.55, 0.68), bax * unif(g, 0.26, 0.32)};
+    s->lung_l = (ellipse){v2(bax * unif(g, 0.45, 0.52), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
+                          bay * unif(g, 0.55, 0.68), bax * unif(g, 0.24, 0.3)};
+    s->up_body = unif(g, 0.05, 0.15);
+    s->up_lung = unif(g, 0.05, 0.15);
+    s->up_blood = o->blood_uptake >= 0 ? o->blood_uptake : unif(g, 0.05, 0.2);
+    s->up_liver = o->liver_uptake >= 0 ? o->liver_uptake : unif(g, 0.3, 1.0);
+    s->up_rv = unif(g, 0.3, 0.6);
+}
+
+/* The LV (and RV, left atrium) at end-diastole, and the direction of the liver. */
+static void draw_heart(fs_generator *g, const fs_spect_phantom_opts *o, scene *s)
+{
+    heart *h = &s->h;
+    double bay = s->bay;
+    memset(h, 0, sizeof *h);
+    h->view = o->view;
+    double D = unif(g, 39, 59);
+    s->D = D;
+    h->Bi = 0.5 * D;
+    h->w = unif(g, 6, 10);
+    h->wa = h->w * unif(g, 0.7, 0.9);
+    h->Ai = h->Bi * unif(g, 0.9, 1.2);
+    h->base_len = fmax(5.0, 1.4 * D * unif(g, 0.9, 1.1) - h->Ai);
+    h->gap_lo = 0;
+    h->gap_hi = -1;
+    double level = o->level >= 0 ? o->level : unif(g, 0.1, 0.75);
+    s->level = level;
+    if (o->view == FS_SPECT_SHORT_AXIS) {
+        /* the heart lies behind the anterior chest wall: LV centre 65-85 mm deep */
+        h->H = v2(unif(g, 15, 35), -bay + unif(g, 65, 85));
+        double taper = level <= 0.6 ? 1.0 : sqrt(fmax(0.04, 1 - pow((level - 0.6) / 0.45, 2)));
+        h->ri = h->Bi * taper;
+        if (level < 0.2) { /* basal slice: horseshoe open toward the outflow tract */
+            double centre = unif(g, 215, 240) * M_PI / 180, half = unif(g, 25, 40) * M_PI / 180;
+            h->gap_lo = centre - half;
+            h->gap_hi = centre + half;
+        }
+        vec2 rdir = dir_deg(unif(g, 170, 195));
+        double r1 = unif(g, 20, 28), r2 = unif(g, 35, 48);
+        h->rv_out = (ellipse){add(h->H, scale(rdir, h->ri + h->w + 0.45 * r1)), rdir, r1, r2};
+        h->has_rv = 1;
+        s->liver_dir = dir_deg(unif(g, 100, 130));
+    } else {
+        double alpha = o->view == FS_SPECT_LONG_AXIS ? unif(g, -10, 10) : unif(g, -55, -35);
+        h->ea = dir_deg(alpha);
+        h->eb = v2(-h->ea.y, h->ea.x);
+        double L = h->base_len + h->Ai;
+        vec2 centroid = o->view == FS_SPECT_LONG_AXIS ? v2(unif(g, -15, 10), -bay + unif(g, 60, 80))
+                                                      : v2(unif(g, 20, 40), -bay + unif(g, 70, 90));
+        h->O = sub(centroid, scale(h->ea, 0.5 * L));
+        h->H = centroid;
+        double la_len = unif(g, 15, 22);
+        h->la = (ellipse){sub(h->O, scale(h->ea, la_len)), h->ea, la_len,
+                          h->Bi * unif(g, 0.8, 1.0)};
+        h->has_la = 1;
+        if (o->view == FS_SPECT_TRANSAXIAL) {
+            double r1 = unif(g, 18, 26), r2 = L * unif(g, 0.45, 0.6);
+            vec2 c = add(h->O, add(scale(h->ea, 0.45 * L),
+                                   scale(h->eb, -(h->Bi + h->w + 0.45 * r1))));
+            h->rv_out = (ellipse){c, scale(h->eb, -1), r1, r2};
+            h->has_rv = 1;
+            s->liver_dir = dir_deg(unif(g, 125, 155));
+        } else {
+            double tilt = unif(g, 0, 25) * M_PI / 180;
+            s->liver_dir = add(scale(h->eb, cos(tilt)), scale(h->ea, sin(tilt)));
+        }
+    }
+    if (h->has_rv) {
+        double t = unif(g, 3, 5);
+        h->rv_in = h->rv_out;
+        h->rv_in.r1 -= t;
+        h->rv_in.r2 -= t;
+    }
+}
+
+/* A perfusion defect in a coronary territory (drawn always, used when present). */
+static void draw_defect(fs_generator *g, const fs_spect_phantom_opts *o, scene *s)
+{
+    s->has_defect = fs_random_uniform(g) < o->defect_prob;
+    s->sev = o->defect_severity >= 0 ? o->defect_severity : unif(g, 0.1, 0.9);
+    double territory = fs_random_uniform(g);
+    s->dhalf = unif(g, 20, 50);
+    if (o->view == FS_SPECT_SHORT_AXIS)
+        s->ddir = territory < 0.4 ? dir_deg(unif(g, 240, 300))      /* LAD: anterior */
+                : territory < 0.7 ? dir_deg(unif(g, 70, 110))       /* RCA: inferior */
+                                  : dir_deg(unif(g, -30, 30));      /* LCX: lateral */
+    else if (o->view == FS_SPECT_LONG_AXIS)
+        s->ddir = territory < 0.4 ? dir_deg(unif(g, -20, 20))       /* LAD: apex */
+                : territory < 0.7 ? dir_deg(unif(g, 60, 100))       /* RCA: inferior */
+                                  : dir_deg(unif(g, 260, 300));     /* LAD: anterior */
+    else
+        s->ddir = territory < 0.4 ? s->h.ea                          /* LAD: apex */
+                : territory < 0.7 ? scale(s->h.eb, -1)               /* LAD: septum */
+                                  : s->h.eb;                         /* LCX: lateral */
+}
+
+/* The liver's gap and size, and the hot spot (drawn always, used when present). */
+static void draw_liver(fs_generator *g, const fs_spect_phantom_opts *o, scene *s)
+{
+    s->gap = o->liver_gap_mm >= 0 ? o->liver_gap_mm : unif(g, 3, 30);
+    s->lu = unif(g, 40, 60);
+    s->lv = unif(g, 60, 85);
+    s->has_hot = fs_random_uniform(g) < o->hotspot_prob;
+    s->hot_r = unif(g, 8, 16);
+    s->hot_up = unif(g, 1.0, 2.5);
+    s->hot_side = unif(g, -50, 50);
+    s->hot_depth = unif(g, 5, 25);
+}
+
+/* The liver's dome lies gap mm beyond the heart's support in liver_dir (the support: the
+ * largest (q - H) . liver_dir over the heart's pixels); the hot spot sits below the dome. */
+static void place_liver(int n, double pix, scene *s)
+{
+    const heart *h = &s->h;
+    double support = 0.0;
+    double c0 = 0.5 * (n - 1);
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            vec2 q = v2((x - c0) * pix, (y - c0) * pix);
+            if (lv_epi(h, q) || (h->has_rv && in_ell(&h->rv_out, q))) {
+                double d = dot(sub(q, h->H), s->liver_dir);
+                if (d > support)
+                    support = d;
+            }
+        }
+    s->dome = add(h->H, scale(s->liver_dir, support + s->gap));
+    s->liver = (ellipse){add(s->dome, scale(s->liver_dir, s->lu)), s->liver_dir, s->lu, s->lv};
+    vec2 e2 = v2(-s->liver_dir.y, s->liver_dir.x);
+    s->hot = (ellipse){add(s->dome, add(scale(e2, s->hot_side), scale(s->liver_dir, s->hot_depth))),
+                       v2(1, 0), s->hot_r, s->hot_r * 0.8};
+    s->spine_zone = s->spine; /* the liver keeps clear of the spine and the great vessels */
+    s->spine_zone.r1 += 12;
+    s->spine_zone.r2 += 12;
+    s->body_in = s->body;
+    s->body_in.r1 -= 8;
+    s->body_in.r2 -= 8;
+}
+
+/* Breast tissue: soft tissue bulging over the anterior wall (the anterior artefact). */
+static void draw_breast(fs_generator *g, const fs_spect_phantom_opts *o, double half_fov,
+                        scene *s)
+{
+    s->has_breast = fs_random_uniform(g) < o->breast_prob;
+    s->breast = (ellipse){v2(unif(g, 30, 70), -s->bay * unif(g, 0.8, 0.9)), v2(1, 0),
+                          unif(g, 50, 70), unif(g, 30, 50)};
+    if (s->breast.c.y - s->breast.r2 < -0.97 * half_fov) /* stay inside the field of view */
+        s->breast.r2 = s->breast.c.y + 0.97 * half_fov;
+}
+
+/* Cardiac motion: an ungated acquisition averages the cycle; apical thinning. */
+static void draw_motion(fs_generator *g, scene *s)
+{
+    double ef = unif(g, 0.5, 0.7), thick = unif(g, 0.3, 0.6);
+    double k_rad = cbrt(1.0 - ef), k_long = sqrt(k_rad);
+    /* normal variation: apical thinning (0-15% less uptake toward the apex) */
+    s->apical = unif(g, 0.0, 0.15);
+    for (int k = 0; k < NPHASE; k++)
+        s->ph_h[k] = heart_phase(&s->h, (double)k / (NPHASE - 1), k_rad, k_long, thick);
+    s->hl = heart_phase(&s->h, LABEL_PHASE, k_rad, k_long, thick); /* labels and landmarks */
+}
+
+/* The LV's activity at q, averaged over the phases (act where a phase's LV misses q);
+ * *any tells whether some phase covers q. */
+static double lv_activity(const scene *s, vec2 q, double act, int *any)
+{
+    const heart *h = &s->h;
+    double defect = s->has_defect ? s->sev * wedge(sub(q, h->H), s->ddir, s->dhalf) : 0.0;
+    double normal = 1.0;
+    if (s->view == FS_SPECT_SHORT_AXIS) {
+        if (s->level > 0.6)
+            normal -= s->apical * (s->level - 0.6) / 0.4;
+    } else {
+        double a = dot(sub(q, h->O), h->ea) - h->base_len;
+        if (a > 0) {
+            double t = fmin(1.0, a / (h->Ai + h->wa));
+            normal -= s->apical * t * t;
+        }
+    }
+    double sum = 0.0;
+    *any = 0;
+    for (int k = 0; k < NPHASE; k++) {
+        if (lv_epi(&s->ph_h[k], q)) {
+            *any = 1;
+            sum += (lv_endo(&s->ph_h[k], q) || in_gap(&s->ph_h[k], q)) ? s->up_blood
+                                                                        : normal * (1.0 - defect);
+        } else {
+            sum += act;
+        }
+    }
+    return sum;
+}
+
+/* One point q inside the body: activity, attenuation and label, the later organs drawn over
+ * the earlier ones; *in_cavity tells whether q is in the labelled LV cavity. */
+static void shade_point(const scene *s, vec2 q, float *act_out, float *mu_out, float *lab_out,
+                        int *in_cavity)
+{
+    const heart *h = &s->h, *hl = &s->hl;
+    float act = (float)s->up_body, mu = 0.15f, lab = FS_LABEL_BACKGROUND;
+    if (in_ell(&s->lung_r, q) || in_ell(&s->lung_l, q)) {
+        act = (float)s->up_lung;
+        mu = 0.04f;
+    }
+    if (in_ell(&s->liver, q) && in_ell(&s->body_in, q) &&
+        !(s->has_spine && in_ell(&s->spine_zone, q))) {
+        act = (float)s->up_liver;
+        mu = 0.15f;
+        lab = FS_LABEL_LIVER;
+    }
+    if (s->has_hot && in_ell(&s->hot, q) && in_ell(&s->body_in, q)) {
+        act = (float)s->hot_up;
+        mu = 0.15f;
+        lab = FS_LABEL_OTHER;
+    }
+    if (s->has_spine && in_ell(&s->spine, q)) { /* bone: never liver */
+        act = (float)s->up_body;
+        mu = 0.27f;
+        lab = FS_LABEL_BACKGROUND;
+    }
+    if (h->has_la && in_ell(&h->la, q) && !lv_epi(hl, q)) {
+        act = (float)s->up_blood;
+        lab = FS_LABEL_OTHER;
+        mu = 0.15f;
+    }
+    if (h->has_rv && in_ell(&h->rv_out, q) && !lv_epi(hl, q)) {
+        act = in_ell(&h->rv_in, q) ? (float)s->up_blood : (float)s->up_rv;
+        lab = FS_LABEL_OTHER;
+        mu = 0.15f;
+    }
+    /* LV: activity averaged over the phases, labels from the label phase */
+    int any;
+    double sum = lv_activity(s, q, act, &any);
+    if (any) {
+        act = (float)(sum / NPHASE);
+        mu = 0.15f;
+    }
+    *in_cavity = 0;
+    if (lv_epi(hl, q)) {
+        mu = 0.15f;
+        if (lv_endo(hl, q) || in_gap(hl, q)) {
+            lab = FS_LABEL_VENTRICLE;
+            *in_cavity = 1;
+        } else {
+            lab = FS_LABEL_MYOCARDIUM;
+        }
+    }
+    *act_out = act;
+    *mu_out = mu;
+    *lab_out = lab;
+}
+
+/* Point-samples the scene at the pixel centres into p's maps; returns the LV cavity's
+ * centroid (the label phase's centre when the cavity misses every pixel). */
+static vec2 rasterise(const scene *s, fs_spect_phantom *p)
+{
+    int n = p->n;
+    double pix = p->pixel_mm, c0 = 0.5 * (n - 1);
+    double cx = 0, cy = 0, cn = 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            vec2 q = v2((x - c0) * pix, (y - c0) * pix);
+            size_t i = (size_t)y * n + x;
+            float act = 0, mu = 0, lab = FS_LABEL_BACKGROUND;
+            if (ell_val(&s->body, q) <= 1.0 || (s->has_breast && in_ell(&s->breast, q))) {
+                int cavity;
+                shade_point(s, q, &act, &mu, &lab, &cavity);
+                if (cavity) {
+                    cx += q.x;
+                    cy += q.y;
+                    cn += 1;
+                }
+            }
+            p->activity[i] = act;
+            p->attenuation[i] = mu;
+            p->labels[i] = lab;
+        }
+    return cn > 0 ? v2(cx / cn, cy / cn) : s->hl.H;
+}
+
+/* The landmarks of the view, at the label phase. */
+static void place_landmarks(const scene *s, vec2 centre, fs_spect_phantom *p)
+{
+    const heart *h = &s->h, *hl = &s->hl;
+    fs_spect_view view = s->view;
+    if (view != FS_SPECT_SHORT_AXIS)
+        add_landmark(p, "lv_apex", add(hl->O, scale(hl->ea, hl->base_len + hl->Ai + hl->wa)));
+    add_landmark(p, "lv_centre", centre);
+    if (view != FS_SPECT_SHORT_AXIS)
+        add_landmark(p, "mitral_valve", hl->O);
+    if (h->has_rv) {
+        /* where the RV outer wall meets the LV epicardium */
+        vec2 pts[8];
+        int np = 0;
+        int prev = lv_epi(hl, ell_point(&h->rv_out, 0));
+        for (int k = 1; k <= 720 && np < 8; k++) {
+            vec2 q = ell_point(&h->rv_out, 2 * M_PI * k / 720);
+            int cur = lv_epi(hl, q);
+            if (cur != prev)
+                pts[np++] = q;
+            prev = cur;
+        }
+        if (np >= 2) {
+            vec2 a = pts[0], b = pts[np - 1];
+            if (a.y > b.y) { vec2 t = a; a = b; b = t; }
+            add_landmark(p, "rv_insertion_anterior", a);
+            add_landmark(p, view == FS_SPECT_SHORT_AXIS ? "rv_insertion_inferior"
+                                                        : "rv_insertion_posterior", b);
+        }
+    }
+    if (view == FS_SPECT_SHORT_AXIS) {
+        add_landmark(p, "lv_inferior_wall", add(hl->H, v2(0, hl->ri + 0.5 * hl->w)));
+        add_landmark(p, "lv_lateral_wall", add(hl->H, v2(hl->ri + 0.5 * hl->w, 0)));
+    }
+    if (view == FS_SPECT_LONG_AXIS) {
+        add_landmark(p, "lv_base_anterior", sub(hl->O, scale(hl->eb, hl->Bi + 0.5 * hl->w)));
+        add_landmark(p, "lv_base_inferior", add(hl->O, scale(hl->eb, hl->Bi + 0.5 * hl->w)));
+    }
+    add_landmark(p, "liver_dome", s->dome);
+}
+
 int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spect_phantom *p)
 {
     memset(p, 0, sizeof *p);
@@ -203,283 +569,25 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
         fs_spect_phantom_free(p);
         return -1;
     }
-
-    /* ---- body, spine, lungs (every draw happens in a fixed order: determinism) ---- */
-    double bax = unif(g, 150, 185), bay = unif(g, 100, 125);
-    /* the oblique short- and long-axis planes run down through the abdomen below the heart */
-    double stretch = o->view == FS_SPECT_TRANSAXIAL ? 1.0 : 1.3;
-    double fit = fmin(1.0, 0.95 * half_fov / fmax(bax, bay * stretch)); /* inside the field */
-    bax *= fit;
-    bay *= fit;
-    ellipse body = {v2(0, bay * (stretch - 1.0)), v2(1, 0), bax, bay * stretch};
-    ellipse spine = {v2(0, bay - unif(g, 30, 40)), v2(1, 0), 0, 0};
-    spine.r1 = spine.r2 = unif(g, 13, 18);
-    /* the oblique short- and long-axis planes through the LV miss the vertebra */
-    int has_spine = o->view == FS_SPECT_TRANSAXIAL;
-    ellipse lung_r = {v2(-bax * unif(g, 0.42, 0.5), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
-                      bay * unif(g, 0.55, 0.68), bax * unif(g, 0.26, 0.32)};
-    ellipse lung_l = {v2(bax * unif(g, 0.45, 0.52), -bay * unif(g, 0.0, 0.15)), v2(0, 1),
-                      bay * unif(g, 0.55, 0.68), bax * unif(g, 0.24, 0.3)};
-    double up_body = unif(g, 0.05, 0.15), up_lung = unif(g, 0.05, 0.15);
-    double up_blood = o->blood_uptake >= 0 ? o->blood_uptake : unif(g, 0.05, 0.2);
-    double up_liver = o->liver_uptake >= 0 ? o->liver_uptake : unif(g, 0.3, 1.0);
-    double up_rv = unif(g, 0.3, 0.6);
-
-    /* ---- heart ---- */
-    heart h;
-    memset(&h, 0, sizeof h);
-    h.view = o->view;
-    double D = unif(g, 39, 59);
-    h.Bi = 0.5 * D;
-    h.w = unif(g, 6, 10);
-    h.wa = h.w * unif(g, 0.7, 0.9);
-    h.Ai = h.Bi * unif(g, 0.9, 1.2);
-    h.base_len = fmax(5.0, 1.4 * D * unif(g, 0.9, 1.1) - h.Ai);
-    h.gap_lo = 0;
-    h.gap_hi = -1;
-    double level = o->level >= 0 ? o->level : unif(g, 0.1, 0.75);
-    vec2 liver_dir;
-    if (o->view == FS_SPECT_SHORT_AXIS) {
-        /* the heart lies behind the anterior chest wall: LV centre 65-85 mm deep */
-        h.H = v2(unif(g, 15, 35), -bay + unif(g, 65, 85));
-        double taper = level <= 0.6 ? 1.0 : sqrt(fmax(0.04, 1 - pow((level - 0.6) / 0.45, 2)));
-        h.ri = h.Bi * taper;
-        if (level < 0.2) { /* basal slice: horseshoe open toward the outflow tract */
-            double centre = unif(g, 215, 240) * M_PI / 180, half = unif(g, 25, 40) * M_PI / 180;
-            h.gap_lo = centre - half;
-            h.gap_hi = centre + half;
-        }
-        vec2 rdir = dir_deg(unif(g, 170, 195));
-        double r1 = unif(g, 20, 28), r2 = unif(g, 35, 48);
-        h.rv_out = (ellipse){add(h.H, scale(rdir, h.ri + h.w + 0.45 * r1)), rdir, r1, r2};
-        h.has_rv = 1;
-        liver_dir = dir_deg(unif(g, 100, 130));
-    } else {
-        double alpha = o->view == FS_SPECT_LONG_AXIS ? unif(g, -10, 10) : unif(g, -55, -35);
-        h.ea = dir_deg(alpha);
-        h.eb = v2(-h.ea.y, h.ea.x);
-        double L = h.base_len + h.Ai;
-        vec2 centroid = o->view == FS_SPECT_LONG_AXIS ? v2(unif(g, -15, 10), -bay + unif(g, 60, 80))
-                                                      : v2(unif(g, 20, 40), -bay + unif(g, 70, 90));
-        h.O = sub(centroid, scale(h.ea, 0.5 * L));
-        h.H = centroid;
-        double la_len = unif(g, 15, 22);
-        h.la = (ellipse){sub(h.O, scale(h.ea, la_len)), h.ea, la_len, h.Bi * unif(g, 0.8, 1.0)};
-        h.has_la = 1;
-        if (o->view == FS_SPECT_TRANSAXIAL) {
-            double r1 = unif(g, 18, 26), r2 = L * unif(g, 0.45, 0.6);
-            vec2 c = add(h.O, add(scale(h.ea, 0.45 * L),
-                                  scale(h.eb, -(h.Bi + h.w + 0.45 * r1))));
-            h.rv_out = (ellipse){c, scale(h.eb, -1), r1, r2};
-            h.has_rv = 1;
-            liver_dir = dir_deg(unif(g, 125, 155));
-        } else {
-            double tilt = unif(g, 0, 25) * M_PI / 180;
-            liver_dir = add(scale(h.eb, cos(tilt)), scale(h.ea, sin(tilt)));
-        }
-    }
-    if (h.has_rv) {
-        double t = unif(g, 3, 5);
-        h.rv_in = h.rv_out;
-        h.rv_in.r1 -= t;
-        h.rv_in.r2 -= t;
-    }
-
-    /* perfusion defect in a coronary territory */
-    int has_defect = fs_random_uniform(g) < o->defect_prob;
-    double sev = o->defect_severity >= 0 ? o->defect_severity : unif(g, 0.1, 0.9);
-    double territory = fs_random_uniform(g), dhalf = unif(g, 20, 50);
-    vec2 ddir;
-    if (o->view == FS_SPECT_SHORT_AXIS)
-        ddir = territory < 0.4 ? dir_deg(unif(g, 240, 300))      /* LAD: anterior */
-             : territory < 0.7 ? dir_deg(unif(g, 70, 110))       /* RCA: inferior */
-                               : dir_deg(unif(g, -30, 30));      /* LCX: lateral */
-    else if (o->view == FS_SPECT_LONG_AXIS)
-        ddir = territory < 0.4 ? dir_deg(unif(g, -20, 20))       /* LAD: apex */
-             : territory < 0.7 ? dir_deg(unif(g, 60, 100))       /* RCA: inferior */
-                               : dir_deg(unif(g, 260, 300));     /* LAD: anterior */
-    else
-        ddir = territory < 0.4 ? h.ea                             /* LAD: apex */
-             : territory < 0.7 ? scale(h.eb, -1)                  /* LAD: septum */
-                               : h.eb;                            /* LCX: lateral */
-    p->defect_severity = has_defect ? sev : 0.0;
-
-    /* liver: dome beyond the heart's support in liver_dir, by gap mm */
-    double gap = o->liver_gap_mm >= 0 ? o->liver_gap_mm : unif(g, 3, 30);
-    double lu = unif(g, 40, 60), lv = unif(g, 60, 85);
-    /* hot spot parameters (drawn always, used when present) */
-    int has_hot = fs_random_uniform(g) < o->hotspot_prob;
-    double hot_r = unif(g, 8, 16), hot_up = unif(g, 1.0, 2.5), hot_side = unif(g, -50, 50),
-           hot_depth = unif(g, 5, 25);
-    p->has_hotspot = has_hot;
-
-    double support = 0.0; /* max (q - H) . liver_dir over heart pixels */
-    double c0 = 0.5 * (n - 1);
-    for (int y = 0; y < n; y++)
-        for (int x = 0; x < n; x++) {
-            vec2 q = v2((x - c0) * pix, (y - c0) * pix);
-            if (lv_epi(&h, q) || (h.has_rv && in_ell(&h.rv_out, q))) {
-                double s = dot(sub(q, h.H), liver_dir);
-                if (s > support)
-                    support = s;
-            }
-        }
-    vec2 dome = add(h.H, scale(liver_dir, support + gap));
-    ellipse liver = {add(dome, scale(liver_dir, lu)), liver_dir, lu, lv};
-    vec2 e2 = v2(-liver_dir.y, liver_dir.x);
-    ellipse hot = {add(dome, add(scale(e2, hot_side), scale(liver_dir, hot_depth))), v2(1, 0),
-                   hot_r, hot_r * 0.8};
-    ellipse spine_zone = spine; /* the liver keeps clear of the spine and the great vessels */
-    spine_zone.r1 += 12;
-    spine_zone.r2 += 12;
-    ellipse body_in = body;
-    body_in.r1 -= 8;
-    body_in.r2 -= 8;
-
-    /* breast tissue: soft tissue bulging over the anterior wall (the anterior artefact) */
-    int has_breast = fs_random_uniform(g) < o->breast_prob;
-    ellipse breast = {v2(unif(g, 30, 70), -bay * unif(g, 0.8, 0.9)), v2(1, 0), unif(g, 50, 70),
-                      unif(g, 30, 50)};
-    if (breast.c.y - breast.r2 < -0.97 * half_fov) /* stay inside the field of view */
-        breast.r2 = breast.c.y + 0.97 * half_fov;
-    p->has_breast = has_breast;
-
-    /* ---- cardiac motion: an ungated acquisition averages the cycle ---- */
-    double ef = unif(g, 0.5, 0.7), thick = unif(g, 0.3, 0.6);
-    double k_rad = cbrt(1.0 - ef), k_long = sqrt(k_rad);
-    /* normal variation: apical thinning (0-15% less uptake toward the apex) */
-    double apical = unif(g, 0.0, 0.15);
-    enum { NPHASE = 5 };
-    heart ph_h[NPHASE];
-    for (int k = 0; k < NPHASE; k++)
-        ph_h[k] = heart_phase(&h, (double)k / (NPHASE - 1), k_rad, k_long, thick);
-    heart hl = heart_phase(&h, LABEL_PHASE, k_rad, k_long, thick); /* labels and landmarks */
-
-    /* ---- rasterise ---- */
-    double cx = 0, cy = 0, cn = 0;
-    for (int y = 0; y < n; y++)
-        for (int x = 0; x < n; x++) {
-            vec2 q = v2((x - c0) * pix, (y - c0) * pix);
-            size_t i = (size_t)y * n + x;
-            float act = 0, mu = 0, lab = FS_LABEL_BACKGROUND;
-            double bv = ell_val(&body, q);
-            if (bv <= 1.0 || (has_breast && in_ell(&breast, q))) {
-                act = (float)up_body;
-                mu = 0.15f;
-                if (in_ell(&lung_r, q) || in_ell(&lung_l, q)) {
-                    act = (float)up_lung;
-                    mu = 0.04f;
-                }
-                if (in_ell(&liver, q) && in_ell(&body_in, q) && !(has_spine && in_ell(&spine_zone, q))) {
-                    act = (float)up_liver;
-                    mu = 0.15f;
-                    lab = FS_LABEL_LIVER;
-                }
-                if (has_hot && in_ell(&hot, q) && in_ell(&body_in, q)) {
-                    act = (float)hot_up;
-                    mu = 0.15f;
-                    lab = FS_LABEL_OTHER;
-                }
-                if (has_spine && in_ell(&spine, q)) { /* bone: never liver */
-                    act = (float)up_body;
-                    mu = 0.27f;
-                    lab = FS_LABEL_BACKGROUND;
-                }
-                if (h.has_la && in_ell(&h.la, q) && !lv_epi(&hl, q)) {
-                    act = (float)up_blood;
-                    lab = FS_LABEL_OTHER;
-                    mu = 0.15f;
-                }
-                if (h.has_rv && in_ell(&h.rv_out, q) && !lv_epi(&hl, q)) {
-                    act = in_ell(&h.rv_in, q) ? (float)up_blood : (float)up_rv;
-                    lab = FS_LABEL_OTHER;
-                    mu = 0.15f;
-                }
-                /* LV: activity averaged over the phases, labels from the label phase */
-                double defect = has_defect ? sev * wedge(sub(q, h.H), ddir, dhalf) : 0.0;
-                double normal = 1.0;
-                if (o->view == FS_SPECT_SHORT_AXIS) {
-                    if (level > 0.6)
-                        normal -= apical * (level - 0.6) / 0.4;
-                } else {
-                    double a = dot(sub(q, h.O), h.ea) - h.base_len;
-                    if (a > 0) {
-                        double t = fmin(1.0, a / (h.Ai + h.wa));
-                        normal -= apical * t * t;
-                    }
-                }
-                double sum = 0.0;
-                int any = 0;
-                for (int k = 0; k < NPHASE; k++) {
-                    if (lv_epi(&ph_h[k], q)) {
-                        any = 1;
-                        sum += (lv_endo(&ph_h[k], q) || in_gap(&ph_h[k], q)) ? up_blood : normal * (1.0 - defect);
-                    } else {
-                        sum += act;
-                    }
-                }
-                if (any) {
-                    act = (float)(sum / NPHASE);
-                    mu = 0.15f;
-                }
-                if (lv_epi(&hl, q)) {
-                    mu = 0.15f;
-                    if (lv_endo(&hl, q) || in_gap(&hl, q)) {
-                        lab = FS_LABEL_VENTRICLE;
-                        cx += q.x;
-                        cy += q.y;
-                        cn += 1;
-                    } else {
-                        lab = FS_LABEL_MYOCARDIUM;
-                    }
-                }
-            }
-            p->activity[i] = act;
-            p->attenuation[i] = mu;
-            p->labels[i] = lab;
-        }
-
-    p->lv_diameter_mm = D;
-    p->wall_mm = h.w;
-    p->liver_gap_mm = gap;
-    p->liver_uptake = up_liver;
-    p->blood_uptake = up_blood;
-
-    /* ---- landmarks ---- */
-    vec2 centre = cn > 0 ? v2(cx / cn, cy / cn) : hl.H;
-    if (o->view != FS_SPECT_SHORT_AXIS)
-        add_landmark(p, "lv_apex", add(hl.O, scale(hl.ea, hl.base_len + hl.Ai + hl.wa)));
-    add_landmark(p, "lv_centre", centre);
-    if (o->view != FS_SPECT_SHORT_AXIS)
-        add_landmark(p, "mitral_valve", hl.O);
-    if (h.has_rv) {
-        /* where the RV outer wall meets the LV epicardium */
-        vec2 pts[8];
-        int np = 0;
-        int prev = lv_epi(&hl, ell_point(&h.rv_out, 0));
-        for (int k = 1; k <= 720 && np < 8; k++) {
-            vec2 q = ell_point(&h.rv_out, 2 * M_PI * k / 720);
-            int cur = lv_epi(&hl, q);
-            if (cur != prev)
-                pts[np++] = q;
-            prev = cur;
-        }
-        if (np >= 2) {
-            vec2 a = pts[0], b = pts[np - 1];
-            if (a.y > b.y) { vec2 t = a; a = b; b = t; }
-            add_landmark(p, "rv_insertion_anterior", a);
-            add_landmark(p, o->view == FS_SPECT_SHORT_AXIS ? "rv_insertion_inferior"
-                                                           : "rv_insertion_posterior", b);
-        }
-    }
-    if (o->view == FS_SPECT_SHORT_AXIS) {
-        add_landmark(p, "lv_inferior_wall", add(hl.H, v2(0, hl.ri + 0.5 * hl.w)));
-        add_landmark(p, "lv_lateral_wall", add(hl.H, v2(hl.ri + 0.5 * hl.w, 0)));
-    }
-    if (o->view == FS_SPECT_LONG_AXIS) {
-        add_landmark(p, "lv_base_anterior", sub(hl.O, scale(hl.eb, hl.Bi + 0.5 * hl.w)));
-        add_landmark(p, "lv_base_inferior", add(hl.O, scale(hl.eb, hl.Bi + 0.5 * hl.w)));
-    }
-    add_landmark(p, "liver_dome", dome);
+    scene s;
+    memset(&s, 0, sizeof s);
+    s.view = o->view;
+    draw_torso(g, o, half_fov, &s);
+    draw_heart(g, o, &s);
+    draw_defect(g, o, &s);
+    draw_liver(g, o, &s);
+    place_liver(n, pix, &s);
+    draw_breast(g, o, half_fov, &s);
+    draw_motion(g, &s);
+    p->defect_severity = s.has_defect ? s.sev : 0.0;
+    p->has_hotspot = s.has_hot;
+    p->has_breast = s.has_breast;
+    vec2 centre = rasterise(&s, p);
+    p->lv_diameter_mm = s.D;
+    p->wall_mm = s.h.w;
+    p->liver_gap_mm = s.gap;
+    p->liver_uptake = s.up_liver;
+    p->blood_uptake = s.up_blood;
+    place_landmarks(&s, centre, p);
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the small .npy and safetensors fixtures read by spec/io_spec.lua.
 
-Run with Debian's python (numpy only): /usr/bin/python3 tools/make_fixtures_io.py
+Run with Debian's python (numpy only): /usr/bin/python3 tools/make_fixtures_arrays_weights.py
 Output: spec/fixtures/io/*.npy, spec/fixtures/io/dtypes.safetensors.
 
 Every array holds v[k] = k * 0.25 - 1 (k = 0, 1, ... in C order; integer arrays hold k - 2

@@ -3,7 +3,8 @@
 (Pillow for PNG, nibabel for NIfTI, numpy for Interfile raw data), so the specs check that
 fewshot reads files it did not write itself.
 
-Run with Debian's python (it has numpy, nibabel, PIL):  /usr/bin/python3 tools/make_io_fixtures.py
+Run with Debian's python (it has numpy, nibabel, PIL):
+    /usr/bin/python3 tools/make_fixtures_images_volumes.py
 
 Every volume holds v[z][y][x] = x + 10*y + 100*z (x fastest in the file), and PNGs use the
 formulas below, so the specs recompute the expected values instead of storing them.

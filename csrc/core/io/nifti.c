@@ -1,4 +1,4 @@
-/* nifti_io.c - NIfTI-1 single-file volumes (.nii, .nii.gz) read and written with zlib.
+/* nifti.c - NIfTI-1 single-file volumes (.nii, .nii.gz) read and written with zlib.
  *
  * Read: the 348-byte header is checked (sizeof_hdr 348 in either byte order, magic "n+1",
  * 1 <= dim[0] <= 7, positive sizes, a supported datatype with a matching bitpix, vox_offset
@@ -6,11 +6,13 @@
  * uint8, int8, int16, uint16, int32, uint32, float32, float64, converted to float32 with
  * scl_slope/scl_inter applied when slope is nonzero. The tensor is (..., z, y, x): NIfTI's
  * x-fastest order read as C order, trailing sizes of 1 dropped. Spatial units are converted
- * to mm. gzread reads plain and gzip files alike.
+ * to mm. fs_nifti_parse reads a whole file held in memory, gzip (inflated as far as the header
+ * says is needed) or plain; fs_nifti_read reads the file and calls it.
  * Write: float32, vox_offset 352, no extensions, scl_slope 1; spacing and qform/sform from
  * the info when given (qform_code 0 and sform_code 0 otherwise).
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +20,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "io/io.h"
+#include "base/fileio.h"
+#include "io/nifti.h"
 
 #define HDR 348
 #define MAX_BYTES ((int64_t)1 << 31)
@@ -67,105 +70,140 @@ static int type_bytes(int datatype)
     }
 }
 
-/* Reads up to n bytes; returns the count read or -1 with the zlib message in err. */
-static int64_t gz_read_all(gzFile gz, unsigned char *dst, int64_t n, const char **err)
+/* ---- the bytes of the file: plain, or gzip inflated as far as needed ---- */
+
+typedef struct {
+    const unsigned char *in;   /* the file */
+    size_t in_len;
+    int gzip;
+    z_stream zs;               /* gzip: the stream and its output so far */
+    unsigned char *out;
+    size_t out_len, out_cap;
+    int ended;                 /* gzip: no more output (end of the last member or of input) */
+    const char *zerr;          /* gzip: the zlib message when the data is corrupt */
+} nifti_source;
+
+static int source_open(nifti_source *s, const unsigned char *buf, size_t len)
 {
-    int64_t got = 0;
-    while (got < n) {
-        unsigned chunk = (unsigned)((n - got) > (1 << 30) ? (1 << 30) : (n - got));
-        int r = gzread(gz, dst + got, chunk);
-        if (r < 0) {
-            int code;
-            *err = gzerror(gz, &code);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += r;
-    }
-    return got;
+    memset(s, 0, sizeof *s);
+    s->in = buf;
+    s->in_len = len;
+    s->gzip = len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b;
+    if (!s->gzip)
+        return 0;
+    if (inflateInit2(&s->zs, 16 + MAX_WBITS) != Z_OK)
+        return -1;
+    s->zs.next_in = (unsigned char *)buf;
+    s->zs.avail_in = len > UINT_MAX ? UINT_MAX : (unsigned)len;
+    return 0;
 }
 
-fs_tensor *fs_nifti_read(const char *path, fs_nifti_info *info)
+static void source_close(nifti_source *s)
 {
-    fs_nifti_info tmp;
-    if (!info)
-        info = &tmp;
-    fs_nifti_info_default(info);
-    gzFile gz = gzopen(path, "rb");
-    if (!gz) {
-        fs_set_error("load_nifti: %s: cannot open (%s)", path, errno ? strerror(errno) : "zlib");
-        return NULL;
+    if (s->gzip)
+        inflateEnd(&s->zs);
+    free(s->out);
+}
+
+/* Makes the first `need` bytes available (fewer when the file holds fewer); returns the count
+ * available, or -1 (corrupt data: s->zerr; out of memory: s->zerr NULL). The output grows as
+ * data arrives, so a lying header cannot make us allocate what the file does not hold. */
+static int64_t source_fill(nifti_source *s, int64_t need)
+{
+    if (!s->gzip)
+        return (uint64_t)need < s->in_len ? need : (int64_t)s->in_len;
+    while ((int64_t)s->out_len < need && !s->ended) {
+        if (s->out_len == s->out_cap) {
+            size_t cap = s->out_cap ? s->out_cap * 2 : (1 << 16);
+            if ((int64_t)cap > need)
+                cap = (size_t)need;
+            unsigned char *o = realloc(s->out, cap);
+            if (!o)
+                return -1;
+            s->out = o;
+            s->out_cap = cap;
+        }
+        s->zs.next_out = s->out + s->out_len;
+        s->zs.avail_out = (unsigned)(s->out_cap - s->out_len);
+        int r = inflate(&s->zs, Z_NO_FLUSH);
+        s->out_len = s->out_cap - s->zs.avail_out;
+        if (r == Z_STREAM_END) {
+            /* gzip members may follow one another */
+            size_t used = (size_t)(s->zs.next_in - s->in);
+            if (s->in_len - used >= 2 && s->in[used] == 0x1f && s->in[used + 1] == 0x8b)
+                inflateReset(&s->zs);
+            else
+                s->ended = 1;
+        } else if (r == Z_BUF_ERROR && s->zs.avail_in == 0) {
+            s->ended = 1; /* truncated: the caller reports how much is present */
+        } else if (r != Z_OK) {
+            s->zerr = s->zs.msg ? s->zs.msg : "zlib error";
+            return -1;
+        }
     }
-    unsigned char h[HDR];
-    const char *zerr = NULL;
-    unsigned char *data = NULL;
-    fs_tensor *out = NULL;
-    int64_t got = gz_read_all(gz, h, HDR, &zerr);
-    if (got < 0) {
-        fs_set_error("load_nifti: %s: corrupt compressed data (%s)", path, zerr);
-        goto fail;
-    }
-    if (got < HDR) {
-        fs_set_error("load_nifti: %s: truncated header (%lld of 348 bytes)", path, (long long)got);
-        goto fail;
-    }
+    return (int64_t)s->out_len < need ? (int64_t)s->out_len : need;
+}
+
+static const unsigned char *source_bytes(const nifti_source *s)
+{
+    return s->gzip ? s->out : s->in;
+}
+
+/* ---- reading: header, validation, voxels ---- */
+
+/* What the voxel decoding needs beyond the info. */
+typedef struct { int swap, nd, bpp; int64_t nvox; double vox_offset; } nifti_layout;
+
+/* Byte order, magic, dims, datatype and vox_offset of the header h; fills lay. */
+static int check_header(const char *name, const unsigned char *h, fs_nifti_info *info,
+                        nifti_layout *lay)
+{
     int swap;
     if (rd32(h, 0) == HDR)
         swap = 0;
     else if (rd32(h, 1) == HDR)
         swap = 1;
-    else if (rd32(h, 0) == 540 || rd32(h, 1) == 540) {
-        fs_set_error("load_nifti: %s: NIfTI-2 files are not supported", path);
-        goto fail;
-    } else {
-        fs_set_error("load_nifti: %s: not a NIfTI-1 file (sizeof_hdr is not 348)", path);
-        goto fail;
-    }
-    if (memcmp(h + 344, "ni1\0", 4) == 0) {
-        fs_set_error("load_nifti: %s: a two-file NIfTI (.hdr/.img) header; only single-file "
-                     ".nii/.nii.gz are supported", path);
-        goto fail;
-    }
-    if (memcmp(h + 344, "n+1\0", 4) != 0) {
-        fs_set_error("load_nifti: %s: bad magic (expected \"n+1\")", path);
-        goto fail;
-    }
+    else if (rd32(h, 0) == 540 || rd32(h, 1) == 540)
+        return fs_set_error("load_nifti: %s: NIfTI-2 files are not supported", name);
+    else
+        return fs_set_error("load_nifti: %s: not a NIfTI-1 file (sizeof_hdr is not 348)", name);
+    if (memcmp(h + 344, "ni1\0", 4) == 0)
+        return fs_set_error("load_nifti: %s: a two-file NIfTI (.hdr/.img) header; only "
+                            "single-file .nii/.nii.gz are supported", name);
+    if (memcmp(h + 344, "n+1\0", 4) != 0)
+        return fs_set_error("load_nifti: %s: bad magic (expected \"n+1\")", name);
     int nd = s16(h, 40, swap);
-    if (nd < 1 || nd > 7) {
-        fs_set_error("load_nifti: %s: dim[0] = %d is outside 1..7", path, nd);
-        goto fail;
-    }
-    int64_t nvox = 1;
+    if (nd < 1 || nd > 7)
+        return fs_set_error("load_nifti: %s: dim[0] = %d is outside 1..7", name, nd);
     for (int i = 0; i < nd; i++) {
         int d = s16(h, 42 + 2 * i, swap);
-        if (d < 1) {
-            fs_set_error("load_nifti: %s: dim[%d] = %d is not positive", path, i + 1, d);
-            goto fail;
-        }
+        if (d < 1)
+            return fs_set_error("load_nifti: %s: dim[%d] = %d is not positive", name, i + 1, d);
         info->dim[i] = d;
-        nvox *= d;
-        if (nvox > MAX_BYTES) {
-            fs_set_error("load_nifti: %s: volume too large", path);
-            goto fail;
-        }
     }
     int dt = s16(h, 70, swap), bitpix = s16(h, 72, swap);
     int bpp = type_bytes(dt);
-    if (!bpp) {
-        fs_set_error("load_nifti: %s: unsupported datatype %d", path, dt);
-        goto fail;
-    }
-    if (bitpix != 8 * bpp) {
-        fs_set_error("load_nifti: %s: bitpix %d does not match datatype %d", path, bitpix, dt);
-        goto fail;
-    }
+    if (!bpp)
+        return fs_set_error("load_nifti: %s: unsupported datatype %d", name, dt);
+    if (bitpix != 8 * bpp)
+        return fs_set_error("load_nifti: %s: bitpix %d does not match datatype %d", name,
+                            bitpix, dt);
     info->datatype = dt;
     double vox_offset = f32(h, 108, swap);
-    if (!(vox_offset >= HDR) || vox_offset > (double)MAX_BYTES) {
-        fs_set_error("load_nifti: %s: bad vox_offset %g", path, vox_offset);
-        goto fail;
-    }
+    if (!(vox_offset >= HDR) || vox_offset > (double)MAX_BYTES)
+        return fs_set_error("load_nifti: %s: bad vox_offset %g", name, vox_offset);
+    uint64_t nvox = 0;
+    if (fs_shape_fits(nd, info->dim, bpp, (uint64_t)MAX_BYTES, &nvox) < 0)
+        return fs_set_error("load_nifti: %s: dims %s of %d-byte voxels are too large (more "
+                            "than %lld bytes)", name, fs_shape_str(nd, info->dim), bpp,
+                            (long long)MAX_BYTES);
+    *lay = (nifti_layout){swap, nd, bpp, (int64_t)nvox, vox_offset};
+    return 0;
+}
+
+/* Spacing (in mm), scaling, description and orientation of the header h. */
+static void read_header_fields(const unsigned char *h, int swap, fs_nifti_info *info)
+{
     int units = h[123] & 7;
     double to_mm = units == 1 ? 1000.0 : units == 3 ? 0.001 : 1.0;
     info->xyzt_units = h[123];
@@ -192,75 +230,33 @@ fs_tensor *fs_nifti_read(const char *path, fs_nifti_info *info)
         info->srow_y[i] = f32(h, 296 + 4 * i, swap);
         info->srow_z[i] = f32(h, 312 + 4 * i, swap);
     }
+}
 
-    /* skip to the voxels, then read them all */
-    int64_t skip = (int64_t)vox_offset - HDR;
-    unsigned char junk[512];
-    while (skip > 0) {
-        int64_t r = gz_read_all(gz, junk, skip > 512 ? 512 : skip, &zerr);
-        if (r <= 0) {
-            if (r < 0)
-                fs_set_error("load_nifti: %s: corrupt compressed data (%s)", path, zerr);
-            else
-                fs_set_error("load_nifti: %s: truncated before vox_offset %g", path, vox_offset);
-            goto fail;
-        }
-        skip -= r;
-    }
-    int64_t nbytes = nvox * bpp;
-    if (nbytes > MAX_BYTES) {
-        fs_set_error("load_nifti: %s: volume too large (%lld bytes)", path, (long long)nbytes);
-        goto fail;
-    }
-    /* grow the buffer as data arrives, so a lying header cannot make us allocate what the
-     * file does not hold */
-    int64_t cap = nbytes < (1 << 20) ? nbytes : (1 << 20);
-    got = 0;
-    data = malloc((size_t)(cap > 0 ? cap : 1));
-    while (data) {
-        int64_t r = gz_read_all(gz, data + got, cap - got, &zerr);
-        if (r < 0) {
-            fs_set_error("load_nifti: %s: corrupt compressed data (%s)", path, zerr);
-            goto fail;
-        }
-        got += r;
-        if (got < cap || cap == nbytes)
-            break;
-        int64_t ncap = cap * 2 < nbytes ? cap * 2 : nbytes;
-        unsigned char *nd2 = realloc(data, (size_t)ncap);
-        if (!nd2)
-            break;
-        data = nd2;
-        cap = ncap;
-    }
-    if (!data || (got == cap && cap < nbytes)) {
-        fs_set_error("load_nifti: %s: out of memory (%lld bytes)", path, (long long)nbytes);
-        goto fail;
-    }
-    if (got < nbytes) {
-        fs_set_error("load_nifti: %s: truncated: %lld voxel bytes expected, %lld present", path,
-                     (long long)nbytes, (long long)got);
-        goto fail;
-    }
-    int keep = nd;
+/* The voxels (lay->nvox of the datatype, from data) -> a (..., z, y, x) float32 tensor with
+ * scl_slope/scl_inter applied; trailing sizes of 1 dropped. */
+static fs_tensor *decode_voxels(const unsigned char *data, const nifti_layout *lay,
+                                fs_nifti_info *info)
+{
+    int keep = lay->nd;
     while (keep > 1 && info->dim[keep - 1] == 1)
         keep--;
     info->ndim = keep;
     int64_t size[7];
     for (int i = 0; i < keep; i++)
         size[i] = info->dim[keep - 1 - i];
-    out = fs_tensor_new(keep, size);
+    fs_tensor *out = fs_tensor_new(keep, size);
     if (!out)
-        goto fail;
+        return NULL;
     float *o = fs_data(out);
     double slope = info->scl_slope, inter = info->scl_inter;
     int scale = slope != 0.0 && isfinite(slope) && !(slope == 1.0 && inter == 0.0);
     if (!isfinite(inter))
         inter = 0.0;
-    for (int64_t i = 0; i < nvox; i++) {
+    int swap = lay->swap, bpp = lay->bpp;
+    for (int64_t i = 0; i < lay->nvox; i++) {
         const unsigned char *p = data + i * bpp;
         double v;
-        switch (dt) {
+        switch (info->datatype) {
         case 2: v = p[0]; break;
         case 256: v = (int8_t)p[0]; break;
         case 4: v = (int16_t)rd16(p, swap); break;
@@ -272,14 +268,74 @@ fs_tensor *fs_nifti_read(const char *path, fs_nifti_info *info)
         }
         o[i] = (float)(scale ? v * slope + inter : v);
     }
-    free(data);
-    gzclose(gz);
     return out;
-fail:
-    free(data);
-    fs_tensor_release(out);
-    gzclose(gz);
-    return NULL;
+}
+
+static void source_error(const char *name, const nifti_source *s, int64_t nbytes)
+{
+    if (s->zerr)
+        fs_set_error("load_nifti: %s: corrupt compressed data (%s)", name, s->zerr);
+    else
+        fs_set_error("load_nifti: %s: out of memory (%lld bytes)", name, (long long)nbytes);
+}
+
+fs_tensor *fs_nifti_parse(const char *name, const unsigned char *buf, size_t len,
+                          fs_nifti_info *info)
+{
+    fs_nifti_info tmp;
+    if (!info)
+        info = &tmp;
+    fs_nifti_info_default(info);
+    nifti_source src;
+    if (source_open(&src, buf, len) < 0) {
+        fs_set_error("load_nifti: %s: out of memory", name);
+        return NULL;
+    }
+    fs_tensor *out = NULL;
+    nifti_layout lay = {0};
+    int64_t got = source_fill(&src, HDR);
+    if (got < 0) {
+        source_error(name, &src, HDR);
+        goto done;
+    }
+    if (got < HDR) {
+        fs_set_error("load_nifti: %s: truncated header (%lld of 348 bytes)", name,
+                     (long long)got);
+        goto done;
+    }
+    if (check_header(name, source_bytes(&src), info, &lay) < 0)
+        goto done;
+    read_header_fields(source_bytes(&src), lay.swap, info);
+    int64_t off = (int64_t)lay.vox_offset, nbytes = lay.nvox * lay.bpp;
+    got = source_fill(&src, off + nbytes);
+    if (got < 0) {
+        source_error(name, &src, nbytes);
+        goto done;
+    }
+    if (got < off) {
+        fs_set_error("load_nifti: %s: truncated before vox_offset %g", name, lay.vox_offset);
+        goto done;
+    }
+    if (got < off + nbytes) {
+        fs_set_error("load_nifti: %s: truncated: %lld voxel bytes expected, %lld present", name,
+                     (long long)nbytes, (long long)(got - off));
+        goto done;
+    }
+    out = decode_voxels(source_bytes(&src) + off, &lay, info);
+done:
+    source_close(&src);
+    return out;
+}
+
+fs_tensor *fs_nifti_read(const char *path, fs_nifti_info *info)
+{
+    unsigned char *buf;
+    size_t len;
+    if (fs_file_read_all("load_nifti", path, &buf, &len) < 0)
+        return NULL;
+    fs_tensor *t = fs_nifti_parse(path, buf, len, info);
+    free(buf);
+    return t;
 }
 
 static void wr16(unsigned char *h, int off, int v) { h[off] = (unsigned char)(v & 0xff); h[off + 1] = (unsigned char)((v >> 8) & 0xff); }

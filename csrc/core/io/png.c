@@ -1,4 +1,4 @@
-/* png_io.c - PNG read/write through libpng.
+/* png.c - PNG read/write through libpng.
  *
  * Read: any PNG (1-16 bit gray, gray+alpha, RGB, RGBA, palette, interlaced) becomes float32
  *   (H, W) gray (RGB weighted 0.299/0.587/0.114, alpha dropped) or (3, H, W) RGB on request.
@@ -8,6 +8,8 @@
  *   the full range; otherwise values are rounded and clamped. Written to a temporary file in
  *   the same directory, then renamed.
  * libpng errors longjmp back here and become fs_error() messages naming the file.
+ * fs_png_parse reads a whole file held in memory (png_set_read_fn); fs_png_read reads the
+ * file and calls it.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,7 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/io.h"
+#include "base/fileio.h"
+#include "io/png.h"
 
 typedef struct { char msg[200]; } png_errctx;
 
@@ -34,32 +37,80 @@ static void on_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
+#define MAX_SIDE (1 << 16)
 #define MAX_PIXELS ((int64_t)1 << 26)
 
-fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_depth_out)
+/* The bytes libpng reads from: a whole file in memory. */
+typedef struct { const unsigned char *buf; size_t len, pos; } png_source;
+
+static void read_from_memory(png_structp png, png_bytep out, png_size_t n)
+{
+    png_source *src = png_get_io_ptr(png);
+    if (n > src->len - src->pos)
+        png_error(png, "unexpected end of data");
+    memcpy(out, src->buf + src->pos, n);
+    src->pos += n;
+}
+
+/* Decoded rows (h rows of rowbytes, nch channels of d bits) -> float32 out. */
+static void rows_to_float(float *o, const unsigned char *buf, size_t rowbytes, png_uint_32 w,
+                          png_uint_32 h, int nch, int d, int channels, bool normalize)
+{
+    double maxv = d == 16 ? 65535.0 : 255.0, sc = normalize ? 1.0 / maxv : 1.0;
+    size_t plane = (size_t)w * h;
+    for (png_uint_32 y = 0; y < h; y++) {
+        const unsigned char *r = buf + rowbytes * y;
+        for (png_uint_32 x = 0; x < w; x++) {
+            double v[4];
+            for (int c = 0; c < nch; c++) {
+                size_t k = (size_t)x * nch + c;
+                v[c] = d == 16 ? (double)((r[2 * k] << 8) | r[2 * k + 1]) : (double)r[k];
+            }
+            size_t i = (size_t)y * w + x;
+            if (nch <= 2) { /* gray (+ alpha) */
+                for (int c = 0; c < channels; c++)
+                    o[plane * c + i] = (float)(v[0] * sc);
+            } else if (channels == 1) {
+                o[i] = (float)((0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]) * sc);
+            } else {
+                for (int c = 0; c < 3; c++)
+                    o[plane * c + i] = (float)(v[c] * sc);
+            }
+        }
+    }
+}
+
+fs_tensor *fs_png_parse(const char *name, const unsigned char *data, size_t len, int channels,
+                        bool normalize, int *bit_depth_out)
 {
     if (channels != 1 && channels != 3) {
-        fs_set_error("image.read: %s: channels must be 1 or 3 (got %d)", path, channels);
+        fs_set_error("image.read: %s: channels must be 1 or 3 (got %d)", name, channels);
         return NULL;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fs_set_error("image.read: %s: cannot open (%s)", path, strerror(errno));
+    if (len < 8 || png_sig_cmp(data, 0, 8)) {
+        fs_set_error("image.read: %s: not a PNG file (bad signature)", name);
         return NULL;
     }
-    unsigned char sig[8];
-    if (fread(sig, 1, 8, f) != 8 || png_sig_cmp(sig, 0, 8)) {
-        fclose(f);
-        fs_set_error("image.read: %s: not a PNG file (bad signature)", path);
-        return NULL;
+    /* IHDR comes first: check the size before libpng allocates anything for it */
+    if (len >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 |
+                     (uint32_t)data[18] << 8 | data[19];
+        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 |
+                     (uint32_t)data[22] << 8 | data[23];
+        if (w > MAX_SIDE || h > MAX_SIDE || (uint64_t)w * h > MAX_PIXELS) {
+            fs_set_error("image.read: %s: %lu x %lu pixels is too large (at most %d a side "
+                         "and %lld in all)", name, (unsigned long)w, (unsigned long)h, MAX_SIDE,
+                         (long long)MAX_PIXELS);
+            return NULL;
+        }
     }
+    png_source src = {data, len, 8};
     png_errctx ectx = {{0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ectx, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
-        fclose(f);
-        fs_set_error("image.read: %s: out of memory", path);
+        fs_set_error("image.read: %s: out of memory", name);
         return NULL;
     }
     unsigned char *volatile buf = NULL;
@@ -67,15 +118,14 @@ fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_
     fs_tensor *volatile out = NULL;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
-        fclose(f);
         free(buf);
         free(rows);
         fs_tensor_release(out);
-        fs_set_error("image.read: %s: corrupt or truncated PNG (%s)", path, ectx.msg);
+        fs_set_error("image.read: %s: corrupt or truncated PNG (%s)", name, ectx.msg);
         return NULL;
     }
-    png_set_user_limits(png, 1 << 16, 1 << 16);
-    png_init_io(png, f);
+    png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
+    png_set_read_fn(png, &src, read_from_memory);
     png_set_sig_bytes(png, 8);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
@@ -105,36 +155,24 @@ fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_
     out = channels == 1 ? fs_tensor_new(2, size + 1) : fs_tensor_new(3, size);
     if (!out)
         png_error(png, "out of memory");
-    float *o = fs_data(out);
-    double maxv = d == 16 ? 65535.0 : 255.0, sc = normalize ? 1.0 / maxv : 1.0;
-    size_t plane = (size_t)w * h;
-    for (png_uint_32 y = 0; y < h; y++) {
-        const unsigned char *r = buf + rowbytes * y;
-        for (png_uint_32 x = 0; x < w; x++) {
-            double v[4];
-            for (int c = 0; c < nch; c++) {
-                size_t k = (size_t)x * nch + c;
-                v[c] = d == 16 ? (double)((r[2 * k] << 8) | r[2 * k + 1]) : (double)r[k];
-            }
-            size_t i = (size_t)y * w + x;
-            if (nch <= 2) { /* gray (+ alpha) */
-                for (int c = 0; c < channels; c++)
-                    o[plane * c + i] = (float)(v[0] * sc);
-            } else if (channels == 1) {
-                o[i] = (float)((0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]) * sc);
-            } else {
-                for (int c = 0; c < 3; c++)
-                    o[plane * c + i] = (float)(v[c] * sc);
-            }
-        }
-    }
+    rows_to_float(fs_data(out), buf, rowbytes, w, h, nch, d, channels, normalize);
     if (bit_depth_out)
         *bit_depth_out = depth;
     png_destroy_read_struct(&png, &info, NULL);
-    fclose(f);
     free(buf);
     free(rows);
     return out;
+}
+
+fs_tensor *fs_png_read(const char *path, int channels, bool normalize, int *bit_depth_out)
+{
+    unsigned char *data;
+    size_t len;
+    if (fs_file_read_all("image.read", path, &data, &len) < 0)
+        return NULL;
+    fs_tensor *t = fs_png_parse(path, data, len, channels, normalize, bit_depth_out);
+    free(data);
+    return t;
 }
 
 int fs_png_write(const char *path, const fs_tensor *t, int bits, bool normalize)
@@ -161,9 +199,10 @@ int fs_png_write(const char *path, const fs_tensor *t, int bits, bool normalize)
     double lo = 0, hi = 0, maxv = bits == 16 ? 65535.0 : 255.0;
     for (int64_t i = 0; i < numel; i++) {
         if (!isfinite(vals[i])) {
-            fs_free(vals);
-            return fs_set_error("image.write: %s: value %g at %lld is not finite", path, vals[i],
-                                (long long)i);
+            fs_set_error("image.write: %s: value %g at %lld is not finite", path, vals[i],
+                         (long long)i);
+            fs_free(vals); /* after the message, which reads vals[i] */
+            return -1;
         }
         if (i == 0 || vals[i] < lo) lo = vals[i];
         if (i == 0 || vals[i] > hi) hi = vals[i];
