@@ -104,7 +104,6 @@ fs_tensor *fs_tensor_zeros(int ndim, const int64_t *size)
     return t;
 }
 
-fs_tensor *fs_tensor_zeros_like(const fs_tensor *t) { return fs_tensor_zeros(t->ndim, t->size); }
 
 fs_tensor *fs_tensor_scalar(float value) { return fs_tensor_full(0, NULL, value); }
 

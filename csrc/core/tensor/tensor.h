@@ -62,7 +62,6 @@ fs_tensor *fs_tensor_full(int ndim, const int64_t *size, float value);
 fs_tensor *fs_tensor_scalar(float value);                     /* 0-d */
 fs_tensor *fs_tensor_from_data(int ndim, const int64_t *size, const float *data); /* copies */
 fs_tensor *fs_tensor_arange(double start, double end, double step);
-fs_tensor *fs_tensor_zeros_like(const fs_tensor *t);
 fs_tensor *fs_tensor_retain(fs_tensor *t);
 void fs_tensor_release(fs_tensor *t); /* NULL-safe; frees grad, grad_fn, storage when last */
 
