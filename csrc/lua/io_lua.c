@@ -4,6 +4,7 @@
  *   fs.io.save(path, {name = Tensor, ...}, {metadata = {key = "value"}})
  *   fs.io.load_npy(path)                  -> Tensor (float32)
  *   fs.io.save_npy(path, tensor)
+ *   fs.io.load_idx(path)                  -> Tensor (float32, values as stored): IDX, .gz too
  *
  * Data errors (missing, truncated or corrupt files) raise an error naming the file. */
 #include <stdlib.h>
@@ -11,8 +12,16 @@
 
 #include "lbind.h"
 #include "lmodule.h"
+#include "io/idx.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+
+static int l_load_idx(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    fs_tensor **box = fs_lua_new_box(L);
+    return fs_lua_return(L, box, fs_idx_read(path));
+}
 
 static int l_load(lua_State *L)
 {
@@ -93,6 +102,7 @@ void fs_lua_open_io(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"load", l_load}, {"save", l_save}, {"load_npy", l_load_npy}, {"save_npy", l_save_npy},
+        {"load_idx", l_load_idx},
         {NULL, NULL}};
     lua_getfield(L, -1, "io"); /* shared with other areas: create only when absent */
     if (!lua_istable(L, -1)) {
