@@ -13,7 +13,8 @@
  * parameters(), named_parameters(), state_dict(), state_dict_keys() (ordered),
  * load_state_dict(sd, {strict=true,
  * adapt_conv1="sum"}), save(path), zero_grad(), num_parameters(), child("layer1.0"),
- * flat_parameters() / flat_grad() (the flat buffers as 1-D tensors), tostring(model). */
+ * flat_parameters() / flat_grad() (the flat buffers as 1-D tensors), tostring(model).
+ * Every constructor and load_state_dict reject an unknown option key (fs_lua_check_options). */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,14 @@ void fs_lua_check_tensor_dict(lua_State *L, int idx, const char *op, fs_tensor_d
 }
 
 #define CHECK(i) fs_lua_check_module(L, i)
+
+/* The optional options table at idx: nil or a table, with only the given keys. */
+static void check_opts(lua_State *L, int idx, const char *op, const char *const *keys)
+{
+    if (!lua_isnil(L, idx))
+        luaL_checktype(L, idx, LUA_TTABLE);
+    fs_lua_check_options(L, idx, op, keys);
+}
 
 static int m_gc(lua_State *L)
 {
@@ -188,7 +197,9 @@ static int m_state_dict_keys(lua_State *L)
 
 static int m_load_state_dict(lua_State *L)
 {
+    lua_settop(L, 3);
     fs_module *m = CHECK(1);
+    check_opts(L, 3, "load_state_dict", FS_OPTIONS("strict", "adapt_conv1"));
     bool strict = fs_lua_opt_bool(L, 3, "strict", true);
     const char *adapt = fs_lua_opt_string(L, 3, "adapt_conv1", NULL);
     if (adapt && strcmp(adapt, "sum") != 0)
@@ -311,7 +322,11 @@ static int m_index(lua_State *L)
 
 /* ---- constructors ---- */
 
-/* A local generator from `seed`, else the `generator` option or the default. */
+/* Every constructor pins its argument slots first (lua_settop), so an absent options table
+ * is a nil at a valid index, never index 0. */
+
+/* A local generator from `seed`, else the `generator` option or the default. opts: a valid
+ * stack index holding a table or nil. */
 static fs_generator *opt_gen(lua_State *L, int opts, fs_generator *local)
 {
     if (lua_istable(L, opts)) {
@@ -327,7 +342,7 @@ static fs_generator *opt_gen(lua_State *L, int opts, fs_generator *local)
         }
         lua_pop(L, 1);
     }
-    return fs_lua_opt_generator(L, lua_istable(L, opts) ? opts : 0);
+    return fs_lua_opt_generator(L, opts);
 }
 
 /* An option that is an integer or a pair {h, w}; returns false when absent. */
@@ -367,7 +382,11 @@ static lua_Integer req_int(lua_State *L, int opts, const char *key, const char *
 
 static int l_conv2d(lua_State *L)
 {
+    lua_settop(L, 1);
     luaL_checktype(L, 1, LUA_TTABLE);
+    fs_lua_check_options(L, 1, "fs.nn.conv2d",
+                         FS_OPTIONS("in_channels", "out_channels", "kernel", "kernel_size",
+                                    "stride", "padding", "dilation", "bias", "seed", "generator"));
     fs_generator local, *g = opt_gen(L, 1, &local);
     int64_t in = req_int(L, 1, "in_channels", "fs.nn.conv2d");
     int64_t out = req_int(L, 1, "out_channels", "fs.nn.conv2d");
@@ -388,12 +407,16 @@ static int l_batchnorm2d(lua_State *L)
 {
     int64_t n;
     double eps = 1e-5, momentum = 0.1;
+    lua_settop(L, 2);
     if (lua_istable(L, 1)) {
+        fs_lua_check_options(L, 1, "fs.nn.batchnorm2d",
+                             FS_OPTIONS("num_features", "eps", "momentum"));
         n = req_int(L, 1, "num_features", "fs.nn.batchnorm2d");
         eps = fs_lua_opt_number(L, 1, "eps", eps);
         momentum = fs_lua_opt_number(L, 1, "momentum", momentum);
     } else {
         n = luaL_checkinteger(L, 1);
+        check_opts(L, 2, "fs.nn.batchnorm2d", FS_OPTIONS("eps", "momentum"));
         eps = fs_lua_opt_number(L, 2, "eps", eps);
         momentum = fs_lua_opt_number(L, 2, "momentum", momentum);
     }
@@ -405,7 +428,10 @@ static int l_linear(lua_State *L)
 {
     int64_t in, out;
     int opts;
+    lua_settop(L, 3);
     if (lua_istable(L, 1)) {
+        fs_lua_check_options(L, 1, "fs.nn.linear",
+                             FS_OPTIONS("in_features", "out_features", "bias", "seed", "generator"));
         in = req_int(L, 1, "in_features", "fs.nn.linear");
         out = req_int(L, 1, "out_features", "fs.nn.linear");
         opts = 1;
@@ -413,6 +439,7 @@ static int l_linear(lua_State *L)
         in = luaL_checkinteger(L, 1);
         out = luaL_checkinteger(L, 2);
         opts = 3;
+        check_opts(L, 3, "fs.nn.linear", FS_OPTIONS("bias", "seed", "generator"));
     }
     fs_generator local, *g = opt_gen(L, opts, &local);
     bool bias = fs_lua_opt_bool(L, opts, "bias", true);
@@ -422,19 +449,26 @@ static int l_linear(lua_State *L)
 
 static int l_relu(lua_State *L)
 {
+    lua_settop(L, 1);
+    check_opts(L, 1, "fs.nn.relu", FS_OPTIONS(NULL));
     fs_module **box = new_box(L);
     return box_return(L, box, fs_nn_relu());
 }
 
 static int l_flatten(lua_State *L)
 {
+    lua_settop(L, 1);
+    check_opts(L, 1, "fs.nn.flatten", FS_OPTIONS(NULL));
     fs_module **box = new_box(L);
     return box_return(L, box, fs_nn_flatten());
 }
 
 static int l_maxpool2d(lua_State *L)
 {
+    lua_settop(L, 1);
     luaL_checktype(L, 1, LUA_TTABLE);
+    fs_lua_check_options(L, 1, "fs.nn.maxpool2d",
+                         FS_OPTIONS("kernel", "kernel_size", "stride", "padding", "ceil_mode"));
     fs_pool2d_args a = {{0, 0}, {0, 0}, {0, 0}, false, true};
     if (!opt_pair(L, 1, "kernel", a.kernel, "fs.nn.maxpool2d") &&
         !opt_pair(L, 1, "kernel_size", a.kernel, "fs.nn.maxpool2d"))
@@ -449,6 +483,8 @@ static int l_maxpool2d(lua_State *L)
 static int l_adaptive_avgpool2d(lua_State *L)
 {
     int64_t o[2] = {1, 1};
+    lua_settop(L, 1);
+    check_opts(L, 1, "fs.nn.adaptive_avgpool2d", FS_OPTIONS("output_size"));
     opt_pair(L, 1, "output_size", o, "fs.nn.adaptive_avgpool2d");
     fs_module **box = new_box(L);
     return box_return(L, box, fs_nn_adaptive_avgpool2d(o[0], o[1]));
@@ -456,8 +492,17 @@ static int l_adaptive_avgpool2d(lua_State *L)
 
 static int l_sequential(lua_State *L)
 {
+    lua_settop(L, 1);
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)lua_rawlen(L, 1);
+    lua_pushnil(L); /* the table is the list of modules: any other key is a mistake */
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        lua_Integer k = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+        if (k < 1 || k > n)
+            return luaL_error(L, "fs.nn.sequential: unknown key '%s' (it takes a list of modules "
+                                 "and no options)", luaL_tolstring(L, -1, NULL));
+    }
     fs_module *mods[256];
     if (n > 256)
         return luaL_error(L, "fs.nn.sequential: at most 256 modules (got %d)", n);
@@ -475,13 +520,15 @@ static int l_sequential(lua_State *L)
 
 static int l_resnet18(lua_State *L)
 {
-    int opts = lua_istable(L, 1) ? 1 : 0;
-    if (!opts && !lua_isnoneornil(L, 1))
+    lua_settop(L, 1);
+    if (!lua_istable(L, 1) && !lua_isnil(L, 1))
         luaL_typeerror(L, 1, "options table");
-    fs_generator local, *g = opt_gen(L, opts, &local);
-    int64_t in = opts ? fs_lua_opt_integer(L, 1, "in_channels", 3) : 3;
-    int64_t classes = opts ? fs_lua_opt_integer(L, 1, "num_classes", 0) : 0;
-    if (opts) {
+    fs_lua_check_options(L, 1, "fs.nn.resnet18",
+                         FS_OPTIONS("in_channels", "num_classes", "seed", "generator"));
+    fs_generator local, *g = opt_gen(L, 1, &local);
+    int64_t in = fs_lua_opt_integer(L, 1, "in_channels", 3);
+    int64_t classes = fs_lua_opt_integer(L, 1, "num_classes", 0);
+    if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "num_classes");
         bool given = !lua_isnil(L, -1);
         lua_pop(L, 1);
@@ -527,6 +574,7 @@ static bool spec_is_safe(const char *s)
 
 static int l_load(lua_State *L)
 {
+    lua_settop(L, 1);
     const char *path = luaL_checkstring(L, 1);
     fs_tensor_dict d;
     if (fs_safetensors_load(path, &d) < 0)

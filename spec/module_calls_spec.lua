@@ -1,0 +1,149 @@
+-- spec/module_calls_spec.lua: every documented call form of every fs.nn module constructor
+-- (README and the registration list of csrc/lua/module_lua.c), with and without its options
+-- table, alone and inside fs.nn.sequential; and an unknown option key rejected by each one.
+local fs = require "fewshot"
+require "helper" -- assert.tensor_near
+
+local function keys(m) return m:state_dict_keys() end
+
+describe("module constructors: every call form", function()
+  it("conv2d{...} with only the required keys, with every option, kernel_size alias", function()
+    local a = fs.nn.conv2d{in_channels = 2, out_channels = 3, kernel = 3}
+    assert.same({"weight", "bias"}, keys(a))
+    assert.same({1, 3, 3, 3}, a(fs.zeros(1, 2, 5, 5)):shape())
+    local b = fs.nn.conv2d{in_channels = 2, out_channels = 3, kernel = {3, 1}, stride = 2,
+                           padding = {1, 0}, dilation = 1, bias = false, seed = 3}
+    assert.same({"weight"}, keys(b))
+    assert.same({1, 3, 3, 3}, b(fs.zeros(1, 2, 5, 5)):shape())
+    local c = fs.nn.conv2d{in_channels = 2, out_channels = 3, kernel_size = 1,
+                           generator = fs.generator(3)}
+    assert.same({3, 2, 1, 1}, c:named_parameters().weight:shape())
+    assert.has_error(function() fs.nn.conv2d() end)
+  end)
+
+  it("batchnorm2d(n), batchnorm2d(n, {eps=, momentum=}), batchnorm2d{num_features=}", function()
+    assert.equal("BatchNorm2d(4, eps=1e-05, momentum=0.1)",
+                 tostring(fs.nn.batchnorm2d(4)):match("^[^ ]+ [^ ]+ [^ ]+"))
+    local b = fs.nn.batchnorm2d(4, {eps = 1e-3, momentum = 0.2})
+    assert.truthy(tostring(b):find("^BatchNorm2d%(4, eps=0.001, momentum=0.2%)"), tostring(b))
+    local c = fs.nn.batchnorm2d{num_features = 5}
+    assert.same({5}, c:named_parameters().weight:shape())
+    local d = fs.nn.batchnorm2d{num_features = 5, eps = 1e-4, momentum = 0.3}
+    assert.truthy(tostring(d):find("^BatchNorm2d%(5, eps=0.0001, momentum=0.3%)"), tostring(d))
+  end)
+
+  it("linear(in, out), linear(in, out, {...}), linear{...}", function()
+    local a = fs.nn.linear(4, 2)
+    assert.same({"weight", "bias"}, keys(a))
+    assert.same({3, 2}, a(fs.zeros(3, 4)):shape())
+    local b = fs.nn.linear(4, 2, {bias = false, seed = 1})
+    assert.same({"weight"}, keys(b))
+    local c = fs.nn.linear(4, 2, {generator = fs.generator(1), bias = false})
+    assert.tensor_near(c:named_parameters().weight, b:named_parameters().weight, 0)
+    local d = fs.nn.linear{in_features = 4, out_features = 2}
+    assert.same({2, 4}, d:named_parameters().weight:shape())
+    local e = fs.nn.linear{in_features = 4, out_features = 2, bias = false, seed = 1}
+    assert.tensor_near(e:named_parameters().weight, b:named_parameters().weight, 0)
+  end)
+
+  it("relu(), relu{}, flatten(), flatten{}", function()
+    local x = fs.tensor{{-1, 2}}
+    assert.tensor_near(fs.nn.relu()(x), {{0, 2}}, 0)
+    assert.tensor_near(fs.nn.relu{}(x), {{0, 2}}, 0)
+    assert.same({2, 12}, fs.nn.flatten()(fs.zeros(2, 3, 4)):shape())
+    assert.same({2, 12}, fs.nn.flatten{}(fs.zeros(2, 3, 4)):shape())
+  end)
+
+  it("maxpool2d{kernel=}, with every option, kernel_size alias", function()
+    local x = fs.arange(16):view(1, 1, 4, 4)
+    assert.tensor_near(fs.nn.maxpool2d{kernel = 2}(x), {{{{5, 7}, {13, 15}}}}, 0)
+    local m = fs.nn.maxpool2d{kernel = 3, stride = 2, padding = 1, ceil_mode = false}
+    assert.same({1, 1, 2, 2}, m(x):shape())
+    assert.same({1, 1, 2, 2}, fs.nn.maxpool2d{kernel_size = {2, 2}}(x):shape())
+    assert.has_error(function() fs.nn.maxpool2d() end)
+  end)
+
+  it("adaptive_avgpool2d(), adaptive_avgpool2d{output_size=}", function()
+    local x = fs.arange(16):view(1, 1, 4, 4)
+    assert.tensor_near(fs.nn.adaptive_avgpool2d()(x), {{{{7.5}}}}, 1e-6)
+    assert.tensor_near(fs.nn.adaptive_avgpool2d{output_size = {1, 2}}(x), {{{{6.5, 8.5}}}}, 1e-6)
+    assert.same({1, 1, 2, 2}, fs.nn.adaptive_avgpool2d{output_size = 2}(x):shape())
+    assert.has_error(function() fs.nn.adaptive_avgpool2d(3) end)
+  end)
+
+  it("sequential{...} of every constructor's short form, and sequential{}", function()
+    local m = fs.nn.sequential{
+      fs.nn.conv2d{in_channels = 1, out_channels = 2, kernel = 3, padding = 1},
+      fs.nn.batchnorm2d(2), fs.nn.relu(), fs.nn.maxpool2d{kernel = 2},
+      fs.nn.adaptive_avgpool2d(), fs.nn.flatten(), fs.nn.linear(2, 3)}
+    assert.same({4, 3}, m(fs.zeros(4, 1, 6, 6)):shape())
+    assert.equal("Linear", m:child("6").kind)
+    local id = fs.nn.sequential{}
+    assert.tensor_near(id(fs.ones(2)), {1, 1}, 0)
+    assert.has_error(function() fs.nn.sequential() end)
+  end)
+
+  it("resnet18(), resnet18{}, resnet18{in_channels=, num_classes=, seed=}", function()
+    local a = fs.nn.resnet18()
+    assert.equal(11176512, a:num_parameters())
+    assert.same({2, 512}, a(fs.zeros(2, 3, 32, 32)):shape())
+    local b = fs.nn.resnet18{}
+    assert.equal(11176512, b:num_parameters())
+    local c = fs.nn.resnet18{in_channels = 1, num_classes = 5, seed = 1}
+    assert.same({2, 5}, c(fs.zeros(2, 1, 32, 32)):shape())
+    local d = fs.nn.resnet18{in_channels = 1, num_classes = 5, generator = fs.generator(1)}
+    assert.tensor_near(d:flat_parameters(), c:flat_parameters(), 0)
+    assert.has_error(function() fs.nn.resnet18(3) end)
+  end)
+
+  it("load(path) of a model saved with every short form", function()
+    local m = fs.nn.sequential{fs.nn.linear(4, 3), fs.nn.relu(), fs.nn.linear(3, 2)}
+    local path = os.tmpname()
+    m:save(path)
+    local m2 = fs.nn.load(path)
+    os.remove(path)
+    local x = fs.randn({2, 4}, {generator = fs.generator(1)})
+    assert.tensor_near(m2(x), m(x), 0)
+  end)
+end)
+
+describe("module constructors: an unknown option key raises", function()
+  local cases = {
+    {"fs.nn.conv2d", function()
+      fs.nn.conv2d{in_channels = 1, out_channels = 2, kernel = 3, strid = 2} end,
+      "fs.nn.conv2d: unknown option 'strid' (did you mean 'stride'?)"},
+    {"fs.nn.batchnorm2d (n, opts)", function() fs.nn.batchnorm2d(4, {mometum = 0.2}) end,
+      "fs.nn.batchnorm2d: unknown option 'mometum' (did you mean 'momentum'?)"},
+    {"fs.nn.batchnorm2d {...}", function() fs.nn.batchnorm2d{num_features = 4, epps = 1} end,
+      "fs.nn.batchnorm2d: unknown option 'epps' (did you mean 'eps'?)"},
+    {"fs.nn.linear (in, out, opts)", function() fs.nn.linear(4, 2, {biass = false}) end,
+      "fs.nn.linear: unknown option 'biass' (did you mean 'bias'?)"},
+    {"fs.nn.linear {...}", function()
+      fs.nn.linear{in_features = 4, out_feature = 2} end,
+      "fs.nn.linear: unknown option 'out_feature' (did you mean 'out_features'?)"},
+    {"fs.nn.relu", function() fs.nn.relu{inplace = true} end,
+      "fs.nn.relu: unknown option 'inplace' (it takes no options)"},
+    {"fs.nn.flatten", function() fs.nn.flatten{start_dim = 2} end,
+      "fs.nn.flatten: unknown option 'start_dim' (it takes no options)"},
+    {"fs.nn.maxpool2d", function() fs.nn.maxpool2d{kernel = 2, paddin = 1} end,
+      "fs.nn.maxpool2d: unknown option 'paddin' (did you mean 'padding'?)"},
+    {"fs.nn.adaptive_avgpool2d", function() fs.nn.adaptive_avgpool2d{outputsize = 2} end,
+      "fs.nn.adaptive_avgpool2d: unknown option 'outputsize' (did you mean 'output_size'?)"},
+    {"fs.nn.sequential", function() fs.nn.sequential{fs.nn.relu(), name = "x"} end,
+      "fs.nn.sequential: unknown key 'name' (it takes a list of modules and no options)"},
+    {"fs.nn.resnet18", function() fs.nn.resnet18{num_clases = 10} end,
+      "fs.nn.resnet18: unknown option 'num_clases' (did you mean 'num_classes'?)"},
+  }
+  for _, c in ipairs(cases) do
+    it(c[1], function() assert.has_error(c[2], c[3]) end)
+  end
+end)
+
+describe("load_state_dict options", function()
+  it("an unknown option key raises", function()
+    local m = fs.nn.linear(2, 2)
+    assert.has_error(function() m:load_state_dict(m:state_dict(), {strcit = false}) end,
+      "load_state_dict: unknown option 'strcit' (did you mean 'strict'?)")
+    assert.has_no.errors(function() m:load_state_dict(m:state_dict()) end)
+  end)
+end)
