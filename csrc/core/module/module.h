@@ -113,8 +113,14 @@ char *fs_module_format(fs_module *m);
 /* A malloc'ed constructor expression that rebuilds the architecture, e.g.
  * "resnet18{in_channels=1, num_classes=10}" or "sequential{conv2d{...}, relu{}}". */
 char *fs_module_spec(fs_module *m);
+/* Appends printf-style text to buf[cap] at *len (clipped at cap - 1): for describe functions. */
+void fs_module_appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
-/* ---- layer modules (PyTorch's default initialisation, drawn from g) ---- */
+/* ---- layers.c: layer modules (PyTorch's default initialisation, drawn from g) ---- */
 /* kaiming_uniform(a=sqrt(5)) weight = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias likewise. */
 fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
                         const fs_conv2d_args *a, bool bias, fs_generator *g);
