@@ -147,3 +147,51 @@ describe("load_state_dict options", function()
     assert.has_no.errors(function() m:load_state_dict(m:state_dict()) end)
   end)
 end)
+
+describe("constructor descriptions (what save stores and tostring prints)", function()
+  local function saved_spec(m)
+    local path = os.tmpname()
+    m:save(path)
+    local _, meta = fs.io.load(path)
+    os.remove(path)
+    return meta["fewshot.module"]
+  end
+
+  it("every layer kind, exactly", function()
+    local m = fs.nn.sequential{
+      fs.nn.conv2d{in_channels = 1, out_channels = 2, kernel = {3, 1}, stride = 2,
+                   padding = {1, 0}, bias = false},
+      fs.nn.batchnorm2d(2, {eps = 1e-3, momentum = 0.25}), fs.nn.relu(),
+      fs.nn.maxpool2d{kernel = 2}, fs.nn.adaptive_avgpool2d{output_size = {1, 2}},
+      fs.nn.flatten(), fs.nn.linear(4, 3)}
+    assert.equal("sequential{conv2d{in_channels=1, out_channels=2, kernel={3, 1}, "
+      .. "stride={2, 2}, padding={1, 0}, dilation={1, 1}, bias=false}, "
+      .. "batchnorm2d{num_features=2, eps=0.001, momentum=0.25}, relu{}, "
+      .. "maxpool2d{kernel={2, 2}, stride={2, 2}, padding={0, 0}}, "
+      .. "adaptive_avgpool2d{output_size={1, 2}}, flatten{}, "
+      .. "linear{in_features=4, out_features=3, bias=true}}", saved_spec(m))
+    assert.equal(table.concat({
+      "Sequential  25 params",
+      "  0: Conv2d(1, 2, kernel_size=(3, 1), stride=(2, 2), padding=(1, 0), bias=False)  "
+        .. "[weight (2, 1, 3, 1)]  6 params",
+      "  1: BatchNorm2d(2, eps=0.001, momentum=0.25)  [weight (2), bias (2), running_mean (2), "
+        .. "running_var (2), num_batches_tracked ()]  4 params",
+      "  2: ReLU()",
+      "  3: MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))",
+      "  4: AdaptiveAvgPool2d(output_size=(1, 2))",
+      "  5: Flatten()",
+      "  6: Linear(in_features=4, out_features=3, bias=True)  [weight (3, 4), bias (3)]  15 params",
+    }, "\n"), tostring(m))
+  end)
+
+  it("resnet18 with and without fc", function()
+    local r = fs.nn.resnet18{in_channels = 1, num_classes = 3}
+    assert.equal("resnet18{in_channels=1, num_classes=3}", saved_spec(r))
+    assert.equal("ResNet-18(in_channels=1, num_classes=3)  11,171,779 params",
+                 tostring(r):match("^[^\n]*"))
+    r = fs.nn.resnet18()
+    assert.equal("resnet18{in_channels=3}", saved_spec(r))
+    assert.equal("ResNet-18(in_channels=3, embedding=512)  11,176,512 params",
+                 tostring(r):match("^[^\n]*"))
+  end)
+end)

@@ -12,35 +12,33 @@
 
 /* ---- layer modules ---- */
 
-static fs_tensor *entry(fs_module *m, const char *name)
-{
-    for (int i = 0; i < m->nentries; i++)
-        if (strcmp(m->entries[i].name, name) == 0)
-            return m->entries[i].t;
-    return NULL;
-}
+static fs_tensor *entry(fs_module *m, const char *name) { return fs_module_tensor(m, name); }
 
 static const char *tf(bool b) { return b ? "true" : "false"; }
 
 static fs_tensor *conv_forward(fs_module *m, fs_tensor *x)
 {
-    return fs_conv2d(x, entry(m, "weight"), entry(m, "bias"), &m->conv);
+    const fs_conv2d_settings *s = m->settings;
+    return fs_conv2d(x, entry(m, "weight"), entry(m, "bias"), &s->args);
 }
 
 static void conv_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
 {
-    const fs_conv2d_args *a = &m->conv;
+    const fs_conv2d_settings *s = m->settings;
+    const fs_conv2d_args *a = &s->args;
     if (spec)
-        fs_module_appendf(b, cap, len, "conv2d{in_channels=%lld, out_channels=%lld, kernel={%lld, %lld}, "
+        fs_module_appendf(b, cap, len,
+                "conv2d{in_channels=%lld, out_channels=%lld, kernel={%lld, %lld}, "
                 "stride={%lld, %lld}, padding={%lld, %lld}, dilation={%lld, %lld}, bias=%s}",
-                (long long)m->in_features, (long long)m->out_features, (long long)m->kernel[0],
-                (long long)m->kernel[1], (long long)a->stride[0], (long long)a->stride[1],
+                (long long)s->in_channels, (long long)s->out_channels, (long long)s->kernel[0],
+                (long long)s->kernel[1], (long long)a->stride[0], (long long)a->stride[1],
                 (long long)a->padding[0], (long long)a->padding[1], (long long)a->dilation[0],
                 (long long)a->dilation[1], tf(entry(m, "bias") != NULL));
     else
-        fs_module_appendf(b, cap, len, "Conv2d(%lld, %lld, kernel_size=(%lld, %lld), stride=(%lld, %lld), "
-                "padding=(%lld, %lld), bias=%s)", (long long)m->in_features,
-                (long long)m->out_features, (long long)m->kernel[0], (long long)m->kernel[1],
+        fs_module_appendf(b, cap, len,
+                "Conv2d(%lld, %lld, kernel_size=(%lld, %lld), stride=(%lld, %lld), "
+                "padding=(%lld, %lld), bias=%s)", (long long)s->in_channels,
+                (long long)s->out_channels, (long long)s->kernel[0], (long long)s->kernel[1],
                 (long long)a->stride[0], (long long)a->stride[1], (long long)a->padding[0],
                 (long long)a->padding[1], entry(m, "bias") ? "True" : "False");
 }
@@ -84,13 +82,11 @@ fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
     if (!m)
         return NULL;
     m->describe = conv_describe;
-    m->conv = *a;
-    m->in_features = in_ch;
-    m->out_features = out_ch;
-    m->kernel[0] = kh;
-    m->kernel[1] = kw;
+    fs_conv2d_settings s = {in_ch, out_ch, {kh, kw}, *a};
     double bound = 1.0 / sqrt((double)(in_ch * kh * kw));
-    int rc = fs_module_add_param(m, "weight",
+    int rc = fs_module_set_settings(m, &s, sizeof s) ? 0 : -1;
+    if (rc == 0)
+        rc = fs_module_add_param(m, "weight",
                                  uniform_param(4, (int64_t[]){out_ch, in_ch, kh, kw}, bound, g));
     if (rc == 0 && bias)
         rc = fs_module_add_param(m, "bias", uniform_param(1, &out_ch, bound, g));
@@ -104,13 +100,14 @@ static fs_tensor *linear_forward(fs_module *m, fs_tensor *x)
 
 static void linear_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
 {
+    const fs_linear_settings *s = m->settings;
     if (spec)
         fs_module_appendf(b, cap, len, "linear{in_features=%lld, out_features=%lld, bias=%s}",
-                (long long)m->in_features, (long long)m->out_features,
+                (long long)s->in_features, (long long)s->out_features,
                 tf(entry(m, "bias") != NULL));
     else
         fs_module_appendf(b, cap, len, "Linear(in_features=%lld, out_features=%lld, bias=%s)",
-                (long long)m->in_features, (long long)m->out_features,
+                (long long)s->in_features, (long long)s->out_features,
                 entry(m, "bias") ? "True" : "False");
 }
 
@@ -123,10 +120,11 @@ fs_module *fs_nn_linear(int64_t in_f, int64_t out_f, bool bias, fs_generator *g)
     if (!m)
         return NULL;
     m->describe = linear_describe;
-    m->in_features = in_f;
-    m->out_features = out_f;
+    fs_linear_settings s = {in_f, out_f};
     double bound = 1.0 / sqrt((double)in_f);
-    int rc = fs_module_add_param(m, "weight", uniform_param(2, (int64_t[]){out_f, in_f}, bound, g));
+    int rc = fs_module_set_settings(m, &s, sizeof s) ? 0 : -1;
+    if (rc == 0)
+        rc = fs_module_add_param(m, "weight", uniform_param(2, (int64_t[]){out_f, in_f}, bound, g));
     if (rc == 0 && bias)
         rc = fs_module_add_param(m, "bias", uniform_param(1, &out_f, bound, g));
     return finish(m, rc);
@@ -134,9 +132,10 @@ fs_module *fs_nn_linear(int64_t in_f, int64_t out_f, bool bias, fs_generator *g)
 
 static fs_tensor *bn_forward(fs_module *m, fs_tensor *x)
 {
+    const fs_batchnorm_settings *s = m->settings;
     fs_tensor *y = fs_batch_norm(x, entry(m, "running_mean"), entry(m, "running_var"),
-                                 entry(m, "weight"), entry(m, "bias"), m->training, m->momentum,
-                                 m->eps);
+                                 entry(m, "weight"), entry(m, "bias"), m->training, s->momentum,
+                                 s->eps);
     if (y && m->training) {
         fs_tensor *nbt = entry(m, "num_batches_tracked");
         if (nbt)
@@ -147,12 +146,13 @@ static fs_tensor *bn_forward(fs_module *m, fs_tensor *x)
 
 static void bn_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
 {
+    const fs_batchnorm_settings *s = m->settings;
     if (spec)
         fs_module_appendf(b, cap, len, "batchnorm2d{num_features=%lld, eps=%.17g, momentum=%.17g}",
-                (long long)m->in_features, m->eps, m->momentum);
+                (long long)s->num_features, s->eps, s->momentum);
     else
-        fs_module_appendf(b, cap, len, "BatchNorm2d(%lld, eps=%g, momentum=%g)", (long long)m->in_features,
-                m->eps, m->momentum);
+        fs_module_appendf(b, cap, len, "BatchNorm2d(%lld, eps=%g, momentum=%g)",
+                (long long)s->num_features, s->eps, s->momentum);
 }
 
 fs_module *fs_nn_batchnorm2d(int64_t features, double eps, double momentum)
@@ -164,10 +164,10 @@ fs_module *fs_nn_batchnorm2d(int64_t features, double eps, double momentum)
     if (!m)
         return NULL;
     m->describe = bn_describe;
-    m->in_features = features;
-    m->eps = eps;
-    m->momentum = momentum;
-    int rc = fs_module_add_param(m, "weight", fs_tensor_full(1, &features, 1.0f));
+    fs_batchnorm_settings s = {features, eps, momentum};
+    int rc = fs_module_set_settings(m, &s, sizeof s) ? 0 : -1;
+    if (rc == 0)
+        rc = fs_module_add_param(m, "weight", fs_tensor_full(1, &features, 1.0f));
     if (rc == 0)
         rc = fs_module_add_param(m, "bias", fs_tensor_zeros(1, &features));
     if (rc == 0)
@@ -201,12 +201,14 @@ fs_module *fs_nn_relu(void)
 
 static fs_tensor *maxpool_forward(fs_module *m, fs_tensor *x)
 {
-    return fs_max_pool2d(x, &m->pool);
+    const fs_pool_settings *s = m->settings;
+    return fs_max_pool2d(x, &s->args);
 }
 
 static void maxpool_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
 {
-    const fs_pool2d_args *a = &m->pool;
+    const fs_pool_settings *s = m->settings;
+    const fs_pool2d_args *a = &s->args;
     fs_module_appendf(b, cap, len,
             spec ? "maxpool2d{kernel={%lld, %lld}, stride={%lld, %lld}, padding={%lld, %lld}}"
                  : "MaxPool2d(kernel_size=(%lld, %lld), stride=(%lld, %lld), padding=(%lld, %lld))",
@@ -222,24 +224,26 @@ fs_module *fs_nn_maxpool2d(const fs_pool2d_args *a)
     if (!m)
         return NULL;
     m->describe = maxpool_describe;
-    m->pool = *a;
+    fs_pool_settings s = {*a};
     for (int d = 0; d < 2; d++)
-        if (m->pool.stride[d] == 0)
-            m->pool.stride[d] = m->pool.kernel[d];
-    return m;
+        if (s.args.stride[d] == 0)
+            s.args.stride[d] = s.args.kernel[d];
+    return finish(m, fs_module_set_settings(m, &s, sizeof s) ? 0 : -1);
 }
 
 static fs_tensor *avgpool_forward(fs_module *m, fs_tensor *x)
 {
-    return fs_adaptive_avg_pool2d(x, m->kernel[0], m->kernel[1]);
+    const fs_adaptive_pool_settings *s = m->settings;
+    return fs_adaptive_avg_pool2d(x, s->output_size[0], s->output_size[1]);
 }
 
 static void avgpool_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
 {
+    const fs_adaptive_pool_settings *s = m->settings;
     fs_module_appendf(b, cap, len,
             spec ? "adaptive_avgpool2d{output_size={%lld, %lld}}"
                  : "AdaptiveAvgPool2d(output_size=(%lld, %lld))",
-            (long long)m->kernel[0], (long long)m->kernel[1]);
+            (long long)s->output_size[0], (long long)s->output_size[1]);
 }
 
 fs_module *fs_nn_adaptive_avgpool2d(int64_t oh, int64_t ow)
@@ -250,9 +254,8 @@ fs_module *fs_nn_adaptive_avgpool2d(int64_t oh, int64_t ow)
     if (!m)
         return NULL;
     m->describe = avgpool_describe;
-    m->kernel[0] = oh;
-    m->kernel[1] = ow;
-    return m;
+    fs_adaptive_pool_settings s = {{oh, ow}};
+    return finish(m, fs_module_set_settings(m, &s, sizeof s) ? 0 : -1);
 }
 
 static fs_tensor *flatten_forward(fs_module *m, fs_tensor *x)

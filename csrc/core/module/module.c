@@ -27,6 +27,32 @@ fs_module *fs_module_new(const char *kind, fs_module_forward_fn forward)
     return m;
 }
 
+void *fs_module_set_settings(fs_module *m, const void *settings, size_t size)
+{
+    void *copy = malloc(size ? size : 1);
+    if (!copy)
+        return fs_set_error("%s: out of memory", m->kind), NULL;
+    memcpy(copy, settings, size);
+    if (m->settings)
+        (m->free_settings ? m->free_settings : free)(m->settings);
+    m->settings = copy;
+    m->free_settings = NULL;
+    return copy;
+}
+
+const void *fs_module_settings(const fs_module *m, const char *kind)
+{
+    return m && strcmp(m->kind, kind) == 0 ? m->settings : NULL;
+}
+
+fs_tensor *fs_module_tensor(const fs_module *m, const char *name)
+{
+    for (int i = 0; i < m->nentries; i++)
+        if (strcmp(m->entries[i].name, name) == 0)
+            return m->entries[i].t;
+    return NULL;
+}
+
 fs_module *fs_module_retain(fs_module *m)
 {
     if (m)
@@ -50,6 +76,8 @@ void fs_module_release(fs_module *m)
     free(m->child_names);
     fs_tensor_release(m->flat);
     fs_tensor_release(m->flat_grad);
+    if (m->settings)
+        (m->free_settings ? m->free_settings : free)(m->settings);
     free(m);
 }
 

@@ -52,13 +52,10 @@ struct fs_module {
     int nchildren, capchildren;
     fs_module **children;
     char **child_names;
-    /* layer configuration (used by the kinds that need it) */
-    fs_conv2d_args conv;
-    fs_pool2d_args pool;
-    int64_t in_features, out_features;   /* conv: channels; linear: features; bn: features */
-    int64_t kernel[2];
-    double eps, momentum;
-    int64_t extra[4];                    /* kind-specific integers (resnet: in_ch, classes) */
+    /* the kind's settings (fs_conv2d_settings for "Conv2d", ...; NULL for kinds that have
+     * none), owned by the module: released with free_settings (NULL: free) */
+    void *settings;
+    void (*free_settings)(void *settings);
     /* flat storage (set on the module flatten was called on) */
     fs_tensor *flat;                     /* (P) all parameters */
     fs_tensor *flat_grad;                /* (P) all gradients */
@@ -66,6 +63,13 @@ struct fs_module {
 
 /* ---- building ---- */
 fs_module *fs_module_new(const char *kind, fs_module_forward_fn forward);
+/* Gives m a copy of settings (size bytes, freed with the module) and returns the copy; NULL
+ * with the error set when out of memory. A new kind of layer adds its settings struct. */
+void *fs_module_set_settings(fs_module *m, const void *settings, size_t size);
+/* m's settings when m is of the given kind, else NULL. */
+const void *fs_module_settings(const fs_module *m, const char *kind);
+/* The parameter or buffer of m with the given local name ("weight"), or NULL. */
+fs_tensor *fs_module_tensor(const fs_module *m, const char *name);
 fs_module *fs_module_retain(fs_module *m);
 void fs_module_release(fs_module *m);
 /* Registers a parameter (requires_grad set) or buffer; takes over the reference to t. */
@@ -121,6 +125,27 @@ void fs_module_appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     ;
 
 /* ---- layers.c: layer modules (PyTorch's default initialisation, drawn from g) ---- */
+/* Their settings (m->settings of the kind in the comment). */
+typedef struct fs_conv2d_settings {       /* "Conv2d" */
+    int64_t in_channels, out_channels, kernel[2];
+    fs_conv2d_args args;                  /* stride, padding, dilation (groups 1) */
+} fs_conv2d_settings;
+typedef struct fs_linear_settings {       /* "Linear" */
+    int64_t in_features, out_features;
+} fs_linear_settings;
+typedef struct fs_batchnorm_settings {    /* "BatchNorm2d" */
+    int64_t num_features;
+    double eps, momentum;
+} fs_batchnorm_settings;
+typedef struct fs_pool_settings {         /* "MaxPool2d" (stride 0 resolved to the kernel) */
+    fs_pool2d_args args;
+} fs_pool_settings;
+typedef struct fs_adaptive_pool_settings { /* "AdaptiveAvgPool2d" */
+    int64_t output_size[2];
+} fs_adaptive_pool_settings;
+typedef struct fs_resnet_settings {       /* "ResNet" */
+    int64_t in_channels, num_classes;     /* num_classes 0: no fc */
+} fs_resnet_settings;
 /* kaiming_uniform(a=sqrt(5)) weight = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias likewise. */
 fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
                         const fs_conv2d_args *a, bool bias, fs_generator *g);
