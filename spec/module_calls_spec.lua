@@ -195,3 +195,102 @@ describe("constructor descriptions (what save stores and tostring prints)", func
                  tostring(r):match("^[^\n]*"))
   end)
 end)
+
+describe("child paths (fs_module_find in the core)", function()
+  local r = fs.nn.resnet18{in_channels = 1, num_classes = 2, seed = 1}
+
+  it("finds a submodule by its dotted path; the empty path is the model", function()
+    assert.equal("Conv2d", r:child("layer1.0.conv1").kind)
+    assert.equal("Sequential", r:child("layer2.0.downsample").kind)
+    assert.equal("BatchNorm2d", r:child("layer2.0.downsample.1").kind)
+    assert.same({64, 64, 3, 3}, r:child("layer1.0.conv1"):named_parameters().weight:shape())
+    assert.equal("ResNet", r:child("").kind)
+  end)
+
+  it("raises naming the path when there is no such submodule", function()
+    assert.has_error(function() r:child("layer9") end, "child: no submodule 'layer9'")
+    assert.has_error(function() r:child("layer1..0") end, "child: no submodule 'layer1..0'")
+    assert.has_error(function() r:child("layer1.0.conv1.weight") end,
+      "child: no submodule 'layer1.0.conv1.weight'")
+    local long = "layer1" .. ("x"):rep(300)
+    assert.has_error(function() r:child(long) end, "child: no submodule '" .. long .. "'")
+  end)
+end)
+
+describe("a checkpoint's stored description cannot overflow a constructor", function()
+  local function load_spec(text)
+    local path = os.tmpname()
+    fs.io.save(path, {}, {metadata = {["fewshot.module"] = text}})
+    local ok, err = pcall(fs.nn.load, path)
+    os.remove(path)
+    assert.is_false(ok)
+    return err
+  end
+  local cases = {
+    {"conv2d{in_channels=65536, out_channels=65536, kernel=3}",
+     "conv2d: a weight of shape (65536, 65536, 3, 3) would have more than 2147483647 elements"},
+    {"conv2d{in_channels=4294967296, out_channels=1, kernel=1}",
+     "conv2d: in_channels 4294967296 is too large (at most 2147483647)"},
+    {"conv2d{in_channels=1, out_channels=1, kernel={1, 4611686018427387904}}",
+     "conv2d: kernel 4611686018427387904 is too large (at most 2147483647)"},
+    {"conv2d{in_channels=1, out_channels=1, kernel=1, padding=4611686018427387904}",
+     "conv2d: padding 4611686018427387904 is too large (at most 2147483647)"},
+    {"conv2d{in_channels=1, out_channels=1, kernel=3, dilation=4611686018427387904}",
+     "conv2d: dilation 4611686018427387904 is too large (at most 2147483647)"},
+    {"conv2d{in_channels=1, out_channels=1, kernel=1, stride=4611686018427387904}",
+     "conv2d: stride 4611686018427387904 is too large (at most 2147483647)"},
+    {"linear{in_features=9223372036854775807, out_features=2}",
+     "linear: a weight of shape (2, 9223372036854775807) would have more than 2147483647 elements"},
+    {"sequential{relu{}, linear{in_features=4294967296, out_features=4294967296}}",
+     "linear: a weight of shape (4294967296, 4294967296) would have more than 2147483647 elements"},
+    {"batchnorm2d{num_features=4611686018427387904}",
+     "batchnorm2d: num_features 4611686018427387904 is too large (at most 2147483647)"},
+    {"maxpool2d{kernel=4611686018427387904}",
+     "maxpool2d: kernel 4611686018427387904 is too large (at most 2147483647)"},
+    {"maxpool2d{kernel=2, padding=-1}", "maxpool2d: stride and padding must be >= 0"},
+    {"adaptive_avgpool2d{output_size={1, 4294967296}}",
+     "adaptive_avgpool2d: output size 4294967296 is too large (at most 2147483647)"},
+    {"resnet18{in_channels=4611686018427387904}",
+     "resnet18: in_channels 4611686018427387904 or num_classes 0 is too large"},
+    {"resnet18{in_channels=1, num_classes=4611686018427387904}",
+     "resnet18: in_channels 1 or num_classes 4611686018427387904 is too large"},
+    {"linear{in_features=99999999999999999999, out_features=2}",
+     "option 'in_features' (an integer) is required"},
+  }
+  for _, c in ipairs(cases) do
+    it(c[1], function()
+      local err = load_spec(c[1])
+      assert.truthy(err:find(c[2], 1, true), err)
+    end)
+  end
+
+  it("an ordinary description still loads (its state dict then decides)", function()
+    local err = load_spec("linear{in_features=2, out_features=3, bias=true}")
+    assert.truthy(err:find("missing keys (2): [weight, bias]", 1, true), err)
+  end)
+end)
+
+describe("fs.nn.load evaluates only constructor text", function()
+  for _, text in ipairs{"relu{}.save{}", "sequential{relu{}.forward{}}", "relu{}..relu{}",
+                        "linear{in_features=2.e, out_features=1}",
+                        "linear{in_features=1x2, out_features=1}"} do
+    it(text, function()
+      local path = os.tmpname()
+      fs.io.save(path, {}, {metadata = {["fewshot.module"] = text}})
+      local ok, err = pcall(fs.nn.load, path)
+      os.remove(path)
+      assert.is_false(ok)
+      assert.truthy(err:find("has no fewshot module description", 1, true), err)
+    end)
+  end
+
+  it("numbers with a fraction and an exponent are accepted", function()
+    local bn = fs.nn.batchnorm2d(2, {eps = 1.5e-5, momentum = 0.125})
+    local path = os.tmpname()
+    bn:save(path)
+    local again = fs.nn.load(path)
+    os.remove(path)
+    assert.truthy(tostring(again):find("^BatchNorm2d%(2, eps=1.5e%-05, momentum=0.125%)"),
+                  tostring(again))
+  end)
+end)

@@ -247,23 +247,9 @@ static int m_num_parameters(lua_State *L)
 
 static int m_child(lua_State *L)
 {
-    fs_module *m = CHECK(1);
-    const char *path = luaL_checkstring(L, 2);
-    char part[128];
-    const char *p = path;
-    while (m && *p) {
-        size_t n = strcspn(p, ".");
-        if (n >= sizeof part)
-            n = sizeof part - 1;
-        memcpy(part, p, n);
-        part[n] = 0;
-        m = fs_module_child(m, part);
-        p += strcspn(p, ".");
-        if (*p == '.')
-            p++;
-    }
+    fs_module *m = fs_module_find(CHECK(1), luaL_checkstring(L, 2));
     if (!m)
-        return luaL_error(L, "child: no submodule '%s'", path);
+        return fs_lua_error(L);
     fs_module **box = new_box(L);
     *box = fs_module_retain(m);
     return 1;
@@ -431,7 +417,8 @@ static int l_linear(lua_State *L)
     lua_settop(L, 3);
     if (lua_istable(L, 1)) {
         fs_lua_check_options(L, 1, "fs.nn.linear",
-                             FS_OPTIONS("in_features", "out_features", "bias", "seed", "generator"));
+                             FS_OPTIONS("in_features", "out_features", "bias", "seed",
+                                        "generator"));
         in = req_int(L, 1, "in_features", "fs.nn.linear");
         out = req_int(L, 1, "out_features", "fs.nn.linear");
         opts = 1;
@@ -541,7 +528,9 @@ static int l_resnet18(lua_State *L)
 }
 
 /* A saved module's description may only name constructors and options: every word is
- * checked against this list before the text is evaluated (with the nn table as _ENV). */
+ * checked against this list before the text is evaluated (with the nn table as _ENV).
+ * A number is digits with at most a decimal point and an exponent, so no word can hide after
+ * a '.' (as in "relu{}.save{}"); that is the text fs_module_spec writes. */
 static bool spec_is_safe(const char *s)
 {
     static const char *const words[] = {
@@ -550,10 +539,22 @@ static bool spec_is_safe(const char *s)
         "dilation", "bias", "num_features", "eps", "momentum", "in_features", "out_features",
         "output_size", "num_classes", "true", "false", NULL};
     while (*s) {
-        if (isdigit((unsigned char)*s) || *s == '.' ) { /* a number, exponent included */
-            while (isalnum((unsigned char)*s) || *s == '.' ||
-                   ((*s == '-' || *s == '+') && (s[-1] == 'e' || s[-1] == 'E')))
+        if (isdigit((unsigned char)*s)) { /* a number: 12, 0.5, 1.0000000000000001e-05 */
+            while (isdigit((unsigned char)*s))
                 s++;
+            if (*s == '.')
+                for (s++; isdigit((unsigned char)*s); s++) {}
+            if (*s == 'e' || *s == 'E') {
+                s++;
+                if (*s == '-' || *s == '+')
+                    s++;
+                if (!isdigit((unsigned char)*s))
+                    return false;
+                while (isdigit((unsigned char)*s))
+                    s++;
+            }
+            if (isalnum((unsigned char)*s) || *s == '.' || *s == '_')
+                return false;
         } else if (isalpha((unsigned char)*s) || *s == '_') {
             const char *w = s;
             while (isalnum((unsigned char)*s) || *s == '_')

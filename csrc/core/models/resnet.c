@@ -302,6 +302,12 @@ fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g
     if (in_channels < 1)
         return fs_set_error("resnet18: in_channels must be >= 1, got %lld",
                             (long long)in_channels), NULL;
+    /* the numbers may come from a checkpoint's description: bounded before any allocation */
+    if (in_channels > FS_MODULE_MAX_SIZE / (64 * 7 * 7) || num_classes > FS_MODULE_MAX_SIZE / 512)
+        return fs_set_error("resnet18: in_channels %lld or num_classes %lld is too large (at "
+                            "most %lld and %lld)", (long long)in_channels, (long long)num_classes,
+                            (long long)(FS_MODULE_MAX_SIZE / (64 * 7 * 7)),
+                            (long long)(FS_MODULE_MAX_SIZE / 512)), NULL;
     fs_module *m = fs_module_new("ResNet", resnet_forward);
     if (!m)
         return NULL;

@@ -55,6 +55,31 @@ static fs_tensor *uniform_param(int ndim, const int64_t *size, double bound, fs_
     return t;
 }
 
+/* Every number a constructor takes may come from a checkpoint's stored description
+ * (fs.nn.load), so each is bounded before anything is allocated: sizes, strides, paddings and
+ * dilations at most FS_MODULE_MAX_SIZE, and a parameter at most FS_MODULE_MAX_SIZE elements
+ * (the product checked without overflow). */
+static int check_at_most(const char *op, const char *what, int n, const int64_t *v)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] > FS_MODULE_MAX_SIZE)
+            return fs_set_error("%s: %s %lld is too large (at most %lld)", op, what,
+                                (long long)v[i], (long long)FS_MODULE_MAX_SIZE);
+    return 0;
+}
+
+static int check_numel(const char *op, const char *name, int ndim, const int64_t *size)
+{
+    int64_t total = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (size[d] > 0 && total > FS_MODULE_MAX_SIZE / size[d])
+            return fs_set_error("%s: a %s of shape %s would have more than %lld elements", op,
+                                name, fs_shape_str(ndim, size), (long long)FS_MODULE_MAX_SIZE);
+        total *= size[d];
+    }
+    return 0;
+}
+
 static fs_module *finish(fs_module *m, int rc)
 {
     if (rc == 0)
@@ -78,6 +103,15 @@ fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
     if (a->stride[0] < 1 || a->stride[1] < 1 || a->dilation[0] < 1 || a->dilation[1] < 1 ||
         a->padding[0] < 0 || a->padding[1] < 0)
         return fs_set_error("conv2d: stride and dilation must be >= 1 and padding >= 0"), NULL;
+    const int64_t wsize[4] = {out_ch, in_ch, kh, kw};
+    if (check_at_most("conv2d", "in_channels", 1, &in_ch) < 0 ||
+        check_at_most("conv2d", "out_channels", 1, &out_ch) < 0 ||
+        check_at_most("conv2d", "kernel", 2, wsize + 2) < 0 ||
+        check_at_most("conv2d", "stride", 2, a->stride) < 0 ||
+        check_at_most("conv2d", "padding", 2, a->padding) < 0 ||
+        check_at_most("conv2d", "dilation", 2, a->dilation) < 0 ||
+        check_numel("conv2d", "weight", 4, wsize) < 0)
+        return NULL;
     fs_module *m = fs_module_new("Conv2d", conv_forward);
     if (!m)
         return NULL;
@@ -116,6 +150,9 @@ fs_module *fs_nn_linear(int64_t in_f, int64_t out_f, bool bias, fs_generator *g)
     if (in_f < 1 || out_f < 1)
         return fs_set_error("linear: in_features %lld and out_features %lld must be >= 1",
                             (long long)in_f, (long long)out_f), NULL;
+    const int64_t wsize[2] = {out_f, in_f};
+    if (check_numel("linear", "weight", 2, wsize) < 0)
+        return NULL;
     fs_module *m = fs_module_new("Linear", linear_forward);
     if (!m)
         return NULL;
@@ -160,6 +197,8 @@ fs_module *fs_nn_batchnorm2d(int64_t features, double eps, double momentum)
     if (features < 1)
         return fs_set_error("batchnorm2d: num_features %lld must be >= 1", (long long)features),
                NULL;
+    if (check_at_most("batchnorm2d", "num_features", 1, &features) < 0)
+        return NULL;
     fs_module *m = fs_module_new("BatchNorm2d", bn_forward);
     if (!m)
         return NULL;
@@ -220,6 +259,12 @@ fs_module *fs_nn_maxpool2d(const fs_pool2d_args *a)
 {
     if (a->kernel[0] < 1 || a->kernel[1] < 1)
         return fs_set_error("maxpool2d: kernel must be >= 1"), NULL;
+    if (a->stride[0] < 0 || a->stride[1] < 0 || a->padding[0] < 0 || a->padding[1] < 0)
+        return fs_set_error("maxpool2d: stride and padding must be >= 0"), NULL;
+    if (check_at_most("maxpool2d", "kernel", 2, a->kernel) < 0 ||
+        check_at_most("maxpool2d", "stride", 2, a->stride) < 0 ||
+        check_at_most("maxpool2d", "padding", 2, a->padding) < 0)
+        return NULL;
     fs_module *m = fs_module_new("MaxPool2d", maxpool_forward);
     if (!m)
         return NULL;
@@ -250,6 +295,8 @@ fs_module *fs_nn_adaptive_avgpool2d(int64_t oh, int64_t ow)
 {
     if (oh < 1 || ow < 1)
         return fs_set_error("adaptive_avgpool2d: output size must be >= 1"), NULL;
+    if (check_at_most("adaptive_avgpool2d", "output size", 2, (const int64_t[]){oh, ow}) < 0)
+        return NULL;
     fs_module *m = fs_module_new("AdaptiveAvgPool2d", avgpool_forward);
     if (!m)
         return NULL;

@@ -147,6 +147,26 @@ fs_module *fs_module_child(const fs_module *m, const char *name)
     return NULL;
 }
 
+fs_module *fs_module_find(fs_module *root, const char *path)
+{
+    fs_module *m = root;
+    const char *p = path;
+    while (m && *p) {
+        size_t n = strcspn(p, ".");
+        fs_module *next = NULL;
+        for (int i = 0; i < m->nchildren && !next; i++)
+            if (strncmp(m->child_names[i], p, n) == 0 && m->child_names[i][n] == 0)
+                next = m->children[i];
+        m = next;
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    if (!m)
+        fs_set_error("child: no submodule '%s'", path);
+    return m;
+}
+
 /* ---- visiting ---- */
 
 static int visit_rec(fs_module *m, char *prefix, size_t plen, size_t cap, fs_module_visit_fn fn,

@@ -22,6 +22,7 @@
 #define FS_MODULE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "nn/nn.h"
 #include "tensor/tensor.h"
@@ -78,6 +79,9 @@ int fs_module_add_buffer(fs_module *m, const char *name, fs_tensor *t);
 /* Appends a child (retained). */
 int fs_module_add_child(fs_module *m, const char *name, fs_module *child);
 fs_module *fs_module_child(const fs_module *m, const char *name);
+/* The submodule at a dotted path of child names ("layer1.0.conv1"; "" is root itself), not
+ * retained; NULL with the error set ("child: no submodule '...'") when there is none. */
+fs_module *fs_module_find(fs_module *root, const char *path);
 int fs_module_flatten(fs_module *m);
 int fs_module_ensure_grad(fs_module *m);
 /* While on (nestable), constructors skip flattening: a model built from many modules is
@@ -125,6 +129,9 @@ void fs_module_appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     ;
 
 /* ---- layers.c: layer modules (PyTorch's default initialisation, drawn from g) ---- */
+/* Bound of every size, stride, padding and dilation a constructor takes, and of a parameter's
+ * element count: a checkpoint's stored description (fs.nn.load) can name any number. */
+#define FS_MODULE_MAX_SIZE ((int64_t)INT32_MAX)
 /* Their settings (m->settings of the kind in the comment). */
 typedef struct fs_conv2d_settings {       /* "Conv2d" */
     int64_t in_channels, out_channels, kernel[2];

@@ -326,5 +326,8 @@ fs_tensor *fs_adaptive_avg_pool2d(fs_tensor *x, int64_t oh, int64_t ow)
     s.w = x->size[o + 2];
     s.oh = oh;
     s.ow = ow;
+    if (oh > INT32_MAX || ow > INT32_MAX || (s.planes && oh * ow > INT64_MAX / 4 / s.planes))
+        return fs_set_error("%s: output size (%lld, %lld) is too large for input %s", op,
+                            (long long)oh, (long long)ow, FS_SHAPE(x)), NULL;
     return avg_pool(op, x, &s, true);
 }
