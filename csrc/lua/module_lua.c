@@ -2,12 +2,13 @@
  *
  *   fs.nn.conv2d{in_channels=, out_channels=, kernel=, stride=1, padding=0, dilation=1,
  *                bias=true, seed= | generator=}
- *   fs.nn.batchnorm2d(n | {num_features=, eps=1e-5, momentum=0.1})
+ *   fs.nn.batchnorm2d(n [, {eps=1e-5, momentum=0.1}]) | fs.nn.batchnorm2d{num_features=, ...}
  *   fs.nn.linear(in, out [, {bias=true, seed=}]) | fs.nn.linear{in_features=, out_features=, ...}
  *   fs.nn.relu(), fs.nn.maxpool2d{kernel=, stride=kernel, padding=0}, fs.nn.flatten(),
  *   fs.nn.adaptive_avgpool2d{output_size={1, 1}}, fs.nn.sequential{m1, m2, ...}
  *   fs.nn.resnet18{in_channels=3, num_classes=nil, seed= | generator=}
- *   fs.nn.load(path): a module saved with model:save(path)
+ *   fs.nn.load(path): a module saved with model:save(path) (its stored description is parsed
+ *                     by the core, fs_module_from_spec; nothing is evaluated)
  *
  * Module methods: forward(x) (also model(x)), train([on]), eval(), is_training(),
  * parameters(), named_parameters(), state_dict(), state_dict_keys() (ordered),
@@ -15,7 +16,6 @@
  * adapt_conv1="sum"}), save(path), zero_grad(), num_parameters(), child("layer1.0"),
  * flat_parameters() / flat_grad() (the flat buffers as 1-D tensors), tostring(model).
  * Every constructor and load_state_dict reject an unknown option key (fs_lua_check_options). */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -527,52 +527,8 @@ static int l_resnet18(lua_State *L)
     return box_return(L, box, fs_resnet18(in, classes, g));
 }
 
-/* A saved module's description may only name constructors and options: every word is
- * checked against this list before the text is evaluated (with the nn table as _ENV).
- * A number is digits with at most a decimal point and an exponent, so no word can hide after
- * a '.' (as in "relu{}.save{}"); that is the text fs_module_spec writes. */
-static bool spec_is_safe(const char *s)
-{
-    static const char *const words[] = {
-        "conv2d", "batchnorm2d", "linear", "relu", "maxpool2d", "adaptive_avgpool2d", "flatten",
-        "sequential", "resnet18", "in_channels", "out_channels", "kernel", "stride", "padding",
-        "dilation", "bias", "num_features", "eps", "momentum", "in_features", "out_features",
-        "output_size", "num_classes", "true", "false", NULL};
-    while (*s) {
-        if (isdigit((unsigned char)*s)) { /* a number: 12, 0.5, 1.0000000000000001e-05 */
-            while (isdigit((unsigned char)*s))
-                s++;
-            if (*s == '.')
-                for (s++; isdigit((unsigned char)*s); s++) {}
-            if (*s == 'e' || *s == 'E') {
-                s++;
-                if (*s == '-' || *s == '+')
-                    s++;
-                if (!isdigit((unsigned char)*s))
-                    return false;
-                while (isdigit((unsigned char)*s))
-                    s++;
-            }
-            if (isalnum((unsigned char)*s) || *s == '.' || *s == '_')
-                return false;
-        } else if (isalpha((unsigned char)*s) || *s == '_') {
-            const char *w = s;
-            while (isalnum((unsigned char)*s) || *s == '_')
-                s++;
-            bool ok = false;
-            for (int i = 0; words[i] && !ok; i++)
-                ok = strlen(words[i]) == (size_t)(s - w) && memcmp(words[i], w, (size_t)(s - w)) == 0;
-            if (!ok)
-                return false;
-        } else if (strchr("{}=, -", *s)) {
-            s++;
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
+/* fs.nn.load(path): the architecture from the file's "fewshot.module" text, rebuilt by the core
+ * (fs_module_from_spec: parsed, never evaluated), then its state dict loaded strictly. */
 static int l_load(lua_State *L)
 {
     lua_settop(L, 1);
@@ -584,32 +540,21 @@ static int l_load(lua_State *L)
     for (int64_t i = 0; i < d.nmeta; i++)
         if (strcmp(d.meta_keys[i], "fewshot.module") == 0)
             spec = d.meta_values[i];
-    if (!spec || !spec_is_safe(spec)) {
+    if (!spec || fs_module_spec_check(spec) < 0) {
         fs_tensor_dict_free(&d);
         return luaL_error(L, "fs.nn.load: '%s' has no fewshot module description (a file "
-                             "written by model:save); for other weight files build the model "
-                             "and call model:load_state_dict(fs.io.load(path))", path);
+                             "written by model:save%s%s); for other weight files build the "
+                             "model and call model:load_state_dict(fs.io.load(path))", path,
+                          spec ? ": " : "", spec ? fs_error() : "");
     }
-    lua_pushfstring(L, "return %s", spec);
-    if (luaL_loadbufferx(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=module description", "t")
-        != LUA_OK) {
-        fs_tensor_dict_free(&d);
-        return luaL_error(L, "fs.nn.load: '%s': bad module description: %s", path,
-                          lua_tostring(L, -1));
-    }
-    lua_pushvalue(L, lua_upvalueindex(1)); /* _ENV = the nn table */
-    lua_setupvalue(L, -2, 1);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        fs_tensor_dict_free(&d);
-        return luaL_error(L, "fs.nn.load: '%s': %s", path, lua_tostring(L, -1));
-    }
-    fs_module *m = fs_lua_test_module(L, -1);
+    fs_module **box = new_box(L);
+    fs_module *m = fs_module_from_spec(spec, fs_default_generator());
     int rc = m ? fs_module_load_state_dict(m, &d, true, false) : -1;
     fs_tensor_dict_free(&d);
-    if (!m)
-        return luaL_error(L, "fs.nn.load: '%s': the description did not build a module", path);
+    *box = m;
     if (rc < 0)
         return luaL_error(L, "fs.nn.load: '%s': %s", path, fs_error());
+    fs_lua_account(L);
     return 1;
 }
 
@@ -651,8 +596,7 @@ void fs_lua_open_module(lua_State *L)
         lua_setfield(L, -3, "nn");
     }
     luaL_setfuncs(L, constructors, 0);
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, l_load, 1);
+    lua_pushcfunction(L, l_load);
     lua_setfield(L, -2, "load");
     lua_pop(L, 1);
 }
