@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/random.h"
 #include "module/module.h"
 
 #define MAX_DEPTH 32     /* nested sequential */
@@ -421,7 +422,9 @@ int fs_module_spec_check(const char *spec)
 
 fs_module *fs_module_from_spec(const char *spec, fs_generator *g)
 {
-    fs_module *m;
-    run(spec, true, g, &m);
+    fs_module *m = NULL;
+    if (run(spec, false, NULL, &m) < 0) /* the whole text first: nothing built for bad text */
+        return NULL;
+    run(spec, true, g ? g : fs_default_generator(), &m);
     return m;
 }

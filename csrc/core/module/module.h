@@ -175,8 +175,8 @@ fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g
  * value types known), else -1 with the error set ("module description: ... at offset N").
  * Nothing is built. */
 int fs_module_spec_check(const char *spec);
-/* Builds the module spec describes, parameters initialised from g (a checkpoint's state dict
- * then overwrites them); NULL with the error set (the check's, or a constructor's for numbers
+/* Builds the module spec describes, parameters initialised from g (NULL: the default
+ * generator; a checkpoint's state dict then overwrites them); NULL with the error set (the check's, or a constructor's for numbers
  * it refuses). Safe on any text: nothing is evaluated, every number is bounded. */
 fs_module *fs_module_from_spec(const char *spec, fs_generator *g);
 
