@@ -263,6 +263,8 @@ void fs_lua_check_options(lua_State *L, int idx, const char *op, const char *con
         for (int i = 0; keys[i] && !known; i++)
             known = strcmp(key, keys[i]) == 0;
         if (!known) {
+            if (!keys[0])
+                luaL_error(L, "%s: unknown option '%s' (it takes no options)", op, key);
             const char *near = nearest_key(key, keys);
             if (near)
                 luaL_error(L, "%s: unknown option '%s' (did you mean '%s'?)", op, key, near);

@@ -2,19 +2,20 @@
  *
  *   fs.nn.conv2d{in_channels=, out_channels=, kernel=, stride=1, padding=0, dilation=1,
  *                bias=true, seed= | generator=}
- *   fs.nn.batchnorm2d(n | {num_features=, eps=1e-5, momentum=0.1})
+ *   fs.nn.batchnorm2d(n [, {eps=1e-5, momentum=0.1}]) | fs.nn.batchnorm2d{num_features=, ...}
  *   fs.nn.linear(in, out [, {bias=true, seed=}]) | fs.nn.linear{in_features=, out_features=, ...}
  *   fs.nn.relu(), fs.nn.maxpool2d{kernel=, stride=kernel, padding=0}, fs.nn.flatten(),
  *   fs.nn.adaptive_avgpool2d{output_size={1, 1}}, fs.nn.sequential{m1, m2, ...}
  *   fs.nn.resnet18{in_channels=3, num_classes=nil, seed= | generator=}
- *   fs.nn.load(path): a module saved with model:save(path)
+ *   fs.nn.load(path): a module saved with model:save(path) (its stored description is parsed
+ *                     by the core, fs_module_from_spec; nothing is evaluated)
  *
  * Module methods: forward(x) (also model(x)), train([on]), eval(), is_training(),
  * parameters(), named_parameters(), state_dict(), state_dict_keys() (ordered),
  * load_state_dict(sd, {strict=true,
  * adapt_conv1="sum"}), save(path), zero_grad(), num_parameters(), child("layer1.0"),
- * flat_parameters() / flat_grad() (the flat buffers as 1-D tensors), tostring(model). */
-#include <ctype.h>
+ * flat_parameters() / flat_grad() (the flat buffers as 1-D tensors), tostring(model).
+ * Every constructor and load_state_dict reject an unknown option key (fs_lua_check_options). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,14 @@ void fs_lua_check_tensor_dict(lua_State *L, int idx, const char *op, fs_tensor_d
 }
 
 #define CHECK(i) fs_lua_check_module(L, i)
+
+/* The optional options table at idx: nil or a table, with only the given keys. */
+static void check_opts(lua_State *L, int idx, const char *op, const char *const *keys)
+{
+    if (!lua_isnil(L, idx))
+        luaL_checktype(L, idx, LUA_TTABLE);
+    fs_lua_check_options(L, idx, op, keys);
+}
 
 static int m_gc(lua_State *L)
 {
@@ -188,7 +197,9 @@ static int m_state_dict_keys(lua_State *L)
 
 static int m_load_state_dict(lua_State *L)
 {
+    lua_settop(L, 3);
     fs_module *m = CHECK(1);
+    check_opts(L, 3, "load_state_dict", FS_OPTIONS("strict", "adapt_conv1"));
     bool strict = fs_lua_opt_bool(L, 3, "strict", true);
     const char *adapt = fs_lua_opt_string(L, 3, "adapt_conv1", NULL);
     if (adapt && strcmp(adapt, "sum") != 0)
@@ -236,23 +247,9 @@ static int m_num_parameters(lua_State *L)
 
 static int m_child(lua_State *L)
 {
-    fs_module *m = CHECK(1);
-    const char *path = luaL_checkstring(L, 2);
-    char part[128];
-    const char *p = path;
-    while (m && *p) {
-        size_t n = strcspn(p, ".");
-        if (n >= sizeof part)
-            n = sizeof part - 1;
-        memcpy(part, p, n);
-        part[n] = 0;
-        m = fs_module_child(m, part);
-        p += strcspn(p, ".");
-        if (*p == '.')
-            p++;
-    }
+    fs_module *m = fs_module_find(CHECK(1), luaL_checkstring(L, 2));
     if (!m)
-        return luaL_error(L, "child: no submodule '%s'", path);
+        return fs_lua_error(L);
     fs_module **box = new_box(L);
     *box = fs_module_retain(m);
     return 1;
@@ -311,7 +308,11 @@ static int m_index(lua_State *L)
 
 /* ---- constructors ---- */
 
-/* A local generator from `seed`, else the `generator` option or the default. */
+/* Every constructor pins its argument slots first (lua_settop), so an absent options table
+ * is a nil at a valid index, never index 0. */
+
+/* A local generator from `seed`, else the `generator` option or the default. opts: a valid
+ * stack index holding a table or nil. */
 static fs_generator *opt_gen(lua_State *L, int opts, fs_generator *local)
 {
     if (lua_istable(L, opts)) {
@@ -327,7 +328,7 @@ static fs_generator *opt_gen(lua_State *L, int opts, fs_generator *local)
         }
         lua_pop(L, 1);
     }
-    return fs_lua_opt_generator(L, lua_istable(L, opts) ? opts : 0);
+    return fs_lua_opt_generator(L, opts);
 }
 
 /* An option that is an integer or a pair {h, w}; returns false when absent. */
@@ -367,7 +368,11 @@ static lua_Integer req_int(lua_State *L, int opts, const char *key, const char *
 
 static int l_conv2d(lua_State *L)
 {
+    lua_settop(L, 1);
     luaL_checktype(L, 1, LUA_TTABLE);
+    fs_lua_check_options(L, 1, "fs.nn.conv2d",
+                         FS_OPTIONS("in_channels", "out_channels", "kernel", "kernel_size",
+                                    "stride", "padding", "dilation", "bias", "seed", "generator"));
     fs_generator local, *g = opt_gen(L, 1, &local);
     int64_t in = req_int(L, 1, "in_channels", "fs.nn.conv2d");
     int64_t out = req_int(L, 1, "out_channels", "fs.nn.conv2d");
@@ -388,12 +393,16 @@ static int l_batchnorm2d(lua_State *L)
 {
     int64_t n;
     double eps = 1e-5, momentum = 0.1;
+    lua_settop(L, 2);
     if (lua_istable(L, 1)) {
+        fs_lua_check_options(L, 1, "fs.nn.batchnorm2d",
+                             FS_OPTIONS("num_features", "eps", "momentum"));
         n = req_int(L, 1, "num_features", "fs.nn.batchnorm2d");
         eps = fs_lua_opt_number(L, 1, "eps", eps);
         momentum = fs_lua_opt_number(L, 1, "momentum", momentum);
     } else {
         n = luaL_checkinteger(L, 1);
+        check_opts(L, 2, "fs.nn.batchnorm2d", FS_OPTIONS("eps", "momentum"));
         eps = fs_lua_opt_number(L, 2, "eps", eps);
         momentum = fs_lua_opt_number(L, 2, "momentum", momentum);
     }
@@ -405,7 +414,11 @@ static int l_linear(lua_State *L)
 {
     int64_t in, out;
     int opts;
+    lua_settop(L, 3);
     if (lua_istable(L, 1)) {
+        fs_lua_check_options(L, 1, "fs.nn.linear",
+                             FS_OPTIONS("in_features", "out_features", "bias", "seed",
+                                        "generator"));
         in = req_int(L, 1, "in_features", "fs.nn.linear");
         out = req_int(L, 1, "out_features", "fs.nn.linear");
         opts = 1;
@@ -413,6 +426,7 @@ static int l_linear(lua_State *L)
         in = luaL_checkinteger(L, 1);
         out = luaL_checkinteger(L, 2);
         opts = 3;
+        check_opts(L, 3, "fs.nn.linear", FS_OPTIONS("bias", "seed", "generator"));
     }
     fs_generator local, *g = opt_gen(L, opts, &local);
     bool bias = fs_lua_opt_bool(L, opts, "bias", true);
@@ -422,19 +436,26 @@ static int l_linear(lua_State *L)
 
 static int l_relu(lua_State *L)
 {
+    lua_settop(L, 1);
+    check_opts(L, 1, "fs.nn.relu", FS_OPTIONS(NULL));
     fs_module **box = new_box(L);
     return box_return(L, box, fs_nn_relu());
 }
 
 static int l_flatten(lua_State *L)
 {
+    lua_settop(L, 1);
+    check_opts(L, 1, "fs.nn.flatten", FS_OPTIONS(NULL));
     fs_module **box = new_box(L);
     return box_return(L, box, fs_nn_flatten());
 }
 
 static int l_maxpool2d(lua_State *L)
 {
+    lua_settop(L, 1);
     luaL_checktype(L, 1, LUA_TTABLE);
+    fs_lua_check_options(L, 1, "fs.nn.maxpool2d",
+                         FS_OPTIONS("kernel", "kernel_size", "stride", "padding", "ceil_mode"));
     fs_pool2d_args a = {{0, 0}, {0, 0}, {0, 0}, false, true};
     if (!opt_pair(L, 1, "kernel", a.kernel, "fs.nn.maxpool2d") &&
         !opt_pair(L, 1, "kernel_size", a.kernel, "fs.nn.maxpool2d"))
@@ -449,6 +470,8 @@ static int l_maxpool2d(lua_State *L)
 static int l_adaptive_avgpool2d(lua_State *L)
 {
     int64_t o[2] = {1, 1};
+    lua_settop(L, 1);
+    check_opts(L, 1, "fs.nn.adaptive_avgpool2d", FS_OPTIONS("output_size"));
     opt_pair(L, 1, "output_size", o, "fs.nn.adaptive_avgpool2d");
     fs_module **box = new_box(L);
     return box_return(L, box, fs_nn_adaptive_avgpool2d(o[0], o[1]));
@@ -456,8 +479,17 @@ static int l_adaptive_avgpool2d(lua_State *L)
 
 static int l_sequential(lua_State *L)
 {
+    lua_settop(L, 1);
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)lua_rawlen(L, 1);
+    lua_pushnil(L); /* the table is the list of modules: any other key is a mistake */
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        lua_Integer k = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+        if (k < 1 || k > n)
+            return luaL_error(L, "fs.nn.sequential: unknown key '%s' (it takes a list of modules "
+                                 "and no options)", luaL_tolstring(L, -1, NULL));
+    }
     fs_module *mods[256];
     if (n > 256)
         return luaL_error(L, "fs.nn.sequential: at most 256 modules (got %d)", n);
@@ -475,13 +507,15 @@ static int l_sequential(lua_State *L)
 
 static int l_resnet18(lua_State *L)
 {
-    int opts = lua_istable(L, 1) ? 1 : 0;
-    if (!opts && !lua_isnoneornil(L, 1))
+    lua_settop(L, 1);
+    if (!lua_istable(L, 1) && !lua_isnil(L, 1))
         luaL_typeerror(L, 1, "options table");
-    fs_generator local, *g = opt_gen(L, opts, &local);
-    int64_t in = opts ? fs_lua_opt_integer(L, 1, "in_channels", 3) : 3;
-    int64_t classes = opts ? fs_lua_opt_integer(L, 1, "num_classes", 0) : 0;
-    if (opts) {
+    fs_lua_check_options(L, 1, "fs.nn.resnet18",
+                         FS_OPTIONS("in_channels", "num_classes", "seed", "generator"));
+    fs_generator local, *g = opt_gen(L, 1, &local);
+    int64_t in = fs_lua_opt_integer(L, 1, "in_channels", 3);
+    int64_t classes = fs_lua_opt_integer(L, 1, "num_classes", 0);
+    if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "num_classes");
         bool given = !lua_isnil(L, -1);
         lua_pop(L, 1);
@@ -493,40 +527,11 @@ static int l_resnet18(lua_State *L)
     return box_return(L, box, fs_resnet18(in, classes, g));
 }
 
-/* A saved module's description may only name constructors and options: every word is
- * checked against this list before the text is evaluated (with the nn table as _ENV). */
-static bool spec_is_safe(const char *s)
-{
-    static const char *const words[] = {
-        "conv2d", "batchnorm2d", "linear", "relu", "maxpool2d", "adaptive_avgpool2d", "flatten",
-        "sequential", "resnet18", "in_channels", "out_channels", "kernel", "stride", "padding",
-        "dilation", "bias", "num_features", "eps", "momentum", "in_features", "out_features",
-        "output_size", "num_classes", "true", "false", NULL};
-    while (*s) {
-        if (isdigit((unsigned char)*s) || *s == '.' ) { /* a number, exponent included */
-            while (isalnum((unsigned char)*s) || *s == '.' ||
-                   ((*s == '-' || *s == '+') && (s[-1] == 'e' || s[-1] == 'E')))
-                s++;
-        } else if (isalpha((unsigned char)*s) || *s == '_') {
-            const char *w = s;
-            while (isalnum((unsigned char)*s) || *s == '_')
-                s++;
-            bool ok = false;
-            for (int i = 0; words[i] && !ok; i++)
-                ok = strlen(words[i]) == (size_t)(s - w) && memcmp(words[i], w, (size_t)(s - w)) == 0;
-            if (!ok)
-                return false;
-        } else if (strchr("{}=, -", *s)) {
-            s++;
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
+/* fs.nn.load(path): the architecture from the file's "fewshot.module" text, rebuilt by the core
+ * (fs_module_from_spec: parsed, never evaluated), then its state dict loaded strictly. */
 static int l_load(lua_State *L)
 {
+    lua_settop(L, 1);
     const char *path = luaL_checkstring(L, 1);
     fs_tensor_dict d;
     if (fs_safetensors_read(path, &d) < 0)
@@ -535,32 +540,21 @@ static int l_load(lua_State *L)
     for (int64_t i = 0; i < d.nmeta; i++)
         if (strcmp(d.meta_keys[i], "fewshot.module") == 0)
             spec = d.meta_values[i];
-    if (!spec || !spec_is_safe(spec)) {
+    if (!spec || fs_module_spec_check(spec) < 0) {
         fs_tensor_dict_free(&d);
         return luaL_error(L, "fs.nn.load: '%s' has no fewshot module description (a file "
-                             "written by model:save); for other weight files build the model "
-                             "and call model:load_state_dict(fs.io.load(path))", path);
+                             "written by model:save%s%s); for other weight files build the "
+                             "model and call model:load_state_dict(fs.io.load(path))", path,
+                          spec ? ": " : "", spec ? fs_error() : "");
     }
-    lua_pushfstring(L, "return %s", spec);
-    if (luaL_loadbufferx(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=module description", "t")
-        != LUA_OK) {
-        fs_tensor_dict_free(&d);
-        return luaL_error(L, "fs.nn.load: '%s': bad module description: %s", path,
-                          lua_tostring(L, -1));
-    }
-    lua_pushvalue(L, lua_upvalueindex(1)); /* _ENV = the nn table */
-    lua_setupvalue(L, -2, 1);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        fs_tensor_dict_free(&d);
-        return luaL_error(L, "fs.nn.load: '%s': %s", path, lua_tostring(L, -1));
-    }
-    fs_module *m = fs_lua_test_module(L, -1);
+    fs_module **box = new_box(L);
+    fs_module *m = fs_module_from_spec(spec, fs_default_generator());
     int rc = m ? fs_module_load_state_dict(m, &d, true, false) : -1;
     fs_tensor_dict_free(&d);
-    if (!m)
-        return luaL_error(L, "fs.nn.load: '%s': the description did not build a module", path);
+    *box = m;
     if (rc < 0)
         return luaL_error(L, "fs.nn.load: '%s': %s", path, fs_error());
+    fs_lua_account(L);
     return 1;
 }
 
@@ -602,8 +596,7 @@ void fs_lua_open_module(lua_State *L)
         lua_setfield(L, -3, "nn");
     }
     luaL_setfuncs(L, constructors, 0);
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, l_load, 1);
+    lua_pushcfunction(L, l_load);
     lua_setfield(L, -2, "load");
     lua_pop(L, 1);
 }

@@ -9,6 +9,10 @@
  * fs_node_maybe_new returns NULL when no input needs a gradient, so ops write
  * `if ((n = fs_node_maybe_new(...))) {...}`.
  *
+ * The op's parameters that backward needs (a dim, a reduction, a kind) go in a small typed
+ * struct of the op's own, copied into the node: fs_node_new_ctx(..., &ctx, sizeof ctx) (or an
+ * fs_alloc'ed ctx with its own free_ctx when it holds a variable-length array).
+ *
  * Backward kernel contract: given dout (the gradient w.r.t. the node's output, contiguous,
  * of the output's shape), write into dinputs[i] a new tensor of inputs[i]'s shape for every
  * input with fs_node_wants(n, i); leave others NULL. Return 0, or -1 with fs_set_error.
@@ -34,9 +38,8 @@ struct fs_node {
     int ninputs;
     fs_tensor **inputs;                     /* ninputs, retained; NULL where no tensor */
     fs_tensor *saved[FS_NODE_MAX_SAVED];    /* retained; released when the graph is freed */
-    double f[8];                            /* op parameters (scalars) */
-    int64_t i[FS_MAX_DIM * 2];              /* op parameters (dims, sizes) */
-    void *ctx;                              /* op-owned extra state, freed with free_ctx */
+    void *ctx;                              /* the op's typed context (its parameters and
+                                               extra state), freed with free_ctx */
     void (*free_ctx)(void *ctx);
     int out_ndim;                           /* shape of the output */
     int64_t out_size[FS_MAX_DIM];

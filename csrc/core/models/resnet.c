@@ -139,14 +139,6 @@ static fs_tensor *relu_consuming(fs_tensor *x)
     return y;
 }
 
-static fs_tensor *entry(fs_module *m, const char *name)
-{
-    for (int i = 0; i < m->nentries; i++)
-        if (strcmp(m->entries[i].name, name) == 0)
-            return m->entries[i].t;
-    return NULL;
-}
-
 /* Conv2d module c -> BatchNorm2d module b (-> relu) as one fused pass (fs_conv2d_bn_eval)
  * when b is in eval mode and no gradient is wanted (grad mode off, or nothing involved
  * requires one): BN's affine map and the ReLU are applied to each block of the conv's output
@@ -157,17 +149,18 @@ static fs_tensor *entry(fs_module *m, const char *name)
 static fs_tensor *conv_bn_eval(fs_module *c, fs_module *b, fs_tensor *x, bool relu, bool *done)
 {
     *done = false;
-    if (!c || !b || b->training || strcmp(c->kind, "Conv2d") != 0 ||
-        strcmp(b->kind, "BatchNorm2d") != 0)
+    const fs_conv2d_settings *cs = fs_module_settings(c, "Conv2d");
+    const fs_batchnorm_settings *bs = fs_module_settings(b, "BatchNorm2d");
+    if (!cs || !bs || b->training)
         return NULL;
-    fs_tensor *w = entry(c, "weight"), *cb = entry(c, "bias");
-    fs_tensor *rm = entry(b, "running_mean"), *rv = entry(b, "running_var");
-    fs_tensor *bw = entry(b, "weight"), *bb = entry(b, "bias");
+    fs_tensor *w = fs_module_tensor(c, "weight"), *cb = fs_module_tensor(c, "bias");
+    fs_tensor *rm = fs_module_tensor(b, "running_mean"), *rv = fs_module_tensor(b, "running_var");
+    fs_tensor *bw = fs_module_tensor(b, "weight"), *bb = fs_module_tensor(b, "bias");
     if (!w || !rm || !rv || x->ndim != 4 ||
         fs_any_requires_grad(5, (fs_tensor *[]){x, w, cb, bw, bb}))
         return NULL;
     *done = true;
-    return fs_conv2d_bn_eval(x, w, cb, &c->conv, rm, rv, bw, bb, b->eps, relu);
+    return fs_conv2d_bn_eval(x, w, cb, &cs->args, rm, rv, bw, bb, bs->eps, relu);
 }
 
 /* conv -> bn -> relu (in place) of module m's children cname, bname. */
@@ -221,9 +214,10 @@ static fs_tensor *block_forward(fs_module *m, fs_tensor *x)
 
 static fs_tensor *resnet_forward(fs_module *m, fs_tensor *x)
 {
-    if (x->ndim != 4 || x->size[1] != m->extra[0])
+    const fs_resnet_settings *s = m->settings;
+    if (x->ndim != 4 || x->size[1] != s->in_channels)
         return fs_set_error("resnet18: expected input (N, %lld, H, W), got %s",
-                            (long long)m->extra[0], FS_SHAPE(x)), NULL;
+                            (long long)s->in_channels, FS_SHAPE(x)), NULL;
     static const char *const names[] = {"maxpool", "layer1", "layer2", "layer3", "layer4",
                                         "avgpool"};
     fs_tensor *stem = conv_bn_relu(m, x, "conv1", "bn1");
@@ -242,18 +236,17 @@ static fs_tensor *resnet_forward(fs_module *m, fs_tensor *x)
 
 static void resnet_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
 {
-    int n;
-    if (spec && m->extra[1] > 0)
-        n = snprintf(b + *len, cap - *len, "resnet18{in_channels=%lld, num_classes=%lld}",
-                     (long long)m->extra[0], (long long)m->extra[1]);
+    const fs_resnet_settings *s = m->settings;
+    if (spec && s->num_classes > 0)
+        fs_module_appendf(b, cap, len, "resnet18{in_channels=%lld, num_classes=%lld}",
+                          (long long)s->in_channels, (long long)s->num_classes);
     else if (spec)
-        n = snprintf(b + *len, cap - *len, "resnet18{in_channels=%lld}", (long long)m->extra[0]);
+        fs_module_appendf(b, cap, len, "resnet18{in_channels=%lld}", (long long)s->in_channels);
     else
-        n = snprintf(b + *len, cap - *len, "ResNet-18(in_channels=%lld, %s%lld)",
-                     (long long)m->extra[0], m->extra[1] > 0 ? "num_classes=" : "embedding=",
-                     (long long)(m->extra[1] > 0 ? m->extra[1] : 512));
-    if (n > 0)
-        *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+        fs_module_appendf(b, cap, len, "ResNet-18(in_channels=%lld, %s%lld)",
+                          (long long)s->in_channels,
+                          s->num_classes > 0 ? "num_classes=" : "embedding=",
+                          (long long)(s->num_classes > 0 ? s->num_classes : 512));
 }
 
 static fs_module *conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad,
@@ -309,13 +302,22 @@ fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g
     if (in_channels < 1)
         return fs_set_error("resnet18: in_channels must be >= 1, got %lld",
                             (long long)in_channels), NULL;
+    /* the numbers may come from a checkpoint's description: bounded before any allocation */
+    if (in_channels > FS_MODULE_MAX_SIZE / (64 * 7 * 7) || num_classes > FS_MODULE_MAX_SIZE / 512)
+        return fs_set_error("resnet18: in_channels %lld or num_classes %lld is too large (at "
+                            "most %lld and %lld)", (long long)in_channels, (long long)num_classes,
+                            (long long)(FS_MODULE_MAX_SIZE / (64 * 7 * 7)),
+                            (long long)(FS_MODULE_MAX_SIZE / 512)), NULL;
     fs_module *m = fs_module_new("ResNet", resnet_forward);
     if (!m)
         return NULL;
-    fs_module_defer_flatten(true);
     m->describe = resnet_describe;
-    m->extra[0] = in_channels;
-    m->extra[1] = num_classes > 0 ? num_classes : 0;
+    fs_resnet_settings s = {in_channels, num_classes > 0 ? num_classes : 0};
+    if (!fs_module_set_settings(m, &s, sizeof s)) {
+        fs_module_release(m);
+        return NULL;
+    }
+    fs_module_defer_flatten(true);
     int rc = add(0, m, "conv1", conv(in_channels, 64, 7, 2, 3, g));
     rc = add(rc, m, "bn1", fs_nn_batchnorm2d(64, 1e-5, 0.1));
     rc = add(rc, m, "relu", fs_nn_relu());

@@ -1,8 +1,5 @@
 /* module.c - the module tree (module.h): entries, children, flat parameter/gradient buffers,
- * state_dict, printing, and the layer modules (conv2d, batchnorm2d, linear, relu, maxpool2d,
- * adaptive average pool, flatten, sequential).
- * Shapes: x (N, C, H, W); conv weight (O, C, kh, kw); linear weight (out, in). */
-#include <math.h>
+ * state_dict, printing and constructor descriptions. The layer modules are in layers.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +27,32 @@ fs_module *fs_module_new(const char *kind, fs_module_forward_fn forward)
     return m;
 }
 
+void *fs_module_set_settings(fs_module *m, const void *settings, size_t size)
+{
+    void *copy = malloc(size ? size : 1);
+    if (!copy)
+        return fs_set_error("%s: out of memory", m->kind), NULL;
+    memcpy(copy, settings, size);
+    if (m->settings)
+        (m->free_settings ? m->free_settings : free)(m->settings);
+    m->settings = copy;
+    m->free_settings = NULL;
+    return copy;
+}
+
+const void *fs_module_settings(const fs_module *m, const char *kind)
+{
+    return m && strcmp(m->kind, kind) == 0 ? m->settings : NULL;
+}
+
+fs_tensor *fs_module_tensor(const fs_module *m, const char *name)
+{
+    for (int i = 0; i < m->nentries; i++)
+        if (strcmp(m->entries[i].name, name) == 0)
+            return m->entries[i].t;
+    return NULL;
+}
+
 fs_module *fs_module_retain(fs_module *m)
 {
     if (m)
@@ -53,6 +76,8 @@ void fs_module_release(fs_module *m)
     free(m->child_names);
     fs_tensor_release(m->flat);
     fs_tensor_release(m->flat_grad);
+    if (m->settings)
+        (m->free_settings ? m->free_settings : free)(m->settings);
     free(m);
 }
 
@@ -120,6 +145,26 @@ fs_module *fs_module_child(const fs_module *m, const char *name)
         if (strcmp(m->child_names[i], name) == 0)
             return m->children[i];
     return NULL;
+}
+
+fs_module *fs_module_find(fs_module *root, const char *path)
+{
+    fs_module *m = root;
+    const char *p = path;
+    while (m && *p) {
+        size_t n = strcspn(p, ".");
+        fs_module *next = NULL;
+        for (int i = 0; i < m->nchildren && !next; i++)
+            if (strncmp(m->child_names[i], p, n) == 0 && m->child_names[i][n] == 0)
+                next = m->children[i];
+        m = next;
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    if (!m)
+        fs_set_error("child: no submodule '%s'", path);
+    return m;
 }
 
 /* ---- visiting ---- */
@@ -487,7 +532,7 @@ int fs_module_load_state_dict(fs_module *m, const fs_tensor_dict *sd, bool stric
 
 /* ---- printing ---- */
 
-static void bprintf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+void fs_module_appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 {
     if (*len >= cap)
         return;
@@ -518,19 +563,19 @@ static void format_rec(fs_module *m, const char *name, int depth, char *buf, siz
 {
     char cnt[32];
     fmt_count(cnt, sizeof cnt, fs_module_num_parameters(m));
-    bprintf(buf, cap, len, "%*s%s%s", depth * 2, "", name ? name : "", name ? ": " : "");
+    fs_module_appendf(buf, cap, len, "%*s%s%s", depth * 2, "", name ? name : "", name ? ": " : "");
     if (m->describe)
         m->describe(m, false, buf, cap, len);
     else
-        bprintf(buf, cap, len, "%s", m->kind);
+        fs_module_appendf(buf, cap, len, "%s", m->kind);
     for (int i = 0; i < m->nentries; i++)
-        bprintf(buf, cap, len, "%s%s %s", i ? ", " : "  [", m->entries[i].name,
+        fs_module_appendf(buf, cap, len, "%s%s %s", i ? ", " : "  [", m->entries[i].name,
                 FS_SHAPE(m->entries[i].t));
     if (m->nentries)
-        bprintf(buf, cap, len, "]");
+        fs_module_appendf(buf, cap, len, "]");
     if (m->nentries || m->nchildren)
-        bprintf(buf, cap, len, "  %s params", cnt);
-    bprintf(buf, cap, len, "\n");
+        fs_module_appendf(buf, cap, len, "  %s params", cnt);
+    fs_module_appendf(buf, cap, len, "\n");
     for (int i = 0; i < m->nchildren; i++)
         format_rec(m->children[i], m->child_names[i], depth + 1, buf, cap, len);
 }
@@ -580,314 +625,4 @@ char *fs_module_spec(fs_module *m)
         return fs_set_error("save: the module description is too long"), NULL;
     }
     return buf;
-}
-
-/* ---- layer modules ---- */
-
-static fs_tensor *entry(fs_module *m, const char *name)
-{
-    for (int i = 0; i < m->nentries; i++)
-        if (strcmp(m->entries[i].name, name) == 0)
-            return m->entries[i].t;
-    return NULL;
-}
-
-static const char *tf(bool b) { return b ? "true" : "false"; }
-
-static fs_tensor *conv_forward(fs_module *m, fs_tensor *x)
-{
-    return fs_conv2d(x, entry(m, "weight"), entry(m, "bias"), &m->conv);
-}
-
-static void conv_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    const fs_conv2d_args *a = &m->conv;
-    if (spec)
-        bprintf(b, cap, len, "conv2d{in_channels=%lld, out_channels=%lld, kernel={%lld, %lld}, "
-                "stride={%lld, %lld}, padding={%lld, %lld}, dilation={%lld, %lld}, bias=%s}",
-                (long long)m->in_features, (long long)m->out_features, (long long)m->kernel[0],
-                (long long)m->kernel[1], (long long)a->stride[0], (long long)a->stride[1],
-                (long long)a->padding[0], (long long)a->padding[1], (long long)a->dilation[0],
-                (long long)a->dilation[1], tf(entry(m, "bias") != NULL));
-    else
-        bprintf(b, cap, len, "Conv2d(%lld, %lld, kernel_size=(%lld, %lld), stride=(%lld, %lld), "
-                "padding=(%lld, %lld), bias=%s)", (long long)m->in_features,
-                (long long)m->out_features, (long long)m->kernel[0], (long long)m->kernel[1],
-                (long long)a->stride[0], (long long)a->stride[1], (long long)a->padding[0],
-                (long long)a->padding[1], entry(m, "bias") ? "True" : "False");
-}
-
-/* U(-bound, bound) with bound = 1/sqrt(fan_in): PyTorch's kaiming_uniform_(a=sqrt(5)) and its
- * bias rule give the same bound. */
-static fs_tensor *uniform_param(int ndim, const int64_t *size, double bound, fs_generator *g)
-{
-    fs_tensor *t = fs_tensor_new(ndim, size);
-    if (t && fs_tensor_uniform_(t, g, (float)-bound, (float)bound) < 0) {
-        fs_tensor_release(t);
-        return NULL;
-    }
-    return t;
-}
-
-static fs_module *finish(fs_module *m, int rc)
-{
-    if (rc == 0)
-        rc = fs_module_flatten(m);
-    if (rc < 0) {
-        fs_module_release(m);
-        return NULL;
-    }
-    return m;
-}
-
-fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
-                        const fs_conv2d_args *a, bool bias, fs_generator *g)
-{
-    if (in_ch < 1 || out_ch < 1 || kh < 1 || kw < 1)
-        return fs_set_error("conv2d: in_channels %lld, out_channels %lld and kernel (%lld, %lld) "
-                            "must be >= 1", (long long)in_ch, (long long)out_ch, (long long)kh,
-                            (long long)kw), NULL;
-    if (a->groups != 1)
-        return fs_set_error("conv2d module: groups other than 1 are not supported"), NULL;
-    if (a->stride[0] < 1 || a->stride[1] < 1 || a->dilation[0] < 1 || a->dilation[1] < 1 ||
-        a->padding[0] < 0 || a->padding[1] < 0)
-        return fs_set_error("conv2d: stride and dilation must be >= 1 and padding >= 0"), NULL;
-    fs_module *m = fs_module_new("Conv2d", conv_forward);
-    if (!m)
-        return NULL;
-    m->describe = conv_describe;
-    m->conv = *a;
-    m->in_features = in_ch;
-    m->out_features = out_ch;
-    m->kernel[0] = kh;
-    m->kernel[1] = kw;
-    double bound = 1.0 / sqrt((double)(in_ch * kh * kw));
-    int rc = fs_module_add_param(m, "weight",
-                                 uniform_param(4, (int64_t[]){out_ch, in_ch, kh, kw}, bound, g));
-    if (rc == 0 && bias)
-        rc = fs_module_add_param(m, "bias", uniform_param(1, &out_ch, bound, g));
-    return finish(m, rc);
-}
-
-static fs_tensor *linear_forward(fs_module *m, fs_tensor *x)
-{
-    return fs_linear(x, entry(m, "weight"), entry(m, "bias"));
-}
-
-static void linear_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    if (spec)
-        bprintf(b, cap, len, "linear{in_features=%lld, out_features=%lld, bias=%s}",
-                (long long)m->in_features, (long long)m->out_features,
-                tf(entry(m, "bias") != NULL));
-    else
-        bprintf(b, cap, len, "Linear(in_features=%lld, out_features=%lld, bias=%s)",
-                (long long)m->in_features, (long long)m->out_features,
-                entry(m, "bias") ? "True" : "False");
-}
-
-fs_module *fs_nn_linear(int64_t in_f, int64_t out_f, bool bias, fs_generator *g)
-{
-    if (in_f < 1 || out_f < 1)
-        return fs_set_error("linear: in_features %lld and out_features %lld must be >= 1",
-                            (long long)in_f, (long long)out_f), NULL;
-    fs_module *m = fs_module_new("Linear", linear_forward);
-    if (!m)
-        return NULL;
-    m->describe = linear_describe;
-    m->in_features = in_f;
-    m->out_features = out_f;
-    double bound = 1.0 / sqrt((double)in_f);
-    int rc = fs_module_add_param(m, "weight", uniform_param(2, (int64_t[]){out_f, in_f}, bound, g));
-    if (rc == 0 && bias)
-        rc = fs_module_add_param(m, "bias", uniform_param(1, &out_f, bound, g));
-    return finish(m, rc);
-}
-
-static fs_tensor *bn_forward(fs_module *m, fs_tensor *x)
-{
-    fs_tensor *y = fs_batch_norm(x, entry(m, "running_mean"), entry(m, "running_var"),
-                                 entry(m, "weight"), entry(m, "bias"), m->training, m->momentum,
-                                 m->eps);
-    if (y && m->training) {
-        fs_tensor *nbt = entry(m, "num_batches_tracked");
-        if (nbt)
-            *fs_data(nbt) += 1.0f;
-    }
-    return y;
-}
-
-static void bn_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    if (spec)
-        bprintf(b, cap, len, "batchnorm2d{num_features=%lld, eps=%.17g, momentum=%.17g}",
-                (long long)m->in_features, m->eps, m->momentum);
-    else
-        bprintf(b, cap, len, "BatchNorm2d(%lld, eps=%g, momentum=%g)", (long long)m->in_features,
-                m->eps, m->momentum);
-}
-
-fs_module *fs_nn_batchnorm2d(int64_t features, double eps, double momentum)
-{
-    if (features < 1)
-        return fs_set_error("batchnorm2d: num_features %lld must be >= 1", (long long)features),
-               NULL;
-    fs_module *m = fs_module_new("BatchNorm2d", bn_forward);
-    if (!m)
-        return NULL;
-    m->describe = bn_describe;
-    m->in_features = features;
-    m->eps = eps;
-    m->momentum = momentum;
-    int rc = fs_module_add_param(m, "weight", fs_tensor_full(1, &features, 1.0f));
-    if (rc == 0)
-        rc = fs_module_add_param(m, "bias", fs_tensor_zeros(1, &features));
-    if (rc == 0)
-        rc = fs_module_add_buffer(m, "running_mean", fs_tensor_zeros(1, &features));
-    if (rc == 0)
-        rc = fs_module_add_buffer(m, "running_var", fs_tensor_full(1, &features, 1.0f));
-    if (rc == 0)
-        rc = fs_module_add_buffer(m, "num_batches_tracked", fs_tensor_scalar(0.0f));
-    return finish(m, rc);
-}
-
-static fs_tensor *relu_forward(fs_module *m, fs_tensor *x)
-{
-    (void)m;
-    return fs_relu(x);
-}
-
-static void relu_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    (void)m;
-    bprintf(b, cap, len, spec ? "relu{}" : "ReLU()");
-}
-
-fs_module *fs_nn_relu(void)
-{
-    fs_module *m = fs_module_new("ReLU", relu_forward);
-    if (m)
-        m->describe = relu_describe;
-    return m;
-}
-
-static fs_tensor *maxpool_forward(fs_module *m, fs_tensor *x)
-{
-    return fs_max_pool2d(x, &m->pool);
-}
-
-static void maxpool_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    const fs_pool2d_args *a = &m->pool;
-    bprintf(b, cap, len,
-            spec ? "maxpool2d{kernel={%lld, %lld}, stride={%lld, %lld}, padding={%lld, %lld}}"
-                 : "MaxPool2d(kernel_size=(%lld, %lld), stride=(%lld, %lld), padding=(%lld, %lld))",
-            (long long)a->kernel[0], (long long)a->kernel[1], (long long)a->stride[0],
-            (long long)a->stride[1], (long long)a->padding[0], (long long)a->padding[1]);
-}
-
-fs_module *fs_nn_maxpool2d(const fs_pool2d_args *a)
-{
-    if (a->kernel[0] < 1 || a->kernel[1] < 1)
-        return fs_set_error("maxpool2d: kernel must be >= 1"), NULL;
-    fs_module *m = fs_module_new("MaxPool2d", maxpool_forward);
-    if (!m)
-        return NULL;
-    m->describe = maxpool_describe;
-    m->pool = *a;
-    for (int d = 0; d < 2; d++)
-        if (m->pool.stride[d] == 0)
-            m->pool.stride[d] = m->pool.kernel[d];
-    return m;
-}
-
-static fs_tensor *avgpool_forward(fs_module *m, fs_tensor *x)
-{
-    return fs_adaptive_avg_pool2d(x, m->kernel[0], m->kernel[1]);
-}
-
-static void avgpool_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    bprintf(b, cap, len,
-            spec ? "adaptive_avgpool2d{output_size={%lld, %lld}}"
-                 : "AdaptiveAvgPool2d(output_size=(%lld, %lld))",
-            (long long)m->kernel[0], (long long)m->kernel[1]);
-}
-
-fs_module *fs_nn_adaptive_avgpool2d(int64_t oh, int64_t ow)
-{
-    if (oh < 1 || ow < 1)
-        return fs_set_error("adaptive_avgpool2d: output size must be >= 1"), NULL;
-    fs_module *m = fs_module_new("AdaptiveAvgPool2d", avgpool_forward);
-    if (!m)
-        return NULL;
-    m->describe = avgpool_describe;
-    m->kernel[0] = oh;
-    m->kernel[1] = ow;
-    return m;
-}
-
-static fs_tensor *flatten_forward(fs_module *m, fs_tensor *x)
-{
-    (void)m;
-    if (x->ndim < 1)
-        return fs_set_error("flatten: input must have a batch dim, got %s", FS_SHAPE(x)), NULL;
-    return fs_reshape(x, 2, (int64_t[]){x->size[0], -1});
-}
-
-static void flatten_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    (void)m;
-    bprintf(b, cap, len, spec ? "flatten{}" : "Flatten()");
-}
-
-fs_module *fs_nn_flatten(void)
-{
-    fs_module *m = fs_module_new("Flatten", flatten_forward);
-    if (m)
-        m->describe = flatten_describe;
-    return m;
-}
-
-static fs_tensor *sequential_forward(fs_module *m, fs_tensor *x)
-{
-    fs_tensor *cur = fs_tensor_retain(x);
-    for (int i = 0; i < m->nchildren && cur; i++) {
-        fs_tensor *next = fs_module_forward(m->children[i], cur);
-        fs_tensor_release(cur);
-        cur = next;
-    }
-    return cur;
-}
-
-static void sequential_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
-{
-    if (!spec) {
-        bprintf(b, cap, len, "Sequential");
-        return;
-    }
-    bprintf(b, cap, len, "sequential{");
-    for (int i = 0; i < m->nchildren; i++) {
-        fs_module *c = m->children[i];
-        if (i)
-            bprintf(b, cap, len, ", ");
-        if (c->describe) /* fs_module_spec checked that all can be described */
-            c->describe(c, true, b, cap, len);
-    }
-    bprintf(b, cap, len, "}");
-}
-
-fs_module *fs_nn_sequential(int n, fs_module *const *mods)
-{
-    fs_module *m = fs_module_new("Sequential", sequential_forward);
-    if (!m)
-        return NULL;
-    m->describe = sequential_describe;
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
-        char name[24];
-        snprintf(name, sizeof name, "%d", i);
-        rc = fs_module_add_child(m, name, mods[i]);
-    }
-    return finish(m, rc);
 }

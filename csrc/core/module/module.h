@@ -22,6 +22,7 @@
 #define FS_MODULE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "nn/nn.h"
 #include "tensor/tensor.h"
@@ -52,13 +53,10 @@ struct fs_module {
     int nchildren, capchildren;
     fs_module **children;
     char **child_names;
-    /* layer configuration (used by the kinds that need it) */
-    fs_conv2d_args conv;
-    fs_pool2d_args pool;
-    int64_t in_features, out_features;   /* conv: channels; linear: features; bn: features */
-    int64_t kernel[2];
-    double eps, momentum;
-    int64_t extra[4];                    /* kind-specific integers (resnet: in_ch, classes) */
+    /* the kind's settings (fs_conv2d_settings for "Conv2d", ...; NULL for kinds that have
+     * none), owned by the module: released with free_settings (NULL: free) */
+    void *settings;
+    void (*free_settings)(void *settings);
     /* flat storage (set on the module flatten was called on) */
     fs_tensor *flat;                     /* (P) all parameters */
     fs_tensor *flat_grad;                /* (P) all gradients */
@@ -66,6 +64,13 @@ struct fs_module {
 
 /* ---- building ---- */
 fs_module *fs_module_new(const char *kind, fs_module_forward_fn forward);
+/* Gives m a copy of settings (size bytes, freed with the module) and returns the copy; NULL
+ * with the error set when out of memory. A new kind of layer adds its settings struct. */
+void *fs_module_set_settings(fs_module *m, const void *settings, size_t size);
+/* m's settings when m is of the given kind, else NULL. */
+const void *fs_module_settings(const fs_module *m, const char *kind);
+/* The parameter or buffer of m with the given local name ("weight"), or NULL. */
+fs_tensor *fs_module_tensor(const fs_module *m, const char *name);
 fs_module *fs_module_retain(fs_module *m);
 void fs_module_release(fs_module *m);
 /* Registers a parameter (requires_grad set) or buffer; takes over the reference to t. */
@@ -74,6 +79,9 @@ int fs_module_add_buffer(fs_module *m, const char *name, fs_tensor *t);
 /* Appends a child (retained). */
 int fs_module_add_child(fs_module *m, const char *name, fs_module *child);
 fs_module *fs_module_child(const fs_module *m, const char *name);
+/* The submodule at a dotted path of child names ("layer1.0.conv1"; "" is root itself), not
+ * retained; NULL with the error set ("child: no submodule '...'") when there is none. */
+fs_module *fs_module_find(fs_module *root, const char *path);
 int fs_module_flatten(fs_module *m);
 int fs_module_ensure_grad(fs_module *m);
 /* While on (nestable), constructors skip flattening: a model built from many modules is
@@ -113,8 +121,38 @@ char *fs_module_format(fs_module *m);
 /* A malloc'ed constructor expression that rebuilds the architecture, e.g.
  * "resnet18{in_channels=1, num_classes=10}" or "sequential{conv2d{...}, relu{}}". */
 char *fs_module_spec(fs_module *m);
+/* Appends printf-style text to buf[cap] at *len (clipped at cap - 1): for describe functions. */
+void fs_module_appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
-/* ---- layer modules (PyTorch's default initialisation, drawn from g) ---- */
+/* ---- layers.c: layer modules (PyTorch's default initialisation, drawn from g) ---- */
+/* Bound of every size, stride, padding and dilation a constructor takes, and of a parameter's
+ * element count: a checkpoint's stored description (fs.nn.load) can name any number. */
+#define FS_MODULE_MAX_SIZE ((int64_t)INT32_MAX)
+/* Their settings (m->settings of the kind in the comment). */
+typedef struct fs_conv2d_settings {       /* "Conv2d" */
+    int64_t in_channels, out_channels, kernel[2];
+    fs_conv2d_args args;                  /* stride, padding, dilation (groups 1) */
+} fs_conv2d_settings;
+typedef struct fs_linear_settings {       /* "Linear" */
+    int64_t in_features, out_features;
+} fs_linear_settings;
+typedef struct fs_batchnorm_settings {    /* "BatchNorm2d" */
+    int64_t num_features;
+    double eps, momentum;
+} fs_batchnorm_settings;
+typedef struct fs_pool_settings {         /* "MaxPool2d" (stride 0 resolved to the kernel) */
+    fs_pool2d_args args;
+} fs_pool_settings;
+typedef struct fs_adaptive_pool_settings { /* "AdaptiveAvgPool2d" */
+    int64_t output_size[2];
+} fs_adaptive_pool_settings;
+typedef struct fs_resnet_settings {       /* "ResNet" */
+    int64_t in_channels, num_classes;     /* num_classes 0: no fc */
+} fs_resnet_settings;
 /* kaiming_uniform(a=sqrt(5)) weight = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias likewise. */
 fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
                         const fs_conv2d_args *a, bool bias, fs_generator *g);
@@ -131,5 +169,15 @@ fs_module *fs_nn_sequential(int n, fs_module *const *mods); /* children "0", "1"
 /* torchvision's resnet18: in_channels 1 or 3 (any >= 1), num_classes <= 0 for no fc
  * (the output is then the (N, 512) embedding). torchvision's initialisation. */
 fs_module *fs_resnet18(int64_t in_channels, int64_t num_classes, fs_generator *g);
+
+/* ---- models/from_spec.c ---- */
+/* 0 when spec is a constructor expression as fs_module_spec writes it (names, options and
+ * value types known), else -1 with the error set ("module description: ... at offset N").
+ * Nothing is built. */
+int fs_module_spec_check(const char *spec);
+/* Builds the module spec describes, parameters initialised from g (NULL: the default
+ * generator; a checkpoint's state dict then overwrites them); NULL with the error set (the check's, or a constructor's for numbers
+ * it refuses). Safe on any text: nothing is evaluated, every number is bounded. */
+fs_module *fs_module_from_spec(const char *spec, fs_generator *g);
 
 #endif

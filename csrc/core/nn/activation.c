@@ -114,12 +114,16 @@ static void softmax_forward(float *y, const float *x, line_shape ls, bool logs)
     }
 }
 
-/* i[0..2]: outer, D, inner; i[3]: log; saved[0]: y */
+/* A softmax node's context: the input as (outer, D, inner) lines, and log or not. */
+typedef struct { line_shape ls; bool logs; } softmax_ctx;
+
+/* saved[0]: y; ctx: a softmax_ctx */
 static int softmax_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const fs_tensor *yt = n->saved[0];
-    line_shape ls = {n->i[0], n->i[1], n->i[2]};
-    const bool logs = n->i[3] != 0;
+    const softmax_ctx *c = n->ctx;
+    line_shape ls = c->ls;
+    const bool logs = c->logs;
     const int64_t D = ls.d, I = ls.inner, L = ls.outer * ls.inner;
     fs_tensor *dx = fs_tensor_new(n->inputs[0]->ndim, n->inputs[0]->size);
     if (!dx)
@@ -156,17 +160,14 @@ static fs_tensor *softmax_op(const char *op, fs_tensor *x, int dim, bool logs)
     softmax_forward(fs_data(y), fs_data(xc), ls, logs);
     fs_tensor_release(xc);
     if (fs_any_requires_grad(1, &x)) {
-        fs_node *n = fs_node_new(op, softmax_backward_node, 1, &x);
+        softmax_ctx c = {ls, logs};
+        fs_node *n = fs_node_new_ctx(op, softmax_backward_node, 1, &x, &c, sizeof c);
         fs_tensor *ya = n ? fs_tensor_alias(y) : NULL;
         if (!ya) {
             fs_node_release(n);
             fs_tensor_release(y);
             return NULL;
         }
-        n->i[0] = ls.outer;
-        n->i[1] = ls.d;
-        n->i[2] = ls.inner;
-        n->i[3] = logs;
         n->saved[0] = ya;
         fs_node_attach(n, y);
     }

@@ -46,7 +46,14 @@ static inline float grad_factor(const float *dout, int64_t k, int64_t count, fs_
 
 /* ---- cross entropy and nll ---- */
 
-typedef struct { int64_t n, c, s; int64_t *labels; } class_ctx;
+/* A class loss node's context: input (n, c, s...) with s the product of the extra dims, the
+ * reduction, whether log-probabilities were given (nll), and a copy of the labels. */
+typedef struct {
+    int64_t n, c, s;
+    fs_reduction red;
+    bool nll;
+    int64_t *labels;
+} class_ctx;
 
 static void class_ctx_free(void *p)
 {
@@ -78,12 +85,12 @@ static int class_check(const char *op, const fs_tensor *x, const int64_t *labels
     return 0;
 }
 
-/* i[0]: reduction, i[1]: log-probabilities given (nll); saved[0]: x; ctx: labels */
+/* saved[0]: x; ctx: a class_ctx */
 static int class_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const class_ctx *cc = n->ctx;
-    const fs_reduction red = (fs_reduction)n->i[0];
-    const bool nll = n->i[1] != 0;
+    const fs_reduction red = cc->red;
+    const bool nll = cc->nll;
     const fs_tensor *x = n->saved[0];
     const int64_t N = cc->n, C = cc->c, S = cc->s, count = N * S;
     fs_tensor *dx = fs_tensor_new(x->ndim, x->size);
@@ -168,11 +175,11 @@ static fs_tensor *class_loss(const char *op, fs_tensor *x, const int64_t *labels
     }
     memcpy(lab, labels, (size_t)count * sizeof *lab);
     *ctx = cc;
+    ctx->red = red;
+    ctx->nll = nll;
     ctx->labels = lab;
     n->ctx = ctx;
     n->free_ctx = class_ctx_free;
-    n->i[0] = red;
-    n->i[1] = nll;
     n->saved[0] = xc;
     fs_node_attach(n, y);
     return y;
@@ -217,12 +224,16 @@ static inline float pair_grad(pair_kind k, float d, float beta)
     }
 }
 
-/* i[0]: kind, i[1]: reduction; f[0]: beta; saved[0]: input - target (contiguous) */
+/* A pair loss node's context. */
+typedef struct { pair_kind kind; fs_reduction red; float beta; } pair_ctx;
+
+/* saved[0]: input - target (contiguous); ctx: a pair_ctx */
 static int pair_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
-    const pair_kind kind = (pair_kind)n->i[0];
-    const fs_reduction red = (fs_reduction)n->i[1];
-    const float beta = (float)n->f[0];
+    const pair_ctx *c = n->ctx;
+    const pair_kind kind = c->kind;
+    const fs_reduction red = c->red;
+    const float beta = c->beta;
     const fs_tensor *diff = n->saved[0];
     const int64_t count = fs_numel(diff);
     fs_tensor *da = fs_tensor_new(diff->ndim, diff->size);
@@ -281,15 +292,13 @@ static fs_tensor *pair_loss_op(pair_kind kind, fs_tensor *a, fs_tensor *b, fs_re
         fs_tensor_release(diff);
         return y;
     }
-    fs_node *n = fs_node_new(op, pair_backward_node, 2, ins);
+    pair_ctx c = {kind, red, (float)beta};
+    fs_node *n = fs_node_new_ctx(op, pair_backward_node, 2, ins, &c, sizeof c);
     if (!n) {
         fs_tensor_release(diff);
         fs_tensor_release(y);
         return NULL;
     }
-    n->i[0] = kind;
-    n->i[1] = red;
-    n->f[0] = beta;
     n->saved[0] = diff;
     fs_node_attach(n, y);
     return y;

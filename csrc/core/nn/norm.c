@@ -79,13 +79,16 @@ static void row_dot(const float *g, const float *p, int64_t n, float m, double *
     *sgp += t;
 }
 
-/* i[0]: training; saved: x (contiguous), mean (C), invstd (C), weight (contiguous) or NULL */
+/* The node's context: batch statistics (training) or running ones (eval) were used. */
+typedef struct { bool training; } batch_norm_ctx;
+
+/* saved: x (contiguous), mean (C), invstd (C), weight (contiguous) or NULL; ctx: training */
 static int batch_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const fs_tensor *x = n->saved[0], *wt = n->saved[3];
     const float *mean = fs_data(n->saved[1]), *invstd = fs_data(n->saved[2]);
     const float *xd = fs_data(x), *dy = fs_data(dout), *wd = wt ? fs_data(wt) : NULL;
-    const bool training = n->i[0] != 0;
+    const bool training = ((const batch_norm_ctx *)n->ctx)->training;
     const int64_t N = x->size[0], C = x->size[1], S = fs_numel(x) / (N * C != 0 ? N * C : 1);
     const int64_t M = N * S;
     fs_tensor *dx = NULL, *dw = NULL, *db = NULL;
@@ -223,10 +226,10 @@ fs_tensor *fs_batch_norm(fs_tensor *x, fs_tensor *running_mean, fs_tensor *runni
 
     fs_tensor *ins[3] = {x, weight, bias};
     if (fs_any_requires_grad(3, ins)) {
-        fs_node *n = fs_node_new("batch_norm", batch_norm_backward_node, 3, ins);
+        batch_norm_ctx c = {training};
+        fs_node *n = fs_node_new_ctx("batch_norm", batch_norm_backward_node, 3, ins, &c, sizeof c);
         if (!n)
             goto fail;
-        n->i[0] = training;
         n->saved[0] = xc;
         n->saved[1] = mean;
         n->saved[2] = invstd;

@@ -236,11 +236,14 @@ static inline void avg_window(const pool_shape *s, bool adaptive, int64_t oh, in
     *div = (float)(s->count_include_pad ? padded : (a1 - a0) * (b1 - b0));
 }
 
-/* i[0]: adaptive; ctx: shape */
+/* An average pool node's context: the shape, and adaptive windows or fixed ones. */
+typedef struct { pool_shape s; bool adaptive; } avg_ctx;
+
 static int avg_pool_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
-    const pool_shape *s = n->ctx;
-    const bool adaptive = n->i[0] != 0;
+    const avg_ctx *c = n->ctx;
+    const pool_shape *s = &c->s;
+    const bool adaptive = c->adaptive;
     fs_tensor *dx = fs_tensor_zeros(n->inputs[0]->ndim, n->inputs[0]->size);
     if (!dx)
         return -1;
@@ -293,12 +296,12 @@ static fs_tensor *avg_pool(const char *op, fs_tensor *x, const pool_shape *s, bo
     fs_tensor_release(xc);
     if (!fs_any_requires_grad(1, &x))
         return y;
-    fs_node *n = fs_node_new_ctx(op, avg_pool_backward_node, 1, &x, s, sizeof *s);
+    avg_ctx c = {*s, adaptive};
+    fs_node *n = fs_node_new_ctx(op, avg_pool_backward_node, 1, &x, &c, sizeof c);
     if (!n) {
         fs_tensor_release(y);
         return NULL;
     }
-    n->i[0] = adaptive;
     fs_node_attach(n, y);
     return y;
 }
@@ -327,5 +330,8 @@ fs_tensor *fs_adaptive_avg_pool2d(fs_tensor *x, int64_t oh, int64_t ow)
     s.w = x->size[o + 2];
     s.oh = oh;
     s.ow = ow;
+    if (oh > INT32_MAX || ow > INT32_MAX || (s.planes && oh * ow > INT64_MAX / 4 / s.planes))
+        return fs_set_error("%s: output size (%lld, %lld) is too large for input %s", op,
+                            (long long)oh, (long long)ow, FS_SHAPE(x)), NULL;
     return avg_pool(op, x, &s, true);
 }

@@ -169,9 +169,12 @@ static fs_tensor *grad_to(fs_tensor *g, const fs_tensor *like)
     return r;
 }
 
+/* The node's context: which op. */
+typedef struct { fs_binary_op op; } binary_ctx;
+
 static int binary_backward(fs_node *n, const fs_tensor *dout_c, fs_tensor **din)
 {
-    fs_binary_op op = (fs_binary_op)n->i[0];
+    fs_binary_op op = ((const binary_ctx *)n->ctx)->op;
     fs_tensor *a = n->inputs[0], *b = n->inputs[1];
     fs_tensor *dout = (fs_tensor *)dout_c;
     bool wa = fs_node_wants(n, 0), wb = fs_node_wants(n, 1);
@@ -269,11 +272,16 @@ fs_tensor *fs_binary(fs_binary_op op, fs_tensor *a, fs_tensor *b)
     fs_tensor *out = binary_forward(op, a, b);
     if (!out || (op >= FS_EQ && op <= FS_GE))
         return out;
-    fs_node *n = fs_node_maybe_new(fs_binary_name(op), binary_backward, 2, (fs_tensor *[]){a, b});
-    if (n) {
-        n->i[0] = op;
-        fs_node_attach(n, out);
+    fs_tensor *ins[2] = {a, b};
+    if (!fs_any_requires_grad(2, ins))
+        return out;
+    binary_ctx c = {op};
+    fs_node *n = fs_node_new_ctx(fs_binary_name(op), binary_backward, 2, ins, &c, sizeof c);
+    if (!n) {
+        fs_tensor_release(out);
+        return NULL;
     }
+    fs_node_attach(n, out);
     return out;
 }
 
@@ -327,17 +335,21 @@ static fs_tensor *map_unary(fs_tensor *a, int op, float lo, float hi)
     return out;
 }
 
+/* The node's context: the op (an fs_unary_op, or -1 for clamp to [lo, hi]). */
+typedef struct { int op; float lo, hi; } unary_ctx;
+
 /* saved[0] = a (contiguous), saved[1] = out alias. din = dout * f'(a). */
 static int unary_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 {
-    int op = (int)n->i[0];
+    const unary_ctx *c = n->ctx;
+    int op = c->op;
     const fs_tensor *a = n->saved[0], *y = n->saved[1];
     fs_tensor *g = fs_tensor_new(dout->ndim, dout->size);
     if (!g)
         return -1;
     const float *x = fs_data(a), *o = fs_data(y), *d = fs_data(dout);
     float *p = fs_data(g);
-    float lo = (float)n->f[0], hi = (float)n->f[1];
+    float lo = c->lo, hi = c->hi;
     int64_t m = fs_numel(g);
     /* One loop per op, so each vectorises. */
 #define GRAD_LOOP(EXPR)                                                      \
@@ -362,12 +374,14 @@ static int unary_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 static fs_tensor *unary_record(fs_tensor *a, fs_tensor *out, int op, const char *name, float lo,
                                float hi)
 {
-    fs_node *n = fs_node_maybe_new(name, unary_backward, 1, &a);
-    if (!n)
+    if (!fs_any_requires_grad(1, &a))
         return out;
-    n->i[0] = op;
-    n->f[0] = lo;
-    n->f[1] = hi;
+    unary_ctx c = {op, lo, hi};
+    fs_node *n = fs_node_new_ctx(name, unary_backward, 1, &a, &c, sizeof c);
+    if (!n) {
+        fs_tensor_release(out);
+        return NULL;
+    }
     n->saved[0] = fs_is_contiguous(a) ? fs_tensor_alias(a) : fs_tensor_contiguous_copy(a);
     n->saved[1] = fs_tensor_alias(out);
     if (!n->saved[0] || !n->saved[1]) {

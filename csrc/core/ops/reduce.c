@@ -85,13 +85,17 @@ static void reduce_kernel(red_kind kind, bool unbiased, const red_geom *g, const
     }
 }
 
+/* The node's context: the reduction and the input seen as (outer, len, inner). */
+typedef struct { red_kind kind; bool unbiased; int64_t outer, len, inner; } reduce_ctx;
+
 /* dout (reduced shape) broadcast back over the reduced dim, as a contiguous (outer, len, inner). */
 static int reduce_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 {
     fs_tensor *a = n->inputs[0];
-    red_kind kind = (red_kind)n->i[0];
-    red_geom g = {.outer = n->i[1], .len = n->i[2], .inner = n->i[3]};
-    bool unbiased = n->i[4];
+    const reduce_ctx *c = n->ctx;
+    red_kind kind = c->kind;
+    red_geom g = {.outer = c->outer, .len = c->len, .inner = c->inner};
+    bool unbiased = c->unbiased;
     fs_tensor *out = fs_tensor_new(a->ndim, a->size);
     if (!out)
         return -1;
@@ -134,13 +138,14 @@ static fs_tensor *reduce(red_kind kind, const char *op, fs_tensor *a, int dim, b
         return NULL;
     }
     reduce_kernel(kind, unbiased, &g, fs_data(x), fs_data(out));
-    fs_node *n = fs_node_maybe_new(op, reduce_backward, 1, &a);
-    if (n) {
-        n->i[0] = kind;
-        n->i[1] = g.outer;
-        n->i[2] = g.len;
-        n->i[3] = g.inner;
-        n->i[4] = unbiased;
+    if (fs_any_requires_grad(1, &a)) {
+        reduce_ctx c = {kind, unbiased, g.outer, g.len, g.inner};
+        fs_node *n = fs_node_new_ctx(op, reduce_backward, 1, &a, &c, sizeof c);
+        if (!n) {
+            fs_tensor_release(x);
+            fs_tensor_release(out);
+            return NULL;
+        }
         if (kind == R_VAR)
             n->saved[0] = fs_tensor_retain(x);
         fs_node_attach(n, out);
@@ -159,12 +164,18 @@ fs_tensor *fs_var(fs_tensor *a, int dim, bool keepdim, bool unbiased)
 
 /* ---- max / min: the gradient goes to the chosen element ---- */
 
-/* saved: nothing; ctx = int64 indices into (outer, len, inner) along len, one per output. */
+/* The node's context: the input as (outer, len, inner) and the chosen index along len of each
+ * of the outer * inner outputs. Allocated with fs_alloc at its full size (it is also the
+ * forward's index buffer). */
+typedef struct { int64_t outer, len, inner; int64_t idx[]; } maxmin_ctx;
+
+/* saved: nothing; ctx: a maxmin_ctx. */
 static int maxmin_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 {
     fs_tensor *a = n->inputs[0];
-    const int64_t *idx = n->ctx;
-    int64_t outer = n->i[1], len = n->i[2], inner = n->i[3];
+    const maxmin_ctx *c = n->ctx;
+    const int64_t *idx = c->idx;
+    int64_t outer = c->outer, len = c->len, inner = c->inner;
     fs_tensor *out = fs_tensor_zeros(a->ndim, a->size);
     if (!out)
         return -1;
@@ -189,7 +200,9 @@ static fs_tensor *maxmin(fs_tensor *a, int dim, bool keepdim, bool is_min, int64
     }
     fs_tensor *x = contiguous_input(a);
     fs_tensor *out = x ? fs_tensor_new(g.out_ndim, g.out_size) : NULL;
-    int64_t *idx = out ? fs_alloc((size_t)(g.outer * g.inner + 1) * sizeof(int64_t)) : NULL;
+    maxmin_ctx *c = out ? fs_alloc(sizeof *c + (size_t)(g.outer * g.inner + 1) * sizeof(int64_t))
+                        : NULL;
+    int64_t *idx = c ? c->idx : NULL;
     if (!idx) {
         fs_tensor_release(x);
         fs_tensor_release(out);
@@ -218,7 +231,7 @@ static fs_tensor *maxmin(fs_tensor *a, int dim, bool keepdim, bool is_min, int64
     if (indices) {
         *indices = fs_alloc((size_t)(g.outer * g.inner + 1) * sizeof(int64_t));
         if (!*indices) {
-            fs_free(idx);
+            fs_free(c);
             fs_tensor_release(out);
             return NULL;
         }
@@ -226,14 +239,14 @@ static fs_tensor *maxmin(fs_tensor *a, int dim, bool keepdim, bool is_min, int64
     }
     fs_node *n = fs_node_maybe_new(op, maxmin_backward, 1, &a);
     if (n) {
-        n->i[1] = g.outer;
-        n->i[2] = g.len;
-        n->i[3] = g.inner;
-        n->ctx = idx;
+        c->outer = g.outer;
+        c->len = g.len;
+        c->inner = g.inner;
+        n->ctx = c;
         n->free_ctx = fs_free;
         fs_node_attach(n, out);
     } else
-        fs_free(idx);
+        fs_free(c);
     return out;
 }
 

@@ -12,18 +12,23 @@
 
 typedef enum { V_VIEW, V_PERMUTE, V_NARROW, V_SELECT, V_EXPAND } view_kind;
 
+/* A view node's context: the kind and its parameters (permute: the permutation; narrow: dim,
+ * start, length; select: dim, index; view and expand: none, the shapes say it all). */
+typedef struct { view_kind kind; int64_t p[FS_MAX_DIM]; } view_ctx;
+
 static fs_tensor *apply_view(const fs_node *n, const fs_tensor *t)
 {
-    switch ((view_kind)n->i[0]) {
+    const view_ctx *c = n->ctx;
+    switch (c->kind) {
     case V_VIEW: return fs_view_raw(t, n->out_ndim, n->out_size);
     case V_PERMUTE: {
         int perm[FS_MAX_DIM];
         for (int d = 0; d < t->ndim; d++)
-            perm[d] = (int)n->i[1 + d];
+            perm[d] = (int)c->p[d];
         return fs_permute_raw(t, perm);
     }
-    case V_NARROW: return fs_narrow_raw(t, (int)n->i[1], n->i[2], n->i[3]);
-    case V_SELECT: return fs_select_raw(t, (int)n->i[1], n->i[2]);
+    case V_NARROW: return fs_narrow_raw(t, (int)c->p[0], c->p[1], c->p[2]);
+    case V_SELECT: return fs_select_raw(t, (int)c->p[0], c->p[1]);
     case V_EXPAND: break;
     }
     return NULL;
@@ -32,7 +37,7 @@ static fs_tensor *apply_view(const fs_node *n, const fs_tensor *t)
 static int view_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 {
     fs_tensor *a = n->inputs[0];
-    if (n->i[0] == V_EXPAND)
+    if (((const view_ctx *)n->ctx)->kind == V_EXPAND)
         return (din[0] = fs_sum_to_shape(dout, a->ndim, a->size)) ? 0 : -1;
     fs_tensor *z = fs_tensor_zeros(a->ndim, a->size);
     fs_tensor *zv = z ? apply_view(n, z) : NULL;
@@ -46,19 +51,21 @@ static int view_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
     return 0;
 }
 
-/* Records a view node for out = view(a); params go to n->i[1..]. */
+/* Records a view node for out = view(a) with its nparams (<= FS_MAX_DIM) parameters. */
 static fs_tensor *record_view(fs_tensor *a, fs_tensor *out, const char *name, view_kind kind,
                               const int64_t *params, int nparams)
 {
-    if (!out)
+    if (!out || !fs_any_requires_grad(1, &a))
+        return out;
+    view_ctx c = {kind, {0}};
+    for (int k = 0; k < nparams; k++)
+        c.p[k] = params[k];
+    fs_node *n = fs_node_new_ctx(name, view_backward, 1, &a, &c, sizeof c);
+    if (!n) {
+        fs_tensor_release(out);
         return NULL;
-    fs_node *n = fs_node_maybe_new(name, view_backward, 1, &a);
-    if (n) {
-        n->i[0] = kind;
-        for (int k = 0; k < nparams; k++)
-            n->i[1 + k] = params[k];
-        fs_node_attach(n, out);
     }
+    fs_node_attach(n, out);
     return out;
 }
 
@@ -163,9 +170,12 @@ fs_tensor *fs_contiguous(fs_tensor *a)
 
 /* ---- cat / stack ---- */
 
+/* The node's context: the dim the inputs were joined along. */
+typedef struct { int dim; } cat_ctx;
+
 static int cat_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 {
-    int dim = (int)n->i[0];
+    int dim = ((const cat_ctx *)n->ctx)->dim;
     int64_t start = 0;
     for (int k = 0; k < n->ninputs; k++) {
         int64_t len = n->inputs[k]->size[dim];
@@ -227,9 +237,13 @@ fs_tensor *fs_cat(int n, fs_tensor *const *ts, int dim)
         }
         start += ts[k]->size[dim];
     }
-    fs_node *node = fs_node_maybe_new("cat", cat_backward, n, ts);
-    if (node) {
-        node->i[0] = dim;
+    if (fs_any_requires_grad(n, ts)) {
+        cat_ctx c = {dim};
+        fs_node *node = fs_node_new_ctx("cat", cat_backward, n, ts, &c, sizeof c);
+        if (!node) {
+            fs_tensor_release(out);
+            return NULL;
+        }
         fs_node_attach(node, out);
     }
     return out;
@@ -273,12 +287,16 @@ fs_tensor *fs_stack(int n, fs_tensor *const *ts, int dim)
 
 /* ---- index_select ---- */
 
+/* The node's context (fs_alloc'ed at its full size): the dim and the count indices. */
+typedef struct { int dim; int64_t count; int64_t index[]; } index_select_ctx;
+
 static int index_select_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 {
     fs_tensor *a = n->inputs[0];
-    int dim = (int)n->i[0];
-    int64_t count = n->i[1];
-    const int64_t *index = n->ctx;
+    const index_select_ctx *c = n->ctx;
+    int dim = c->dim;
+    int64_t count = c->count;
+    const int64_t *index = c->index;
     fs_tensor *z = fs_tensor_zeros(a->ndim, a->size);
     if (!z)
         return -1;
@@ -332,16 +350,16 @@ fs_tensor *fs_index_select(fs_tensor *a, int dim, int n, const int64_t *index)
     }
     fs_node *node = fs_node_maybe_new("index_select", index_select_backward, 1, &a);
     if (node) {
-        int64_t *copy = fs_alloc((size_t)(n + 1) * sizeof(int64_t));
-        if (!copy) {
+        index_select_ctx *c = fs_alloc(sizeof *c + (size_t)n * sizeof(int64_t));
+        if (!c) {
             fs_node_release(node);
             fs_tensor_release(out);
             return NULL;
         }
-        memcpy(copy, index, (size_t)n * sizeof(int64_t));
-        node->i[0] = dim;
-        node->i[1] = n;
-        node->ctx = copy;
+        c->dim = dim;
+        c->count = n;
+        memcpy(c->index, index, (size_t)n * sizeof(int64_t));
+        node->ctx = c;
         node->free_ctx = fs_free;
         fs_node_attach(node, out);
     }
