@@ -28,6 +28,58 @@ local CASES = {
   {"fs.zeros({3}):index_select(1, {2^62})", "index_select: index 4611686018427387904 out of range for dim 1"},
   {"fs.cat({fs.zeros({2, 3}), fs.zeros({2, 4})}, 1)", "cat"},
   {"fs.stack({}, 1)", "stack"},
+  -- documented calls that used to crash: they must succeed (expected = false)
+  {"fs.nn.resnet18()", false},
+  {"fs.nn.linear(4, 2)", false},
+  {"fs.nn.sequential{fs.nn.linear(4, 2), fs.nn.relu()}", false},
+  {"fs.nn.linear(4, 2)(fs.zeros({3, 4}))", false},
+  -- module constructors and options
+  {"fs.nn.linear(4, 2, {biass = false})", "unknown option 'biass' (did you mean 'bias'?)"},
+  {"fs.nn.conv2d{in_channels = 65536, out_channels = 65536, kernel = 3}", "conv2d"},
+  {"fs.nn.resnet18{in_channels = 2^62}", "resnet18"},
+  {"fs.nn.linear(4, 2)(nil)", "fewshot.Tensor expected"},
+  {"fs.nn.linear(4, 2)(fs.zeros({3, 5}))", "(3, 5)"},
+  {"fs.nn.linear(-4, 2)", "linear"},
+  {"fs.nn.batchnorm2d(0)", "batchnorm2d"},
+  {"fs.nn.maxpool2d{}", "kernel"},
+  {"fs.optim.adam(fs.nn.linear(4, 2), {lr = -1})", "lr"},
+  {"fs.optim.adam(fs.nn.linear(4, 2), {betas = {1.5, 0.9}})", "beta"},
+  {"fs.optim.adam(fs.nn.linear(4, 2), {learning_rate = 1})", "unknown option 'learning_rate'"},
+  {"fs.optim.sgd(fs.nn.linear(4, 2), {lr = 0.1, momentun = 0.9})", "unknown option 'momentun' (did you mean 'momentum'?)"},
+  {"fs.nn.load('/nonexistent.safetensors')", "/nonexistent.safetensors"},
+  {"fs.nn.load('/tmp')", "is a directory"},
+  {"fs.io.load('/tmp')", "is a directory"},
+  {"fs.io.load_npy('/tmp')", "is a directory"},
+  {"fs.io.load_idx('/nonexistent')", "read_idx: cannot open '/nonexistent'"},
+  {"fs.io.save('/nonexistent/dir/x.safetensors', {a = fs.zeros({2})})", "/nonexistent/dir/x.safetensors"},
+  {"local t = fs.zeros({2}); t:close(); fs.io.save('/tmp/fs_misuse.safetensors', {a = t})", "attempt to use a closed tensor"},
+  {"fs.io.save_npy('/nonexistent/dir/x.npy', fs.zeros({2}))", "/nonexistent/dir/x.npy"},
+  {"fs.image.write('/tmp/fs_misuse.png', fs.full({2, 2}, 0/0))", "png"},
+  {"fs.image.write('/tmp/fs_misuse.png', fs.zeros({2, 2, 2, 2}))", "png"},
+  -- autograd
+  {"fs.zeros({2}):backward()", "backward"},
+  {"local x = fs.zeros({2}, {requires_grad = true}); (x * 2):backward()", "backward"},
+  {"local x = fs.zeros({2}, {requires_grad = true}); (x * 2):sum():backward(fs.zeros({3}))", "backward"},
+  {"local x = fs.zeros({2}, {requires_grad = true}); local y = (x * x):sum(); y:backward(); y:backward()", "backward"},
+  {"fs.zeros({2}, {requires_grad = 'yes', extra = 1})", "unknown option 'extra'"},
+  {"fs.optim.step_lr(fs.optim.adam(fs.nn.linear(2, 2)), {})", "fs.optim.step_lr: option 'step' (>= 1) is required"},
+  {"fs.optim.step_lr(fs.optim.adam(fs.nn.linear(2, 2)), {step = 2, gama = 0.5})", "unknown option 'gama' (did you mean 'gamma'?)"},
+  -- generators and seeds
+  {"fs.generator('abc')", "generator"},
+  {"fs.rand({2}, {lo = 0})", "rand: unknown option 'lo'"},
+  {"fs.randn({2}, {sdt = 1})", "randn: unknown option 'sdt' (did you mean 'std'?)"},
+  {"fs.arange(3, {requires_grads = true})", "arange: unknown option 'requires_grads' (did you mean 'requires_grad'?)"},
+  {"local x = fs.zeros({2}, {requires_grad = true}); (x * x):sum():backward({retain = true})", "backward: unknown option 'retain' (did you mean 'retain_graph'?)"},
+  {"fs.generator(1):randint(0)", "randint"},
+  {"fs.generator(1):permutation(-1)", "permutation"},
+  {"fs.manual_seed('x')", "manual_seed"},
+  -- tensors from Lua values
+  {"fs.tensor({{1, 2}, {3}})", "tensor"},
+  {"fs.tensor({1, 'a'})", "tensor"},
+  {"fs.tensor({}):item()", "item"},
+  {"fs.zeros({2, 2}):get(3, 1)", "get"},
+  {"fs.zeros({2, 2}):get(1e6, 1)", "get"},
+  {"fs.zeros({2, 2}):set(1, 1)", "set"},
   -- closed tensors
   {"local t = fs.zeros({2}); t:close(); return t + 1", "attempt to use a closed tensor"},
   {"local t = fs.zeros({2}); t:close(); return t:shape()", "attempt to use a closed tensor"},
@@ -113,13 +165,19 @@ describe("misuse table", function()
         totals.crash = totals.crash + 1
         error(("crashed (exit %d): %s"):format(status, out))
       end
-      local ok = out:find(expected, 1, true) ~= nil and out:sub(1, 6) == "ERROR "
+      local ok
+      if expected == false then -- a documented call: it must run without an error
+        ok = out == "NOERROR"
+      else
+        ok = out:find(expected, 1, true) ~= nil and out:sub(1, 6) == "ERROR "
+      end
       totals[ok and "clear" or "unclear"] = totals[ok and "clear" or "unclear"] + 1
-      assert(ok, ("expected an error containing %q, got: %s"):format(expected, out))
+      assert(ok, expected and ("expected an error containing %q, got: %s"):format(expected, out)
+        or ("expected no error, got: %s"):format(out))
     end)
   end
-  it("has at least 70 cases, and reports its totals", function()
-    assert.is_true(#CASES >= 70, #CASES .. " cases")
+  it("has at least 100 cases, and reports its totals", function()
+    assert.is_true(#CASES >= 100, #CASES .. " cases")
     io.stderr:write(("\n# misuse table: %d cases, %d clear, %d unclear, %d crashed\n"):format(
       #CASES, totals.clear, totals.unclear, totals.crash))
   end)

@@ -234,6 +234,10 @@ static int edit_distance(const char *a, const char *b)
 
 static const char *nearest_key(const char *key, const char *const *keys)
 {
+    size_t klen = strlen(key);
+    for (int i = 0; keys[i]; i++) /* a shortened key: "retain" for "retain_graph" */
+        if (klen >= 3 && strncmp(keys[i], key, klen) == 0)
+            return keys[i];
     const char *best = NULL;
     int best_d = 99;
     for (int i = 0; keys[i]; i++) {

@@ -33,6 +33,15 @@ static fs_optim *check_opt(lua_State *L, int idx)
 static int make(lua_State *L, fs_optim_kind kind)
 {
     const char *name = fs_optim_name(kind);
+    lua_settop(L, 2);
+    char op[32];
+    snprintf(op, sizeof op, "fs.optim.%s", name);
+    if (kind == FS_OPTIM_SGD)
+        fs_lua_check_options(L, 2, op, FS_OPTIONS("lr", "momentum", "dampening", "nesterov",
+                                                  "weight_decay"));
+    else
+        fs_lua_check_options(L, 2, op, FS_OPTIONS("lr", "betas", "eps", "weight_decay",
+                                                  "amsgrad"));
     fs_optim_config c = {0};
     c.lr = fs_lua_opt_number(L, 2, "lr", kind == FS_OPTIM_SGD ? -1.0 : 1e-3);
     if (kind == FS_OPTIM_SGD && c.lr < 0 && fs_lua_opt_number(L, 2, "lr", -2.0) == -2.0)
@@ -279,6 +288,8 @@ typedef struct { lua_Integer step_size, last_epoch; double gamma; } steplr;
 static int l_step_lr(lua_State *L)
 {
     check_opt(L, 1);
+    lua_settop(L, 2);
+    fs_lua_check_options(L, 2, "fs.optim.step_lr", FS_OPTIONS("step", "step_size", "gamma"));
     lua_Integer step = fs_lua_opt_integer(L, 2, "step", 0);
     if (step < 1)
         step = fs_lua_opt_integer(L, 2, "step_size", 0);

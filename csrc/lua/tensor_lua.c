@@ -53,6 +53,7 @@ static int l_tensor(lua_State *L)
 {
     int64_t size[FS_MAX_DIM];
     lua_settop(L, 2); /* pin the options slot before pushing results */
+    fs_lua_check_options(L, 2, "tensor", FS_OPTIONS("requires_grad"));
     if (fs_lua_test_tensor(L, 1)) { /* fs.tensor(t): a copy */
         fs_tensor **box = fs_lua_new_box(L);
         fs_lua_return(L, box, fs_tensor_contiguous_copy(CHECK(1)));
@@ -79,8 +80,10 @@ static int shape_and_opts(lua_State *L, int64_t *size, int *ndim, int extra_numb
     return next + extra_numbers;
 }
 
-static int make_filled(lua_State *L, float v, int opts, int ndim, const int64_t *size)
+static int make_filled(lua_State *L, const char *op, float v, int opts, int ndim,
+                       const int64_t *size)
 {
+    fs_lua_check_options(L, opts, op, FS_OPTIONS("requires_grad"));
     fs_tensor **box = fs_lua_new_box(L);
     fs_lua_return(L, box, fs_tensor_full(ndim, size, v));
     fs_lua_apply_requires_grad(L, opts, *box);
@@ -91,14 +94,14 @@ static int l_zeros(lua_State *L)
 {
     int64_t size[FS_MAX_DIM];
     int ndim, opts = shape_and_opts(L, size, &ndim, 0);
-    return make_filled(L, 0.0f, opts, ndim, size);
+    return make_filled(L, "zeros", 0.0f, opts, ndim, size);
 }
 
 static int l_ones(lua_State *L)
 {
     int64_t size[FS_MAX_DIM];
     int ndim, opts = shape_and_opts(L, size, &ndim, 0);
-    return make_filled(L, 1.0f, opts, ndim, size);
+    return make_filled(L, "ones", 1.0f, opts, ndim, size);
 }
 
 static int l_full(lua_State *L)
@@ -108,7 +111,7 @@ static int l_full(lua_State *L)
     int ndim = fs_lua_check_shape(L, 1, size);
     float v = (float)luaL_checknumber(L, 2);
     lua_settop(L, 3);
-    return make_filled(L, v, 3, ndim, size);
+    return make_filled(L, "full", v, 3, ndim, size);
 }
 
 static int l_arange(lua_State *L)
@@ -128,6 +131,7 @@ static int l_arange(lua_State *L)
             step = lua_tonumber(L, 3);
     }
     lua_settop(L, nnum + 1);
+    fs_lua_check_options(L, nnum + 1, "arange", FS_OPTIONS("requires_grad"));
     fs_tensor **box = fs_lua_new_box(L);
     fs_lua_return(L, box, fs_tensor_arange(a, b, step));
     fs_lua_apply_requires_grad(L, nnum + 1, *box);
@@ -138,6 +142,10 @@ static int make_random(lua_State *L, int normal)
 {
     int64_t size[FS_MAX_DIM];
     int ndim, opts = shape_and_opts(L, size, &ndim, 0);
+    if (normal)
+        fs_lua_check_options(L, opts, "randn", FS_OPTIONS("mean", "std", "generator", "requires_grad"));
+    else
+        fs_lua_check_options(L, opts, "rand", FS_OPTIONS("low", "high", "generator", "requires_grad"));
     fs_generator *g = fs_lua_opt_generator(L, opts);
     fs_tensor **box = fs_lua_new_box(L);
     fs_lua_return(L, box, fs_tensor_new(ndim, size));
@@ -699,6 +707,7 @@ static int m_backward(lua_State *L)
     if (!g && !lua_isnoneornil(L, 2) && !lua_istable(L, 2))
         return luaL_typeerror(L, 2, "tensor or options table");
     int opts = (!g && lua_istable(L, 2)) ? 2 : 3; /* backward(opts) or backward(grad|nil, opts) */
+    fs_lua_check_options(L, opts, "backward", FS_OPTIONS("retain_graph"));
     bool retain = fs_lua_opt_bool(L, opts, "retain_graph", false);
     if (fs_backward(t, g, retain) < 0)
         return fs_lua_error(L);
