@@ -164,9 +164,11 @@ int fs_lua_opt_dim(lua_State *L, int idx, int ndim, int def)
     return lua_isnoneornil(L, idx) ? def : fs_lua_check_dim(L, idx, ndim);
 }
 
+/* idx 0 means "no options table" (callers pass it when there is none; 0 is not a valid stack
+ * index: lua_isnoneornil(L, 0) reads whatever lies at the top). */
 static bool opt_field(lua_State *L, int idx, const char *key)
 {
-    if (lua_isnoneornil(L, idx))
+    if (idx == 0 || lua_isnoneornil(L, idx))
         return false;
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_getfield(L, idx, key);
