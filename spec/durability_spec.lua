@@ -243,8 +243,8 @@ describe("checkpoints", function()
 end)
 
 describe("long training loops", function()
-  -- bench/rss_flat.lua in a child, 3,000 steps (the 20,000-step curve is in its header's
-  -- spirit: flat). glibc's malloc moves its mmap threshold up the first time a large block is
+  -- bench/rss_flat.lua in a child, 3,000 steps (its default is the 20,000-step curve the
+  -- README describes). glibc's malloc moves its mmap threshold up the first time a large block is
   -- freed, after which such blocks stay in the heap: a one-time RSS step of up to ~10 MB at an
   -- unpredictable step (seen at step 14,000 in one 20,000-step run, before step 1,000 in
   -- others). The threshold is fixed here so that what is measured is fewshot's own growth.
