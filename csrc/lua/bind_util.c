@@ -1,12 +1,43 @@
 /* bind_util.c - the helpers declared in lbind.h: Tensor userdata boxes, argument checks,
- * option tables, and reporting core allocations to Lua's garbage collector. */
-#include <stdatomic.h>
+ * option tables, reporting core allocations to Lua's garbage collector, and the record each
+ * Lua state keeps of its own (default generator, GC pacing). */
 #include <string.h>
 
 #include "autograd/autograd.h"
 #include "lbind.h"
 
 #define FS_GC_MIN_BYTES ((int64_t)64 << 20)
+
+/* What one Lua state owns, so that states in threads of one process do not share it: the
+ * default generator (fs.manual_seed) and the tensor-bytes threshold of the GC pacing below.
+ * A userdata in the registry under the address of state_key, made by luaopen (fs_lua_open_
+ * options) the first time the module is opened in the state. */
+typedef struct {
+    fs_generator generator;
+    int64_t gc_threshold;
+} lua_state_record;
+
+static const char state_key = 's';
+
+/* The state's record; made here if missing (the registry entry is made by luaopen, so only a
+ * host that removed it gets a fresh one). The registry keeps the userdata alive. */
+static lua_state_record *state_record(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
+    lua_state_record *r = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (r)
+        return r;
+    r = lua_newuserdatauv(L, sizeof *r, 0);
+    fs_generator_seed(&r->generator, FS_DEFAULT_SEED);
+    r->gc_threshold = FS_GC_MIN_BYTES;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+    return r;
+}
+
+void fs_lua_open_state(lua_State *L) { (void)state_record(L); }
+
+fs_generator *fs_lua_default_generator(lua_State *L) { return &state_record(L)->generator; }
 
 fs_tensor **fs_lua_new_box(lua_State *L)
 {
@@ -25,12 +56,12 @@ fs_tensor **fs_lua_new_box(lua_State *L)
  * collectgarbage() in user code; the cost is one full mark of the Lua heap per doubling. */
 void fs_lua_account(lua_State *L)
 {
-    static _Atomic int64_t threshold = FS_GC_MIN_BYTES;
-    if (fs_bytes_live() <= atomic_load(&threshold))
+    lua_state_record *r = state_record(L);
+    if (fs_bytes_live() <= r->gc_threshold)
         return;
     lua_gc(L, LUA_GCCOLLECT);
     int64_t live = fs_bytes_live();
-    atomic_store(&threshold, live * 2 > FS_GC_MIN_BYTES ? live * 2 : FS_GC_MIN_BYTES);
+    r->gc_threshold = live * 2 > FS_GC_MIN_BYTES ? live * 2 : FS_GC_MIN_BYTES;
 }
 
 int fs_lua_error(lua_State *L) { return luaL_error(L, "%s", fs_error()); }
@@ -133,9 +164,11 @@ int fs_lua_opt_dim(lua_State *L, int idx, int ndim, int def)
     return lua_isnoneornil(L, idx) ? def : fs_lua_check_dim(L, idx, ndim);
 }
 
+/* idx 0 means "no options table" (callers pass it when there is none; 0 is not a valid stack
+ * index: lua_isnoneornil(L, 0) reads whatever lies at the top). */
 static bool opt_field(lua_State *L, int idx, const char *key)
 {
-    if (lua_isnoneornil(L, idx))
+    if (idx == 0 || lua_isnoneornil(L, idx))
         return false;
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_getfield(L, idx, key);
@@ -192,7 +225,7 @@ const char *fs_lua_opt_string(lua_State *L, int idx, const char *key, const char
 fs_generator *fs_lua_opt_generator(lua_State *L, int idx)
 {
     if (!opt_field(L, idx, "generator"))
-        return fs_default_generator();
+        return fs_lua_default_generator(L);
     fs_generator *g = luaL_testudata(L, -1, FS_GENERATOR_MT);
     if (!g)
         luaL_error(L, "option 'generator' must be a fewshot.Generator (fs.generator(seed))");
@@ -311,6 +344,7 @@ static int l_check_options(lua_State *L)
 
 void fs_lua_open_options(lua_State *L)
 {
+    fs_lua_open_state(L);
     lua_pushcfunction(L, l_check_options);
     lua_setfield(L, -2, "check_options");
 }

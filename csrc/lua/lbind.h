@@ -61,7 +61,11 @@ bool fs_lua_opt_bool(lua_State *L, int idx, const char *key, bool def);
 lua_Number fs_lua_opt_number(lua_State *L, int idx, const char *key, lua_Number def);
 lua_Integer fs_lua_opt_integer(lua_State *L, int idx, const char *key, lua_Integer def);
 const char *fs_lua_opt_string(lua_State *L, int idx, const char *key, const char *def);
-/* The `generator` option, or the default generator. */
+/* The state's own record (made at luaopen): its default generator (fs.manual_seed) and its GC
+ * pacing, so Lua states in threads of one process share neither. */
+void fs_lua_open_state(lua_State *L);
+fs_generator *fs_lua_default_generator(lua_State *L);
+/* The `generator` option, or the state's default generator. */
 fs_generator *fs_lua_opt_generator(lua_State *L, int idx);
 /* After creating a tensor: apply the `requires_grad` option. */
 void fs_lua_apply_requires_grad(lua_State *L, int opts, fs_tensor *t);

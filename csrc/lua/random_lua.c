@@ -1,4 +1,5 @@
-/* random_lua.c - seeded random numbers from Lua: fs.manual_seed(n) seeds the default generator;
+/* random_lua.c - seeded random numbers from Lua: fs.manual_seed(n) seeds the default generator
+ * (one per Lua state, kept in its registry: bind_util.c);
  * fs.generator(seed) makes an independent one that creation functions take as {generator=g}
  * and that Lua code uses for its own choices (g:uniform(), g:normal(), g:randint(n),
  * g:permutation(n)). */
@@ -16,7 +17,7 @@ static uint64_t check_seed(lua_State *L, int idx)
 
 static int l_manual_seed(lua_State *L)
 {
-    fs_generator_seed(fs_default_generator(), check_seed(L, 1));
+    fs_generator_seed(fs_lua_default_generator(L), check_seed(L, 1));
     return 0;
 }
 

@@ -113,32 +113,27 @@ static void node_free_saved(fs_node *n)
 }
 
 /* Releasing a long chain recursively could overflow the C stack, so nodes whose count drops
- * to zero are queued and freed in a loop. */
+ * to zero go on a list threaded through the nodes themselves (next_release) and are freed in
+ * a loop by the outermost call. The list needs no memory of its own: releasing cannot fail,
+ * and nothing is left allocated per thread when a thread ends. */
 void fs_node_release(fs_node *n)
 {
-    static _Thread_local fs_node **queue;
-    static _Thread_local size_t qlen, qcap;
+    static _Thread_local fs_node *dead; /* nodes to free, most recent first */
     static _Thread_local bool draining;
     if (!n || --n->refcount > 0)
         return;
-    if (qlen == qcap) {
-        size_t cap = qcap ? qcap * 2 : 64;
-        fs_node **q = realloc(queue, cap * sizeof *q);
-        if (!q)
-            abort(); /* cannot free without memory for the queue: a true out-of-memory */
-        queue = q;
-        qcap = cap;
-    }
-    queue[qlen++] = n;
+    n->next_release = dead;
+    dead = n;
     if (draining)
         return;
     draining = true;
-    while (qlen) {
-        fs_node *m = queue[--qlen];
+    while (dead) {
+        fs_node *m = dead;
+        dead = m->next_release;
         node_free_saved(m);
         fs_tensor_release(m->dout);
         for (int i = 0; i < m->ninputs; i++)
-            fs_tensor_release(m->inputs[i]); /* may queue more nodes */
+            fs_tensor_release(m->inputs[i]); /* may add more nodes to the list */
         free(m->inputs);
         free(m);
     }

@@ -48,6 +48,7 @@ struct fs_node {
     fs_tensor *dout;
     uint64_t mark;
     int pending;
+    fs_node *next_release;                  /* fs_node_release's list of dead nodes */
 };
 
 /* Grad mode (thread-local): ops record nodes only while it is on. */

@@ -1,6 +1,12 @@
-/* parallel.c - one thread count for our OpenMP loops and OpenBLAS's GEMM.
+/* parallel.c - the thread count for our OpenMP loops and OpenBLAS's GEMM.
  * Our kernels and BLAS calls never run at the same time, so both use all n threads
- * without oversubscribing the cores. */
+ * without oversubscribing the cores.
+ *
+ * The count is the calling thread's own: OpenMP's nthreads ICV, which is per thread (a host
+ * running Lua states in several threads sets each one's count apart). fs_get_num_threads reads
+ * that ICV, so it always agrees with the team size our parallel regions get. OpenBLAS's count
+ * is one per process (with its OpenMP build it follows the caller's ICV on each call; gemm.c
+ * runs its GEMMs single-threaded inside our own regions anyway). */
 #include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -8,13 +14,10 @@
 
 #include "base/parallel.h"
 
-static int num_threads;
-
 void fs_set_num_threads(int n)
 {
     if (n < 1)
         n = 1;
-    num_threads = n;
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
@@ -23,12 +26,9 @@ void fs_set_num_threads(int n)
 
 int fs_get_num_threads(void)
 {
-    if (num_threads == 0) {
 #ifdef _OPENMP
-        num_threads = omp_get_max_threads();
+    return omp_get_max_threads();
 #else
-        num_threads = 1;
+    return 1;
 #endif
-    }
-    return num_threads;
 }

@@ -1,5 +1,5 @@
-/* parallel.h - the thread count shared by our OpenMP loops and OpenBLAS, and the helpers for
- * a thread's place in a parallel region. */
+/* parallel.h - the thread count of our OpenMP loops and OpenBLAS (the calling thread's own:
+ * parallel.c), and the helpers for a thread's place in a parallel region. */
 #ifndef FS_PARALLEL_H
 #define FS_PARALLEL_H
 
@@ -8,8 +8,8 @@
 #include <omp.h>
 #endif
 
-void fs_set_num_threads(int n);
-int fs_get_num_threads(void);
+void fs_set_num_threads(int n); /* for the calling thread (OpenBLAS's: for the process) */
+int fs_get_num_threads(void);  /* the calling thread's OpenMP team size */
 /* Run loops in parallel only above this much work (elements). */
 #define FS_PARALLEL_MIN 32768
 

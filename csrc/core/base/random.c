@@ -1,6 +1,7 @@
 /* random.c - xoshiro256** (Blackman & Vigna) seeded through splitmix64; normals by the
- * Box-Muller transform. One default generator per process plus user-made generators. */
+ * Box-Muller transform. One default generator per thread plus user-made generators. */
 #include <math.h>
+#include <stdbool.h>
 
 #include "base/random.h"
 
@@ -25,11 +26,11 @@ void fs_generator_seed(fs_generator *g, uint64_t seed)
 
 fs_generator *fs_default_generator(void)
 {
-    static fs_generator g;
-    static int seeded;
+    static _Thread_local fs_generator g;
+    static _Thread_local bool seeded;
     if (!seeded) {
-        fs_generator_seed(&g, 0x5eedULL);
-        seeded = 1;
+        fs_generator_seed(&g, FS_DEFAULT_SEED);
+        seeded = true;
     }
     return &g;
 }
