@@ -258,8 +258,11 @@ describe("long training loops", function()
     end
     assert.equal(6, #rows, out)
     local base = rows[2].rss -- after 1,000 steps of warm-up
+    -- under ASan (make sanitize) resident memory holds its quarantine of freed blocks and
+    -- moves by tens of MB: there only the live-tensor and Lua-heap figures are meaningful
+    local rss_meaningful = not os.getenv("FS_SANITIZE")
     for i = 2, #rows do
-      assert.is_true(rows[i].rss - base < 2, out)   -- MB
+      assert.is_true(not rss_meaningful or rows[i].rss - base < 2, out)   -- MB
       assert.is_true(rows[i].live < 4, out)         -- live tensors: a few steps' worth at most
       assert.is_true(rows[i].lua < 1, out)          -- the Lua heap
     end
