@@ -170,6 +170,15 @@ exit 1
     os.remove(target)
   end)
 
+  it("returns gnuplot's complaint, short, when the output cannot be written", function()
+    if not have then return end
+    local ok, err = fs.plot.lines(dir .. "/missing/x.png", {series = {{y = {1, 2}}}})
+    assert.is_nil(ok)
+    assert.matches("plot: gnuplot failed for .*/missing/x.png %(exit 1%): .*cannot open file", err)
+    assert.is_nil(err:find("PNG", 1, true))
+    assert.is_true(#err < 600)
+  end)
+
   it("raises on bad arguments, gnuplot or not", function()
     local function err(fn) local ok, e = pcall(fn); assert.is_false(ok); return tostring(e) end
     assert.matches("plot.lines: option 'series' must be a non-empty list",

@@ -143,7 +143,8 @@ local function run(path, build, data)
   f:write(data)
   f:close()
   local text = table.concat(build(gp_string(datafile), gp_string(out)), "\n")
-  local p = io.popen(shell_quote(program()) .. " >" .. shell_quote(errfile) .. " 2>&1", "w")
+  -- stdout to /dev/null: with its output file unusable gnuplot writes the image there
+  local p = io.popen(shell_quote(program()) .. " >/dev/null 2>" .. shell_quote(errfile), "w")
   if not p then cleanup(); return nil, NOT_FOUND end
   p:write(text, "\nunset output\n")
   local ok, _, code = p:close()
@@ -156,8 +157,9 @@ local function run(path, build, data)
   if not ok or sig ~= "\137PNG\r\n\26\n" then
     cleanup()
     if code == 127 then return nil, NOT_FOUND end
-    return nil, ("plot: gnuplot failed for %s (exit %s): %s"):format(path, tostring(code),
-      (msg:gsub("%s+$", "")))
+    msg = msg:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
+    if #msg > 400 then msg = msg:sub(1, 400) .. "..." end
+    return nil, ("plot: gnuplot failed for %s (exit %s): %s"):format(path, tostring(code), msg)
   end
   local renamed, rerr = os.rename(out, path)
   if not renamed then
