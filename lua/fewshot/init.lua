@@ -16,6 +16,7 @@ lazy.spect = "fewshot.spect"; fs.spect = nil -- the Lua front re-exports core.sp
 lazy.data = "fewshot.data"
 lazy.image = "fewshot.image"; fs.image = nil -- the Lua front re-exports core.image
 lazy.plot = "fewshot.plot"
+lazy.report = "fewshot.report"
 
 setmetatable(fs, {
   __index = function(t, k)
