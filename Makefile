@@ -20,7 +20,7 @@ LUA_PC     ?= lua5.4
 CC         ?= cc
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libopenblas-openmp-dev libpng-dev lua-busted \
-               luarocks pkg-config zlib1g-dev make gcc
+               luarocks pkg-config zlib1g-dev make gcc gnuplot-nox
 
 # OpenBLAS's OpenMP build shares libgomp's thread pool with our own kernels, so GEMM and our
 # loops never spin on the cores at the same time (the pthread build's idle workers would).

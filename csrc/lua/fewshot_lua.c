@@ -18,6 +18,7 @@ int luaopen_fewshot_core(lua_State *L)
     fs_lua_open_image(L);
     fs_lua_open_nn(L);
     fs_lua_open_options(L);
+    fs_lua_open_stats(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "_VERSION");
     return 1;

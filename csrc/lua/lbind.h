@@ -81,5 +81,6 @@ void fs_lua_open_spect(lua_State *L);
 void fs_lua_open_image(lua_State *L);
 void fs_lua_open_nn(lua_State *L);
 void fs_lua_open_options(lua_State *L);
+void fs_lua_open_stats(lua_State *L);
 
 #endif

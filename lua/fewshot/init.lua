@@ -15,6 +15,8 @@ local lazy = {}
 lazy.spect = "fewshot.spect"; fs.spect = nil -- the Lua front re-exports core.spect
 lazy.data = "fewshot.data"
 lazy.image = "fewshot.image"; fs.image = nil -- the Lua front re-exports core.image
+lazy.plot = "fewshot.plot"
+lazy.report = "fewshot.report"
 
 setmetatable(fs, {
   __index = function(t, k)
