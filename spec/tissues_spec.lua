@@ -3,6 +3,12 @@
 local fs = require "fewshot"
 local helper = require "helper"
 
+local function fails_with(msg, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.matches(msg, err, 1, true)
+end
+
 describe("tensor:bbox", function()
   it("gives 1-based inclusive rows and columns of the nonzero elements", function()
     local m = fs.zeros({5, 6})
@@ -127,14 +133,15 @@ describe("data.tissues", function()
   end)
 
   it("rejects unknown options, modes and bad items", function()
-    assert.has_error(function() fs.data.tissues({item}, {sise = 3}) end)
+    fails_with("data.tissues: unknown option 'sise' (did you mean 'size'?)", fs.data.tissues, {item}, {sise = 3})
     assert.has_error(function() fs.data.tissues({item}, {input = "blob"}) end,
       "data.tissues: option 'input' must be one of masked, mask, crop, patch, got 'blob'")
     assert.has_error(function() fs.data.tissues({item}, {channels = 2}) end,
       "data.tissues: option 'channels' must be 1 or 3, got 2")
     assert.has_error(function() fs.data.tissues({item}, {classes = {"spleen"}}) end,
       "data.tissues: item 1 has no mask 'spleen'")
-    assert.has_error(function() fs.data.tissues({item}, {augment = {seed = 1, flop = true}}) end)
+    fails_with("data.tissues: augment: unknown option 'flop'", fs.data.tissues, {item},
+      {augment = {seed = 1, flop = true}})
   end)
 end)
 
@@ -177,7 +184,7 @@ describe("data.augment", function()
       "data.augment: rotate needs a square image, got 2x3 (pass rotate=false)")
     assert.has_error(function() fs.data.augment(x, {scale = {2, 1}}) end,
       "data.augment: option 'scale' must be {lo, hi} with 0 < lo <= hi, or false")
-    assert.has_error(function() fs.data.augment(x, {nosie = 1}) end)
+    fails_with("data.augment: unknown option 'nosie'", fs.data.augment, x, {nosie = 1})
     assert.has_error(function() fs.data.augment(7) end, "data.augment: image must be a tensor, got number")
   end)
 end)
