@@ -8,7 +8,7 @@
 -- @module fewshot.protonet
 local M = {}
 
-for _, name in ipairs({"fewshot.protonet.loss"}) do
+for _, name in ipairs({"fewshot.protonet.loss", "fewshot.protonet.evaluate"}) do
   for k, v in pairs(require(name)) do M[k] = v end
 end
 
