@@ -8,7 +8,8 @@
 -- @module fewshot.protonet
 local M = {}
 
-for _, name in ipairs({"fewshot.protonet.loss", "fewshot.protonet.evaluate"}) do
+for _, name in ipairs({"fewshot.protonet.loss", "fewshot.protonet.evaluate",
+                       "fewshot.protonet.train"}) do
   for k, v in pairs(require(name)) do M[k] = v end
 end
 
