@@ -2,7 +2,12 @@
  * (one per Lua state, kept in its registry: bind_util.c);
  * fs.generator(seed) makes an independent one that creation functions take as {generator=g}
  * and that Lua code uses for its own choices (g:uniform(), g:normal(), g:randint(n),
- * g:permutation(n)). */
+ * g:permutation(n)). g:get_state() / g:set_state(s) (and fs.get_rng_state() / fs.set_rng_state(s)
+ * for the default generator) save and restore a generator exactly, for checkpoints. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "lbind.h"
 
 static fs_generator *check_gen(lua_State *L, int idx)
@@ -89,6 +94,82 @@ static int g_permutation(lua_State *L)
     return 1;
 }
 
+/* The state as text: "xoshiro256**:" then the 4 words, the spare flag and the spare normal's
+ * bits, in hex and colon-separated (88 characters), so it round-trips exactly through JSON or
+ * a Lua table. */
+#define STATE_PREFIX "xoshiro256**:"
+
+static int push_state(lua_State *L, const fs_generator *g)
+{
+    uint64_t spare;
+    memcpy(&spare, &g->spare, sizeof spare);
+    char buf[160];
+    snprintf(buf, sizeof buf, STATE_PREFIX "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64
+             ":%016" PRIx64 ":%d:%016" PRIx64, g->s[0], g->s[1], g->s[2], g->s[3],
+             g->has_spare ? 1 : 0, spare);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int parse_hex64(const char **p, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 16; k++) {
+        char c = (*p)[k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = (v << 4) | (uint64_t)d;
+    }
+    *p += 16;
+    *out = v;
+    return 0;
+}
+
+static void set_state(lua_State *L, int idx, fs_generator *g, const char *op)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    const char *p = s;
+    fs_generator tmp;
+    uint64_t spare = 0;
+    size_t np = strlen(STATE_PREFIX);
+    int ok = len == np + 4 * 17 + 2 + 16 && strncmp(p, STATE_PREFIX, np) == 0;
+    if (ok) {
+        p += np;
+        for (int k = 0; k < 4 && ok; k++) {
+            ok = parse_hex64(&p, &tmp.s[k]) == 0 && *p++ == ':';
+        }
+        ok = ok && (p[0] == '0' || p[0] == '1') && p[1] == ':';
+        if (ok) {
+            tmp.has_spare = p[0] == '1';
+            p += 2;
+            ok = parse_hex64(&p, &spare) == 0 && *p == '\0';
+        }
+    }
+    if (!ok || (tmp.s[0] | tmp.s[1] | tmp.s[2] | tmp.s[3]) == 0)
+        luaL_error(L, "%s: not a generator state (expected the string get_state returns)", op);
+    memcpy(&tmp.spare, &spare, sizeof spare);
+    *g = tmp;
+}
+
+static int g_get_state(lua_State *L) { return push_state(L, check_gen(L, 1)); }
+
+static int g_set_state(lua_State *L)
+{
+    set_state(L, 2, check_gen(L, 1), "set_state");
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_get_rng_state(lua_State *L) { return push_state(L, fs_default_generator()); }
+
+static int l_set_rng_state(lua_State *L)
+{
+    set_state(L, 1, fs_default_generator(), "set_rng_state");
+    return 0;
+}
+
 static int g_tostring(lua_State *L)
 {
     lua_pushfstring(L, "fewshot.Generator (%p)", (void *)check_gen(L, 1));
@@ -97,7 +178,8 @@ static int g_tostring(lua_State *L)
 
 static const luaL_Reg gen_methods[] = {
     {"manual_seed", g_seed}, {"uniform", g_uniform}, {"normal", g_normal},
-    {"randint", g_randint}, {"permutation", g_permutation}, {NULL, NULL}};
+    {"randint", g_randint}, {"permutation", g_permutation},
+    {"get_state", g_get_state}, {"set_state", g_set_state}, {NULL, NULL}};
 
 void fs_lua_open_random(lua_State *L)
 {
@@ -110,6 +192,10 @@ void fs_lua_open_random(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_manual_seed);
     lua_setfield(L, -2, "manual_seed");
+    lua_pushcfunction(L, l_get_rng_state);
+    lua_setfield(L, -2, "get_rng_state");
+    lua_pushcfunction(L, l_set_rng_state);
+    lua_setfield(L, -2, "set_rng_state");
     lua_pushcfunction(L, l_generator);
     lua_setfield(L, -2, "generator");
 }

@@ -676,6 +676,23 @@ static int m_min(lua_State *L) { return maxmin(L, true, false); }
 static int m_argmax(lua_State *L) { return maxmin(L, false, true); }
 static int m_argmin(lua_State *L) { return maxmin(L, true, true); }
 
+/* t:bbox() -> row0, col0, row1, col1 (1-based, inclusive) of the nonzero elements of a 2D
+ * tensor, or nil when every element is zero. */
+static int m_bbox(lua_State *L)
+{
+    int64_t box[4];
+    int found = fs_mask_bbox(CHECK(1), box);
+    if (found < 0)
+        return fs_lua_error(L);
+    if (found == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    for (int k = 0; k < 4; k++)
+        lua_pushinteger(L, (lua_Integer)box[k] + 1);
+    return 4;
+}
+
 /* ---- autograd on tensors ---- */
 
 static int m_requires_grad(lua_State *L)
@@ -739,7 +756,7 @@ static const luaL_Reg methods[] = {
     {"relu", m_relu}, {"sigmoid", m_sigmoid}, {"tanh", m_tanh}, {"clamp", m_clamp},
     {"matmul", m_matmul},
     {"sum", m_sum}, {"mean", m_mean}, {"var", m_var}, {"max", m_max}, {"min", m_min},
-    {"argmax", m_argmax}, {"argmin", m_argmin},
+    {"argmax", m_argmax}, {"argmin", m_argmin}, {"bbox", m_bbox},
     {"requires_grad", m_requires_grad}, {"is_leaf", m_is_leaf}, {"backward", m_backward},
     {"zero_grad", m_zero_grad}, {"close", m_gc},
     {NULL, NULL}};

@@ -36,6 +36,9 @@ fs_tensor *fs_var(fs_tensor *a, int dim, bool keepdim, bool unbiased);
  * as an int64 array of one entry per output element that the caller frees with fs_free. */
 fs_tensor *fs_max_dim(fs_tensor *a, int dim, bool keepdim, bool is_min, int64_t **indices);
 fs_tensor *fs_max_all(fs_tensor *a, bool is_min, int64_t *flat_index);
+/* Bounding box of the nonzero elements of m: (H, W): box = 0-based inclusive {row0, col0, row1,
+ * col1}; 1 when found, 0 for an all-zero mask, -1 when m is not 2D (reduce.c). */
+int fs_mask_bbox(const fs_tensor *m, int64_t box[4]);
 #define FS_ALL_DIMS (-100)
 
 /* ---- linear algebra (matmul.c) ---- */

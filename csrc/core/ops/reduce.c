@@ -264,3 +264,42 @@ fs_tensor *fs_max_all(fs_tensor *a, bool is_min, int64_t *flat_index)
     fs_free(idx);
     return out;
 }
+
+/* Bounding box of the nonzero elements of a 2D tensor m: (H, W), any strides. Writes 0-based
+ * inclusive row0, col0, row1, col1 into box and returns 1; returns 0 when every element is
+ * zero (box untouched); -1 with a message when m is not 2D. Not differentiable. */
+int fs_mask_bbox(const fs_tensor *m, int64_t box[4])
+{
+    if (m->ndim != 2)
+        return fs_set_error("bbox: expected a 2D mask (H, W), got %s", FS_SHAPE(m));
+    const float *p = fs_data(m);
+    int64_t h = m->size[0], w = m->size[1], sh = m->stride[0], sw = m->stride[1];
+    int64_t r0 = -1, r1 = -1, c0 = w, c1 = -1;
+    for (int64_t i = 0; i < h; i++) {
+        const float *row = p + i * sh;
+        int64_t first = -1, last = -1;
+        for (int64_t j = 0; j < w; j++)
+            if (row[j * sw] != 0.0f) {
+                first = j;
+                break;
+            }
+        if (first < 0)
+            continue;
+        for (int64_t j = w - 1; j >= first; j--)
+            if (row[j * sw] != 0.0f) {
+                last = j;
+                break;
+            }
+        if (r0 < 0)
+            r0 = i;
+        r1 = i;
+        if (first < c0)
+            c0 = first;
+        if (last > c1)
+            c1 = last;
+    }
+    if (r0 < 0)
+        return 0;
+    box[0] = r0, box[1] = c0, box[2] = r1, box[3] = c1;
+    return 1;
+}

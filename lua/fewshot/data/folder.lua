@@ -10,7 +10,7 @@
 --       masks/liver/patient01.png ...
 --       landmarks.csv                       optional: image,name,x,y  (pixels, 1-based)
 --
--- @module fewshot.data
+-- @module fewshot.data.folder
 local core = require "fewshot.core"
 local args = require "fewshot.args"
 
