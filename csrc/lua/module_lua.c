@@ -548,7 +548,7 @@ static int l_load(lua_State *L)
                           spec ? ": " : "", spec ? fs_error() : "");
     }
     fs_module **box = new_box(L);
-    fs_module *m = fs_module_from_spec(spec, fs_default_generator());
+    fs_module *m = fs_module_from_spec(spec, fs_lua_default_generator(L));
     int rc = m ? fs_module_load_state_dict(m, &d, true, false) : -1;
     fs_tensor_dict_free(&d);
     *box = m;

@@ -162,11 +162,11 @@ static int g_set_state(lua_State *L)
     return 1;
 }
 
-static int l_get_rng_state(lua_State *L) { return push_state(L, fs_default_generator()); }
+static int l_get_rng_state(lua_State *L) { return push_state(L, fs_lua_default_generator(L)); }
 
 static int l_set_rng_state(lua_State *L)
 {
-    set_state(L, 1, fs_default_generator(), "set_rng_state");
+    set_state(L, 1, fs_lua_default_generator(L), "set_rng_state");
     return 0;
 }
 
