@@ -14,6 +14,7 @@ for k, v in pairs(core) do fs[k] = v end
 local lazy = {}
 lazy.spect = "fewshot.spect"; fs.spect = nil -- the Lua front re-exports core.spect
 lazy.data = "fewshot.data"
+lazy.prnet = "fewshot.prnet"; fs.prnet = nil -- baselines for now (the model comes later)
 lazy.image = "fewshot.image"; fs.image = nil -- the Lua front re-exports core.image
 
 setmetatable(fs, {
