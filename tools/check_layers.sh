@@ -2,7 +2,7 @@
 # check_layers.sh - the direction of csrc/core's areas: an area includes only itself and the
 # areas below it (README "Layout"), no core file includes Lua, and every quoted include names
 # its area ("tensor/tensor.h"). Prints each violation as file:line; exits 1 if there is any.
-#   base <- tensor <- autograd <- ops <- nn <- module <- models;  io, spect and stats sit on tensor.
+#   base <- tensor <- autograd <- ops <- nn <- module <- models;  io, spect, stats and match sit on tensor.
 cd "$(dirname "$0")/../csrc/core" || exit 2
 
 allowed() {
@@ -15,6 +15,7 @@ allowed() {
     io)       echo "base tensor io" ;;
     spect)    echo "base tensor spect" ;;
     stats)    echo "base tensor stats" ;;
+    match)    echo "base tensor match" ;;
     module)   echo "base tensor autograd ops nn io module" ;;
     models)   echo "base tensor autograd ops nn io module models" ;;
     *)        echo "" ;;

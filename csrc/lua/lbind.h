@@ -78,6 +78,7 @@ void fs_lua_open_io(lua_State *L);
 void fs_lua_open_module(lua_State *L);
 void fs_lua_open_optim(lua_State *L);
 void fs_lua_open_spect(lua_State *L);
+void fs_lua_open_match(lua_State *L);
 void fs_lua_open_image(lua_State *L);
 void fs_lua_open_nn(lua_State *L);
 void fs_lua_open_options(lua_State *L);

@@ -117,14 +117,32 @@ static fs_spect_plan *plan_or_raise(lua_State *L, const fs_spect_geometry *g, co
     return p;
 }
 
-/* fs.spect.phantom{seed=, pixel_mm=6.4/3, size_mm=409.6 or n=, view=, level=, ...} -> table */
+/* fs.spect.phantom{seed=, pixel_mm=6.4/3, size_mm=409.6 or n=, view=, level=, ...,
+ * variation="none"|"realistic", heart_shift_mm=, heart_rotation_deg=, body_scale=,
+ * table_offset_mm=} -> table; params report the variation drawn (heart_dx_mm, ...) */
 static int l_phantom(lua_State *L)
 {
     int o = 1;
     if (!lua_isnoneornil(L, o))
         luaL_checktype(L, o, LUA_TTABLE);
+    fs_lua_check_options(L, o, "spect.phantom",
+                         FS_OPTIONS("seed", "pixel_mm", "size_mm", "n", "view", "level",
+                                    "defect_prob", "defect_severity", "hotspot_prob",
+                                    "breast_prob", "liver_gap_mm", "liver_uptake", "blood_uptake",
+                                    "variation", "heart_shift_mm", "heart_rotation_deg",
+                                    "body_scale", "table_offset_mm"));
     fs_spect_phantom_opts po;
     fs_spect_phantom_defaults(&po);
+    /* variation="none" (default) or "realistic" sets the four ranges; each key overrides */
+    const char *variation = fs_lua_opt_string(L, o, "variation", "none");
+    if (strcmp(variation, "realistic") == 0)
+        fs_spect_phantom_realistic(&po);
+    else if (strcmp(variation, "none") != 0)
+        return luaL_error(L, "spect.phantom: unknown variation '%s' (none, realistic)", variation);
+    po.heart_shift_mm = fs_lua_opt_number(L, o, "heart_shift_mm", po.heart_shift_mm);
+    po.heart_rotation_deg = fs_lua_opt_number(L, o, "heart_rotation_deg", po.heart_rotation_deg);
+    po.body_scale = fs_lua_opt_number(L, o, "body_scale", po.body_scale);
+    po.table_offset_mm = fs_lua_opt_number(L, o, "table_offset_mm", po.table_offset_mm);
     po.pixel_mm = fs_lua_opt_number(L, o, "pixel_mm", po.pixel_mm);
     /* the field of view: n pixels, or size_mm (default 409.6 mm, the 64 x 6.4 mm clinical one) */
     double size_mm = fs_lua_opt_number(L, o, "size_mm", 409.6);
@@ -187,7 +205,11 @@ static int l_phantom(lua_State *L)
         {"lv_diameter_mm", ph.lv_diameter_mm}, {"wall_mm", ph.wall_mm},
         {"liver_gap_mm", ph.liver_gap_mm}, {"liver_uptake", ph.liver_uptake},
         {"blood_uptake", ph.blood_uptake}, {"defect_severity", ph.defect_severity},
-        {"hotspot", ph.has_hotspot}, {"breast", ph.has_breast}};
+        {"hotspot", ph.has_hotspot}, {"breast", ph.has_breast},
+        {"heart_dx_mm", ph.heart_dx_mm}, {"heart_dy_mm", ph.heart_dy_mm},
+        {"heart_rotation_deg", ph.heart_rotation_deg}, {"body_scale_x", ph.body_scale_x},
+        {"body_scale_y", ph.body_scale_y}, {"table_dx_mm", ph.table_dx_mm},
+        {"table_dy_mm", ph.table_dy_mm}};
     for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
         lua_pushnumber(L, params[i].v);
         lua_setfield(L, -2, params[i].k);

@@ -28,7 +28,8 @@ end
 M.LABELS = {background = 0, ventricle = 1, myocardium = 2, liver = 3, other = 4}
 
 local PHANTOM_KEYS = {"level", "defect_prob", "defect_severity", "hotspot_prob", "breast_prob", "liver_gap_mm",
-                      "liver_uptake", "blood_uptake"}
+                      "liver_uptake", "blood_uptake", "variation", "heart_shift_mm",
+                      "heart_rotation_deg", "body_scale", "table_offset_mm"}
 
 -- every option of simulate (the phantom's pass through)
 local SIMULATE_KEYS = {"seed", "view", "matrix", "pixel_mm", "oversample", "counts", "noise_seed",
@@ -72,7 +73,10 @@ end
 --   `attenuation_correction=true`, `psf_model=true`, `scatter_model=true`,
 --   `postfilter={butterworth={order=5, cutoff=0.5}}` (false: none); phantom options
 --   (`level`, `defect_prob`, `defect_severity`, `hotspot_prob`, `breast_prob`, `liver_gap_mm`,
---   `liver_uptake`, `blood_uptake`) pass through; `activity=` a (n, n) fine-grid activity map
+--   `liver_uptake`, `blood_uptake`) pass through, and so does the inter-patient variation
+--   (`variation="none"` or `"realistic"`, `heart_shift_mm`, `heart_rotation_deg`, `body_scale`,
+--   `table_offset_mm`: uniform +/- ranges, 0 = off; README "Phantom variation");
+--   `activity=` a (n, n) fine-grid activity map
 --   to use instead of the phantom's (with the phantom's attenuation).
 -- @treturn table `{image, labels, activity, attenuation, sinogram, landmarks, pixel_mm, view,
 --   seed, params}`; landmarks by name `{x=, y=, x_mm=, y_mm=}`. The image is in OSEM's natural

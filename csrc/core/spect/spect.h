@@ -39,6 +39,13 @@ typedef struct fs_spect_phantom_opts {
     double liver_gap_mm;   /* < 0 draws 3..30 mm */
     double liver_uptake;   /* < 0 draws 0.3..1.0 */
     double blood_uptake;   /* < 0 draws 0.05..0.2 */
+    /* Inter-patient variation of position and size (README "Phantom variation"); each is
+     * drawn uniformly in +/- its range from a generator of its own, so 0 (the default: off)
+     * leaves a seed's phantom bit-identical to one made without these fields. */
+    double heart_shift_mm;     /* heart within the body, per axis (realistic: 15) */
+    double heart_rotation_deg; /* heart (and liver direction) about the LV centre (realistic: 15) */
+    double body_scale;         /* body width and depth each times 1 +/- this (realistic: 0.1) */
+    double table_offset_mm;    /* the whole patient in the field of view, per axis (realistic: 20) */
 } fs_spect_phantom_opts;
 
 typedef struct fs_spect_landmark { char name[32]; double x_mm, y_mm; } fs_spect_landmark;
@@ -56,9 +63,15 @@ typedef struct fs_spect_phantom {
     double defect_severity; /* 0 when no defect */
     int has_hotspot;
     int has_breast;
+    /* the variation drawn (0 when off): heart shift (mm) and rotation (degrees, positive
+     * turns x toward y), body scale factors, table offset (mm) */
+    double heart_dx_mm, heart_dy_mm, heart_rotation_deg, body_scale_x, body_scale_y;
+    double table_dx_mm, table_dy_mm;
 } fs_spect_phantom;
 
 void fs_spect_phantom_defaults(fs_spect_phantom_opts *o);
+/* Sets the four variation ranges to their realistic values (the comments above). */
+void fs_spect_phantom_realistic(fs_spect_phantom_opts *o);
 /* Fills p (arrays fs_alloc'ed; free with fs_spect_phantom_free). */
 int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spect_phantom *p);
 void fs_spect_phantom_free(fs_spect_phantom *p);

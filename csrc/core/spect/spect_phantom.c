@@ -11,6 +11,9 @@
  * right); optional coronary-territory perfusion defect (10-90%), gallbladder/bowel hot spot
  * and breast tissue over the anterior wall; apical thinning (0-15%); an ungated acquisition
  * (activity averaged over 5 phases of the cycle, labels drawn at mid-cycle).
+ * Optional inter-patient variation (draw_variation, from a generator of its own so that the
+ * default cohort is unchanged when it is off): heart shift and rotation within the body, body
+ * width and depth scaling, and the patient's offset in the field of view (the table).
  *
  * Labels: 0 background, 1 ventricle (LV blood pool), 2 LV myocardium, 3 liver, 4 other
  * (RV wall and cavity, left atrium, hot spots).
@@ -34,6 +37,8 @@ static vec2 sub(vec2 a, vec2 b) { return v2(a.x - b.x, a.y - b.y); }
 static vec2 scale(vec2 a, double s) { return v2(a.x * s, a.y * s); }
 static double dot(vec2 a, vec2 b) { return a.x * b.x + a.y * b.y; }
 static vec2 dir_deg(double deg) { return v2(cos(deg * M_PI / 180), sin(deg * M_PI / 180)); }
+/* Rotation by (c, s) = (cos, sin) of an angle that turns x toward y (clockwise on screen). */
+static vec2 rot(vec2 a, double c, double s) { return v2(c * a.x - s * a.y, s * a.x + c * a.y); }
 
 /* An ellipse: centre, unit first axis e1, semi-axes r1 (along e1) and r2. */
 typedef struct { vec2 c, e1; double r1, r2; } ellipse;
@@ -144,15 +149,16 @@ static double wedge(vec2 d, vec2 centre_dir, double half_deg)
     return 0.5 * (1 + cos(M_PI * (ang - half_deg) / 10));
 }
 
-static void add_landmark(fs_spect_phantom *p, const char *name, vec2 pos_centred)
+/* pos: in the scene's frame (mm about the image centre before the table offset). */
+static void add_landmark(fs_spect_phantom *p, const char *name, vec2 pos, vec2 offset)
 {
     if (p->n_landmarks >= FS_SPECT_MAX_LANDMARKS)
         return;
     fs_spect_landmark *l = &p->landmarks[p->n_landmarks++];
     snprintf(l->name, sizeof l->name, "%s", name);
     double c = 0.5 * (p->n - 1) * p->pixel_mm;
-    l->x_mm = pos_centred.x + c;
-    l->y_mm = pos_centred.y + c;
+    l->x_mm = pos.x + offset.x + c;
+    l->y_mm = pos.y + offset.y + c;
 }
 
 void fs_spect_phantom_defaults(fs_spect_phantom_opts *o)
@@ -171,6 +177,14 @@ void fs_spect_phantom_defaults(fs_spect_phantom_opts *o)
     o->blood_uptake = -1;
 }
 
+void fs_spect_phantom_realistic(fs_spect_phantom_opts *o)
+{
+    o->heart_shift_mm = 15;
+    o->heart_rotation_deg = 15;
+    o->body_scale = 0.1;
+    o->table_offset_mm = 20;
+}
+
 void fs_spect_phantom_free(fs_spect_phantom *p)
 {
     if (!p)
@@ -187,6 +201,9 @@ void fs_spect_phantom_free(fs_spect_phantom *p)
 enum { NPHASE = 5 };
 typedef struct {
     fs_spect_view view;
+    double body_sx, body_sy;                 /* body scale factors (1: no variation) */
+    vec2 heart_shift, offset;                /* heart within the body; table offset (mm) */
+    double heart_rot;                        /* degrees, x toward y */
     double bay;                              /* body half-height (mm) */
     ellipse body, body_in, spine, spine_zone, lung_r, lung_l;
     int has_spine;
@@ -209,11 +226,36 @@ typedef struct {
     heart hl;                                /* the label phase: labels and landmarks */
 } scene;
 
+/* The inter-patient variation, from a generator of its own (the scene's draws are untouched):
+ * always the same seven draws in the same order, each uniform in +/- its range. */
+static void draw_variation(const fs_spect_phantom_opts *o, uint64_t seed, scene *s)
+{
+    fs_generator gen, *g = &gen;
+    fs_generator_seed(g, seed ^ 0x9e3779b97f4a7c15ull);
+    double hs = o->heart_shift_mm, hr = o->heart_rotation_deg;
+    double bs = o->body_scale, to = o->table_offset_mm;
+    s->heart_shift.x = unif(g, -hs, hs);
+    s->heart_shift.y = unif(g, -hs, hs);
+    s->heart_rot = unif(g, -hr, hr);
+    s->body_sx = 1.0 + unif(g, -bs, bs);
+    s->body_sy = 1.0 + unif(g, -bs, bs);
+    s->offset.x = unif(g, -to, to);
+    s->offset.y = unif(g, -to, to);
+    if (hs == 0) /* off: exactly zero (not -0 * u) */
+        s->heart_shift = v2(0, 0);
+    if (hr == 0)
+        s->heart_rot = 0;
+    if (bs == 0)
+        s->body_sx = s->body_sy = 1.0;
+    if (to == 0)
+        s->offset = v2(0, 0);
+}
+
 /* Body, spine, lungs and the background uptakes. */
 static void draw_torso(fs_generator *g, const fs_spect_phantom_opts *o, double half_fov,
                        scene *s)
 {
-    double bax = unif(g, 150, 185), bay = unif(g, 100, 125);
+    double bax = unif(g, 150, 185) * s->body_sx, bay = unif(g, 100, 125) * s->body_sy;
     /* the oblique short- and long-axis planes run down through the abdomen below the heart */
     double stretch = o->view == FS_SPECT_TRANSAXIAL ? 1.0 : 1.3;
     double fit = fmin(1.0, 0.95 * half_fov / fmax(bax, bay * stretch)); /* inside the field */
@@ -321,6 +363,33 @@ static void draw_defect(fs_generator *g, const fs_spect_phantom_opts *o, scene *
         s->ddir = territory < 0.4 ? s->h.ea                          /* LAD: apex */
                 : territory < 0.7 ? scale(s->h.eb, -1)               /* LAD: septum */
                                   : s->h.eb;                         /* LCX: lateral */
+}
+
+/* The heart (LV, RV, atrium), the defect's and the liver's directions turned by heart_rot about
+ * the LV centre H, then moved by heart_shift: the anatomy and its landmarks move together. */
+static void move_heart(scene *s)
+{
+    heart *h = &s->h;
+    double c = cos(s->heart_rot * M_PI / 180), sn = sin(s->heart_rot * M_PI / 180);
+    vec2 H = h->H, t = s->heart_shift;
+#define MOVE(p) ((p) = add(add(H, rot(sub((p), H), c, sn)), t))
+    MOVE(h->O);
+    MOVE(h->la.c);
+    MOVE(h->rv_out.c);
+    MOVE(h->rv_in.c);
+#undef MOVE
+    h->H = add(H, t);
+    h->ea = rot(h->ea, c, sn);
+    h->eb = rot(h->eb, c, sn);
+    h->la.e1 = rot(h->la.e1, c, sn);
+    h->rv_out.e1 = rot(h->rv_out.e1, c, sn);
+    h->rv_in.e1 = rot(h->rv_in.e1, c, sn);
+    if (h->gap_hi > h->gap_lo) {
+        h->gap_lo += s->heart_rot * M_PI / 180;
+        h->gap_hi += s->heart_rot * M_PI / 180;
+    }
+    s->ddir = rot(s->ddir, c, sn);
+    s->liver_dir = rot(s->liver_dir, c, sn);
 }
 
 /* The liver's gap and size, and the hot spot (drawn always, used when present). */
@@ -478,8 +547,9 @@ static void shade_point(const scene *s, vec2 q, float *act_out, float *mu_out, f
     *lab_out = lab;
 }
 
-/* Point-samples the scene at the pixel centres into p's maps; returns the LV cavity's
- * centroid (the label phase's centre when the cavity misses every pixel). */
+/* Point-samples the scene, moved by the table offset, at the pixel centres into p's maps;
+ * returns the LV cavity's centroid in the scene's frame (the label phase's centre when the
+ * cavity misses every pixel). */
 static vec2 rasterise(const scene *s, fs_spect_phantom *p)
 {
     int n = p->n;
@@ -487,7 +557,7 @@ static vec2 rasterise(const scene *s, fs_spect_phantom *p)
     double cx = 0, cy = 0, cn = 0;
     for (int y = 0; y < n; y++)
         for (int x = 0; x < n; x++) {
-            vec2 q = v2((x - c0) * pix, (y - c0) * pix);
+            vec2 q = sub(v2((x - c0) * pix, (y - c0) * pix), s->offset); /* scene frame */
             size_t i = (size_t)y * n + x;
             float act = 0, mu = 0, lab = FS_LABEL_BACKGROUND;
             if (ell_val(&s->body, q) <= 1.0 || (s->has_breast && in_ell(&s->breast, q))) {
@@ -511,11 +581,15 @@ static void place_landmarks(const scene *s, vec2 centre, fs_spect_phantom *p)
 {
     const heart *h = &s->h, *hl = &s->hl;
     fs_spect_view view = s->view;
+    vec2 off = s->offset;
+    /* the short axis' inferior and lateral directions turn with the heart */
+    double c = cos(s->heart_rot * M_PI / 180), sn = sin(s->heart_rot * M_PI / 180);
+    vec2 inferior = rot(v2(0, 1), c, sn), lateral = rot(v2(1, 0), c, sn);
     if (view != FS_SPECT_SHORT_AXIS)
-        add_landmark(p, "lv_apex", add(hl->O, scale(hl->ea, hl->base_len + hl->Ai + hl->wa)));
-    add_landmark(p, "lv_centre", centre);
+        add_landmark(p, "lv_apex", add(hl->O, scale(hl->ea, hl->base_len + hl->Ai + hl->wa)), off);
+    add_landmark(p, "lv_centre", centre, off);
     if (view != FS_SPECT_SHORT_AXIS)
-        add_landmark(p, "mitral_valve", hl->O);
+        add_landmark(p, "mitral_valve", hl->O, off);
     if (h->has_rv) {
         /* where the RV outer wall meets the LV epicardium */
         vec2 pts[8];
@@ -531,20 +605,20 @@ static void place_landmarks(const scene *s, vec2 centre, fs_spect_phantom *p)
         if (np >= 2) {
             vec2 a = pts[0], b = pts[np - 1];
             if (a.y > b.y) { vec2 t = a; a = b; b = t; }
-            add_landmark(p, "rv_insertion_anterior", a);
+            add_landmark(p, "rv_insertion_anterior", a, off);
             add_landmark(p, view == FS_SPECT_SHORT_AXIS ? "rv_insertion_inferior"
-                                                        : "rv_insertion_posterior", b);
+                                                        : "rv_insertion_posterior", b, off);
         }
     }
     if (view == FS_SPECT_SHORT_AXIS) {
-        add_landmark(p, "lv_inferior_wall", add(hl->H, v2(0, hl->ri + 0.5 * hl->w)));
-        add_landmark(p, "lv_lateral_wall", add(hl->H, v2(hl->ri + 0.5 * hl->w, 0)));
+        add_landmark(p, "lv_inferior_wall", add(hl->H, scale(inferior, hl->ri + 0.5 * hl->w)), off);
+        add_landmark(p, "lv_lateral_wall", add(hl->H, scale(lateral, hl->ri + 0.5 * hl->w)), off);
     }
     if (view == FS_SPECT_LONG_AXIS) {
-        add_landmark(p, "lv_base_anterior", sub(hl->O, scale(hl->eb, hl->Bi + 0.5 * hl->w)));
-        add_landmark(p, "lv_base_inferior", add(hl->O, scale(hl->eb, hl->Bi + 0.5 * hl->w)));
+        add_landmark(p, "lv_base_anterior", sub(hl->O, scale(hl->eb, hl->Bi + 0.5 * hl->w)), off);
+        add_landmark(p, "lv_base_inferior", add(hl->O, scale(hl->eb, hl->Bi + 0.5 * hl->w)), off);
     }
-    add_landmark(p, "liver_dome", s->dome);
+    add_landmark(p, "liver_dome", s->dome, off);
 }
 
 int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spect_phantom *p)
@@ -555,6 +629,14 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
                             o->n, o->pixel_mm);
     if (o->view < FS_SPECT_TRANSAXIAL || o->view > FS_SPECT_LONG_AXIS)
         return fs_set_error("spect.phantom: unknown view %d", (int)o->view);
+    if (!(o->heart_shift_mm >= 0 && o->heart_shift_mm <= 100) ||
+        !(o->heart_rotation_deg >= 0 && o->heart_rotation_deg <= 90) ||
+        !(o->body_scale >= 0 && o->body_scale <= 0.5) ||
+        !(o->table_offset_mm >= 0 && o->table_offset_mm <= 200))
+        return fs_set_error("spect.phantom: need heart_shift_mm in [0, 100], heart_rotation_deg "
+                            "in [0, 90], body_scale in [0, 0.5], table_offset_mm in [0, 200] (got "
+                            "%g, %g, %g, %g)", o->heart_shift_mm, o->heart_rotation_deg,
+                            o->body_scale, o->table_offset_mm);
     int n = o->n;
     double pix = o->pixel_mm, half_fov = 0.5 * n * pix;
     fs_generator gen, *g = &gen;
@@ -572,9 +654,12 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     scene s;
     memset(&s, 0, sizeof s);
     s.view = o->view;
+    draw_variation(o, seed, &s);
     draw_torso(g, o, half_fov, &s);
     draw_heart(g, o, &s);
     draw_defect(g, o, &s);
+    if (s.heart_rot != 0 || s.heart_shift.x != 0 || s.heart_shift.y != 0)
+        move_heart(&s);
     draw_liver(g, o, &s);
     place_liver(n, pix, &s);
     draw_breast(g, o, half_fov, &s);
@@ -588,6 +673,13 @@ int fs_spect_phantom_make(const fs_spect_phantom_opts *o, uint64_t seed, fs_spec
     p->liver_gap_mm = s.gap;
     p->liver_uptake = s.up_liver;
     p->blood_uptake = s.up_blood;
+    p->heart_dx_mm = s.heart_shift.x;
+    p->heart_dy_mm = s.heart_shift.y;
+    p->heart_rotation_deg = s.heart_rot;
+    p->body_scale_x = s.body_sx;
+    p->body_scale_y = s.body_sy;
+    p->table_dx_mm = s.offset.x;
+    p->table_dy_mm = s.offset.y;
     place_landmarks(&s, centre, p);
     return 0;
 }
