@@ -9,6 +9,7 @@
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
 #   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
+#   make fuzz       libFuzzer harnesses of the readers (fuzz/, clang), FUZZ_SECONDS each; make fuzz-smoke: 10 s
 #   make install    used by luarocks: LIBDIR receives core.so, LUADIR every .lua under lua/fewshot/
 #   make rock       dist/fewshot-VERSION-1.src.rock (from git HEAD) and a rocks-server manifest in dist/
 #   make clean
