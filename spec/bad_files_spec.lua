@@ -51,3 +51,12 @@ describe("bad .npy files", function()
     fails_with(fs.io.load_npy, "npy_descr_one_char.npy", ".npy", "unsupported dtype '<'")
   end)
 end)
+
+describe("bad PNG files", function()
+  -- fuzz_png: an 80-byte file whose sPLT chunk says 0x50000017 bytes; libpng allocated the
+  -- 1.25 GB before finding the file ends (out of memory under -malloc_limit_mb=1024)
+  it("a chunk longer than the rest of the file is an error before libpng allocates it", function()
+    fails_with(fs.image.read, "png_splt_length.png", ".png", "corrupt or truncated PNG (chunk "
+      .. "'sPLT' at byte 33 says 1342177303 bytes of data, the file has 39 after its header)")
+  end)
+end)
