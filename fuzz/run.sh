@@ -42,6 +42,7 @@ for r in "$@"; do
     [ -f "fuzz/$r.dict" ] && dict="-dict=fuzz/$r.dict"
     log=$out/logs/$r.log
     before=$(ls "$out/findings/$r" | wc -l)
+    start=$(date +%s)
     # halt_on_error: a UBSan report stops the run and counts as a finding (the objects are
     # also built with -fno-sanitize-recover=undefined)
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -50,6 +51,7 @@ for r in "$@"; do
         -print_final_stats=1 -artifact_prefix="$out/findings/$r/" $dict ${FUZZ_FLAGS:-} \
         "$out/corpus/$r" "$out/seeds/$r" > "$log" 2>&1
     rc=$?
+    took=$(( $(date +%s) - start ))
     after=$(ls "$out/findings/$r" | wc -l)
     last=$(grep -E '^#[0-9]+' "$log" | tail -1)
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
@@ -57,7 +59,7 @@ for r in "$@"; do
     cov=$(echo "$last" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
     ft=$(echo "$last" | sed -n 's/.*ft: \([0-9]*\).*/\1/p')
     new=$((after - before))
-    echo "fuzz_$r: ${secs}s, ${execs:-?} executions, cov: ${cov:-?} ft: ${ft:-?}, corpus $(ls "$out/corpus/$r" | wc -l) files, findings: $new (exit status $rc)"
+    echo "fuzz_$r: ${took}s, ${execs:-?} executions, cov: ${cov:-?} ft: ${ft:-?}, corpus $(ls "$out/corpus/$r" | wc -l) files, findings: $new (exit status $rc)"
     if [ $rc -ne 0 ] || [ $new -ne 0 ]; then
         status=1
         grep -E 'ERROR: |SUMMARY: |runtime error|fuzz: |Test unit written' "$log" | head -8 | sed 's/^/    /'
