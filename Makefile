@@ -10,6 +10,7 @@
 #   make sanitize   ASan + UBSan build, then the specs under it
 #   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
 #   make tsan       ThreadSanitizer build; the embedding host with 2 and 4 Lua states in threads
+#   make fuzz       libFuzzer harnesses of the readers (fuzz/, clang), FUZZ_SECONDS each; make fuzz-smoke: 10 s
 #   make install    used by luarocks: LIBDIR receives core.so, LUADIR every .lua under lua/fewshot/
 #   make rock       dist/fewshot-VERSION-1.src.rock (from git HEAD) and a rocks-server manifest in dist/
 #   make clean
@@ -205,7 +206,7 @@ rock:
 	@echo "wrote $(SRC_ROCK) and dist/manifest (HEAD $$(git rev-parse --short HEAD))"
 
 clean:
-	rm -rf build build-san build-vg build-avx2 build-tsan fewshot
+	rm -rf build build-san build-vg build-avx2 build-tsan build-fuzz fewshot
 
 # ThreadSanitizer: the core, the binding and the host built with -fsanitize=thread in build-tsan/,
 # then examples/embed/train.lua in 2 and 4 Lua states at once (threads of one process); any
@@ -224,3 +225,40 @@ tsan: deps
 	  OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/examples/embed/tsan.supp" \
 	    ./build-tsan/embed-host --root build-tsan/root --states $$n examples/embed/train.lua 5 || exit 1; \
 	done
+
+# ---- fuzzing: libFuzzer harnesses for the readers (fuzz/; needs clang, nothing above does) ----
+# make fuzz        builds build-fuzz/fuzz_<reader> (fuzz/fuzz_<reader>.c linked with the core
+#                  sources it needs, compiled into build-fuzz/ with the same sanitizers: ASan,
+#                  LeakSanitizer, UBSan) and runs each for FUZZ_SECONDS (default 60) with
+#                  -rss_limit_mb=2048 -malloc_limit_mb=1024 (fuzz/run.sh); fails on any crash,
+#                  leak, UBSan report, out-of-memory or timeout. Seeds come from spec/fixtures and
+#                  fuzz/seeds; findings land in build-fuzz/findings/<reader>/.
+# make fuzz-smoke  the same, 10 seconds each.
+FUZZ_CC       ?= clang
+FUZZ_SECONDS  ?= 60
+FUZZ_READERS   = safetensors npy png nifti interfile
+FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS    = -std=c11 -D_DEFAULT_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wall -Wextra \
+                 -Wpedantic -O1 -g -fopenmp -Icsrc/core $(PC_CFLAGS) $(FUZZ_SAN)
+FUZZ_CORE_SRC  = $(sort $(wildcard csrc/core/base/*.c csrc/core/tensor/*.c csrc/core/io/*.c))
+FUZZ_CORE_OBJ  = $(FUZZ_CORE_SRC:csrc/%.c=build-fuzz/%.o)
+FUZZ_BINS      = $(FUZZ_READERS:%=build-fuzz/fuzz_%)
+
+build-fuzz/%.o: csrc/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_CORE_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJ) -o $@ $(PC_LIBS) -lm
+
+-include $(FUZZ_CORE_OBJ:.o=.d)
+.SECONDARY: $(FUZZ_CORE_OBJ)
+
+.PHONY: fuzz fuzz-smoke fuzz-build
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_READERS)
+
+fuzz-smoke: fuzz-build
+	@FUZZ_SECONDS=10 sh fuzz/run.sh $(FUZZ_READERS)

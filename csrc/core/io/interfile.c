@@ -90,7 +90,14 @@ static int scan_key(header_keys *k, const char *key, const char *val, int line, 
     if (strcmp(key, "interfile") == 0) {
         k->seen_interfile = 1;
     } else if (strcmp(key, "nameofdatafile") == 0) {
-        snprintf(k->datafile, sizeof k->datafile, "%s", val);
+        /* cut short, it could name another file that exists */
+        size_t n = strlen(val);
+        if (n >= sizeof k->datafile) {
+            snprintf(err, cap, "'name of data file' is %zu bytes long, at most %zu are read "
+                     "(line %d)", n, sizeof k->datafile - 1, line);
+            return -1;
+        }
+        memcpy(k->datafile, val, n + 1);
     } else if (strcmp(key, "numberformat") == 0) {
         size_t i = 0;
         for (; val[i] && i + 1 < sizeof k->fmt; i++)

@@ -165,7 +165,8 @@ static int check_descr(const char *path, const char *descr, char *kind, int *siz
 {
     char order = descr[0];
     *kind = descr[1];
-    *size = atoi(descr + 2);
+    /* a one-character descr ends at descr[1]: what follows was never written */
+    *size = *kind ? atoi(descr + 2) : 0;
     char k = *kind;
     int sz = *size;
     int known = (order == '<' || order == '>' || order == '|' || order == '=') &&
