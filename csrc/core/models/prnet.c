@@ -61,7 +61,14 @@ static fs_tensor *block(fs_module *blk, fs_tensor *x, int64_t k)
         block_names(i, cn, nn);
         fs_tensor *c = fs_module_forward(fs_module_child(blk, cn), h);
         fs_tensor_release(h);
-        fs_tensor *n = c ? fs_module_forward(fs_module_child(blk, nn), c) : NULL;
+        fs_module *norm = fs_module_child(blk, nn);
+        const fs_instancenorm_settings *in = fs_module_settings(norm, "InstanceNorm2d");
+        if (in && c) { /* norm and ReLU in one pass */
+            h = fs_instance_norm_relu(c, NULL, NULL, in->eps);
+            fs_tensor_release(c);
+            continue;
+        }
+        fs_tensor *n = c ? fs_module_forward(norm, c) : NULL;
         fs_tensor_release(c);
         h = n ? fs_relu(n) : NULL;
         fs_tensor_release(n);

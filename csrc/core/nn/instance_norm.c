@@ -8,18 +8,22 @@
  * Backward per plane (xhat = (x - mean) invstd, g = weight[c] or 1, dyh = dy g):
  *     dx = invstd (dyh - mean(dyh) - xhat mean(dyh xhat)),
  *     dweight[c] = sum over planes of c of sum dy xhat,  dbias[c] = sum dy.
+ * fs_instance_norm_relu is relu(instance_norm(x)) as one op: one pass and one tensor less each
+ * way; its backward masks dy by (y > 0) on the fly, from the saved output.
  * OpenMP over the planes (backward's parameter sums are reduced per channel afterwards).
  */
 #include <math.h>
 
 #include "nn/nn_internal.h"
 
-/* saved: x (contiguous), mean (N*C), invstd (N*C), weight (contiguous) or NULL */
+/* saved: x (contiguous), mean (N*C), invstd (N*C), weight (contiguous) or NULL, and the output
+ * (an alias) when a ReLU was applied */
 static int instance_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const fs_tensor *x = n->saved[0], *wt = n->saved[3];
     const float *mean = fs_data(n->saved[1]), *invstd = fs_data(n->saved[2]);
     const float *xd = fs_data(x), *dy = fs_data(dout), *wd = wt ? fs_data(wt) : NULL;
+    const float *yd = n->saved[4] ? fs_data(n->saved[4]) : NULL;
     const int64_t N = x->size[0], C = x->size[1], P = N * C, S = P ? fs_numel(x) / P : 0;
     bool want_x = fs_node_wants(n, 0), want_w = fs_node_wants(n, 1), want_b = fs_node_wants(n, 2);
     fs_tensor *dx = NULL, *dw = NULL, *db = NULL;
@@ -35,12 +39,13 @@ static int instance_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_ten
     float *dxd = dx ? fs_data(dx) : NULL;
 #pragma omp parallel for schedule(static) if (P * S > FS_PARALLEL_MIN)
     for (int64_t p = 0; p < P; p++) {
-        const float *xp = xd + p * S, *gp = dy + p * S;
+        const float *xp = xd + p * S, *gp = dy + p * S, *yp = yd ? yd + p * S : NULL;
         const float mu = mean[p], is = invstd[p];
         double sg = 0.0, sgx = 0.0;
         for (int64_t s = 0; s < S; s++) {
-            sg += gp[s];
-            sgx += (double)gp[s] * (double)(xp[s] - mu);
+            float g = yp && !(yp[s] > 0.0f) ? 0.0f : gp[s];
+            sg += g;
+            sgx += (double)g * (double)(xp[s] - mu);
         }
         sgx *= is; /* sum dy xhat */
         sums[2 * p] = sg;
@@ -51,8 +56,12 @@ static int instance_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_ten
         const float a = (float)(g * is), mg = (float)(sg / (double)S);
         const float k = (float)(sgx * is / (double)S);
         float *dp = dxd + p * S;
-        for (int64_t s = 0; s < S; s++)
-            dp[s] = a * (gp[s] - mg - (xp[s] - mu) * k);
+        if (yp)
+            for (int64_t s = 0; s < S; s++)
+                dp[s] = a * ((yp[s] > 0.0f ? gp[s] : 0.0f) - mg - (xp[s] - mu) * k);
+        else
+            for (int64_t s = 0; s < S; s++)
+                dp[s] = a * (gp[s] - mg - (xp[s] - mu) * k);
     }
     for (int64_t p = 0; p < P; p++) {
         if (dw)
@@ -79,7 +88,8 @@ static int check_vec(const char *what, const fs_tensor *t, const fs_tensor *x, i
     return 0;
 }
 
-fs_tensor *fs_instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, double eps)
+static fs_tensor *instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, double eps,
+                                bool relu)
 {
     if (x->ndim < 3)
         return fs_set_error("instance_norm: input must be (N, C, *) with at least one spatial "
@@ -124,8 +134,14 @@ fs_tensor *fs_instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, do
         id[p] = (float)is;
         const int64_t c = p % C;
         const float scale = (float)(is * (wd ? wd[c] : 1.0)), shift = bd ? bd[c] : 0.0f;
-        for (int64_t s = 0; s < S; s++)
-            yp[s] = (xp[s] - m) * scale + shift;
+        if (relu)
+            for (int64_t s = 0; s < S; s++) {
+                float v = (xp[s] - m) * scale + shift;
+                yp[s] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (int64_t s = 0; s < S; s++)
+                yp[s] = (xp[s] - m) * scale + shift;
     }
     fs_tensor_release(bc);
     bc = NULL;
@@ -138,6 +154,11 @@ fs_tensor *fs_instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, do
         n->saved[1] = mean;
         n->saved[2] = invstd;
         n->saved[3] = wc;
+        if (relu && !(n->saved[4] = fs_tensor_alias(y))) {
+            fs_node_release(n);
+            fs_tensor_release(y);
+            return NULL;
+        }
         fs_node_attach(n, y);
         return y;
     }
@@ -146,4 +167,14 @@ fs_tensor *fs_instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, do
 fail:
     fs_nn_release_all(6, (fs_tensor *[]){xc, wc, bc, mean, invstd, y});
     return NULL;
+}
+
+fs_tensor *fs_instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, double eps)
+{
+    return instance_norm(x, weight, bias, eps, false);
+}
+
+fs_tensor *fs_instance_norm_relu(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, double eps)
+{
+    return instance_norm(x, weight, bias, eps, true);
 }
