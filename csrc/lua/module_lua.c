@@ -7,6 +7,10 @@
  *   fs.nn.relu(), fs.nn.maxpool2d{kernel=, stride=kernel, padding=0}, fs.nn.flatten(),
  *   fs.nn.adaptive_avgpool2d{output_size={1, 1}}, fs.nn.sequential{m1, m2, ...}
  *   fs.nn.resnet18{in_channels=3, num_classes=nil, seed= | generator=}
+ *   fs.nn.prnet{in_channels=1, base=16, depth=4, latent=2, patch=32, norm="instance"|"batch",
+ *               up="bilinear"|"transpose", convs_per_level=1, seed= | generator=}
+ *               model(x) -> latent (N, latent), reconstruction (N, C, patch, patch);
+ *               model:encode(x) -> the latent alone (no decoder work)
  *   fs.nn.load(path): a module saved with model:save(path) (its stored description is parsed
  *                     by the core, fs_module_from_spec; nothing is evaluated)
  *
@@ -21,6 +25,7 @@
 
 #include "autograd/autograd.h"
 #include "lmodule.h"
+#include "models/prnet.h"
 
 /* ---- the userdata ---- */
 
@@ -116,12 +121,34 @@ static int m_gc(lua_State *L)
     return 0;
 }
 
+/* A PRNet returns its two outputs (latent, reconstruction); every other module one tensor. */
 static int m_forward(lua_State *L)
 {
     fs_module *m = CHECK(1);
     fs_tensor *x = fs_lua_check_tensor(L, 2);
     fs_tensor **box = fs_lua_new_box(L);
-    return fs_lua_return(L, box, fs_module_forward(m, x));
+    if (!fs_prnet_settings_of(m))
+        return fs_lua_return(L, box, fs_module_forward(m, x));
+    fs_tensor **box2 = fs_lua_new_box(L);
+    fs_tensor *z, *r;
+    if (fs_prnet_forward(m, x, &z, &r) < 0)
+        return fs_lua_error(L);
+    *box = z;
+    *box2 = r;
+    fs_lua_account(L);
+    return 2;
+}
+
+static int m_encode(lua_State *L)
+{
+    fs_module *m = CHECK(1);
+    fs_tensor *x = fs_lua_check_tensor(L, 2);
+    if (!fs_prnet_settings_of(m))
+        return luaL_error(L, "encode: a %s module has no encode (PRNet only)", m->kind);
+    fs_tensor **box = fs_lua_new_box(L);
+    if (m->flat && !m->flat_grad && fs_grad_enabled() && fs_module_ensure_grad(m) < 0)
+        return fs_lua_error(L);
+    return fs_lua_return(L, box, fs_prnet_encode(m, x));
 }
 
 static int m_train(lua_State *L)
@@ -527,6 +554,33 @@ static int l_resnet18(lua_State *L)
     return box_return(L, box, fs_resnet18(in, classes, g));
 }
 
+static int l_prnet(lua_State *L)
+{
+    lua_settop(L, 1);
+    if (!lua_istable(L, 1) && !lua_isnil(L, 1))
+        luaL_typeerror(L, 1, "options table");
+    fs_lua_check_options(L, 1, "fs.nn.prnet",
+                         FS_OPTIONS("in_channels", "base", "depth", "latent", "patch", "norm",
+                                    "up", "convs_per_level", "seed", "generator"));
+    fs_generator local, *g = opt_gen(L, 1, &local);
+    fs_prnet_settings s = FS_PRNET_SETTINGS_DEFAULT;
+    s.in_channels = fs_lua_opt_integer(L, 1, "in_channels", s.in_channels);
+    s.base = fs_lua_opt_integer(L, 1, "base", s.base);
+    s.depth = fs_lua_opt_integer(L, 1, "depth", s.depth);
+    s.latent = fs_lua_opt_integer(L, 1, "latent", s.latent);
+    s.patch = fs_lua_opt_integer(L, 1, "patch", s.patch);
+    s.convs_per_level = fs_lua_opt_integer(L, 1, "convs_per_level", s.convs_per_level);
+    if (fs_prnet_norm_parse("fs.nn.prnet", fs_lua_opt_string(L, 1, "norm", "instance"),
+                            &s.norm) < 0 ||
+        fs_prnet_up_parse("fs.nn.prnet", fs_lua_opt_string(L, 1, "up", "bilinear"), &s.up) < 0)
+        return fs_lua_error(L);
+    fs_module **box = new_box(L);
+    fs_module *m = fs_prnet(&s, g);
+    if (!m)
+        return luaL_error(L, "fs.nn.%s", fs_error());
+    return box_return(L, box, m);
+}
+
 /* fs.nn.load(path): the architecture from the file's "fewshot.module" text, rebuilt by the core
  * (fs_module_from_spec: parsed, never evaluated), then its state dict loaded strictly. */
 static int l_load(lua_State *L)
@@ -559,7 +613,7 @@ static int l_load(lua_State *L)
 }
 
 static const luaL_Reg methods[] = {
-    {"forward", m_forward}, {"train", m_train}, {"eval", m_eval},
+    {"forward", m_forward}, {"encode", m_encode}, {"train", m_train}, {"eval", m_eval},
     {"is_training", m_is_training}, {"parameters", m_parameters},
     {"named_parameters", m_named_parameters}, {"state_dict", m_state_dict},
     {"state_dict_keys", m_state_dict_keys},
@@ -576,6 +630,7 @@ static const luaL_Reg constructors[] = {
     {"conv2d", l_conv2d}, {"batchnorm2d", l_batchnorm2d}, {"linear", l_linear},
     {"relu", l_relu}, {"maxpool2d", l_maxpool2d}, {"adaptive_avgpool2d", l_adaptive_avgpool2d},
     {"flatten", l_flatten}, {"sequential", l_sequential}, {"resnet18", l_resnet18},
+    {"prnet", l_prnet},
     {NULL, NULL}};
 
 void fs_lua_open_module(lua_State *L)

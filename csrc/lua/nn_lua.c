@@ -10,6 +10,7 @@
  *   F.linear(x, w [, b])
  *   F.batch_norm(x, running_mean, running_var [, weight, bias],
  *                {training=false, momentum=0.1, eps=1e-5})     running stats updated in place
+ *   F.instance_norm(x [, weight, bias], {eps=1e-5})  per-(n, c) statistics, no running stats
  *   F.relu(x)
  *   F.max_pool2d(x, {kernel=, stride=kernel, padding=0, ceil_mode=false})
  *   F.avg_pool2d(x, {kernel=, stride=kernel, padding=0, ceil_mode=false, count_include_pad=true})
@@ -156,6 +157,18 @@ static int l_batch_norm(lua_State *L)
     double eps = fs_lua_opt_number(L, 6, "eps", 1e-5);
     fs_tensor **box = fs_lua_new_box(L);
     return fs_lua_return(L, box, fs_batch_norm(x, rm, rv, w, b, training, momentum, eps));
+}
+
+/* instance_norm(x, weight, bias, {eps=1e-5}) */
+static int l_instance_norm(lua_State *L)
+{
+    lua_settop(L, 4);
+    fs_lua_check_options(L, 4, "instance_norm", FS_OPTIONS("eps"));
+    fs_tensor *x = fs_lua_check_tensor(L, 1);
+    fs_tensor *w = opt_tensor(L, 2), *b = opt_tensor(L, 3);
+    double eps = fs_lua_opt_number(L, 4, "eps", 1e-5);
+    fs_tensor **box = fs_lua_new_box(L);
+    return fs_lua_return(L, box, fs_instance_norm(x, w, b, eps));
 }
 
 static int l_relu(lua_State *L)
@@ -413,6 +426,7 @@ static const luaL_Reg functional[] = {
     {"conv_transpose2d", l_conv_transpose2d},
     {"linear", l_linear},
     {"batch_norm", l_batch_norm},
+    {"instance_norm", l_instance_norm},
     {"relu", l_relu},
     {"max_pool2d", l_max_pool2d},
     {"avg_pool2d", l_avg_pool2d},

@@ -5,9 +5,11 @@
  *   item   := key '=' value            (every kind but sequential)
  *           | module                   (sequential: its children, in order)
  *   value  := integer | number | 'true' | 'false' | '{' integer ',' integer '}'
+ *           | '"' [A-Za-z0-9_]{0,23} '"'
  *
  * Names: conv2d, batchnorm2d, linear, relu, maxpool2d, adaptive_avgpool2d, flatten, sequential,
- * resnet18, with the options and defaults of their fs.nn constructors. Nothing is evaluated;
+ * resnet18, prnet, conv_transpose2d, instancenorm2d, upsample, with the options and defaults
+ * of their constructors. Nothing is evaluated;
  * every number is range-checked here or by the constructor (module.h: FS_MODULE_MAX_SIZE)
  * before anything is allocated, so a crafted checkpoint can only be refused. */
 #include <ctype.h>
@@ -17,13 +19,14 @@
 #include <string.h>
 
 #include "base/random.h"
+#include "models/prnet.h"
 #include "module/module.h"
 
 #define MAX_DEPTH 32     /* nested sequential */
 #define MAX_CHILDREN 256 /* per sequential, as fs.nn.sequential */
 #define MAX_ITEMS 16     /* options per constructor */
 
-typedef enum { V_INT, V_NUM, V_BOOL, V_PAIR } value_kind;
+typedef enum { V_INT, V_NUM, V_BOOL, V_PAIR, V_STR } value_kind;
 
 typedef struct {
     char key[24];
@@ -31,6 +34,7 @@ typedef struct {
     int64_t i[2];        /* V_INT: i[0]; V_PAIR: both */
     double d;            /* V_NUM (and V_INT as a number) */
     bool b;
+    char str[24];        /* V_STR */
 } option;
 
 typedef struct {
@@ -144,6 +148,19 @@ static int value(parser *p, option *o)
         o->b = w[0] == 't';
         return 0;
     }
+    if (*p->s == '"') {
+        const char *q = p->s + 1;
+        size_t n = 0;
+        while ((isalnum((unsigned char)q[n]) || q[n] == '_') && n < sizeof o->str - 1)
+            n++;
+        if (q[n] != '"')
+            return fail(p, "a string must be up to 23 letters, digits or '_' in quotes%s", "");
+        memcpy(o->str, q, n);
+        o->str[n] = 0;
+        o->kind = V_STR;
+        p->s = q + n + 1;
+        return 0;
+    }
     if (!accept(p, '{'))
         return number(p, o);
     option a, b;
@@ -234,6 +251,17 @@ static int opt_bool(parser *p, options *o, const char *key, bool *out)
     return 0;
 }
 
+static int opt_str(parser *p, options *o, const char *key, const char **out)
+{
+    const option *v = find(o, key);
+    if (!v)
+        return 0;
+    if (v->kind != V_STR)
+        return fail(p, "option '%s' must be a string", key);
+    *out = v->str;
+    return 0;
+}
+
 /* A kernel given as kernel= or kernel_size= (one of them is required). */
 static int opt_kernel(parser *p, options *o, int64_t k[2])
 {
@@ -311,6 +339,59 @@ static int make_leaf(parser *p, options *o, fs_module **out)
         if (rc == 0) rc = unused(o);
         if (rc == 0 && p->build)
             rc = (*out = fs_nn_adaptive_avgpool2d(s[0], s[1])) ? 0 : -1;
+    } else if (strcmp(nm, "conv_transpose2d") == 0) {
+        int64_t in, outc, k[2];
+        fs_conv2d_args a = FS_CONV2D_ARGS_DEFAULT;
+        bool bias = true;
+        rc = opt_int(p, o, "in_channels", true, 0, &in);
+        if (rc == 0) rc = opt_int(p, o, "out_channels", true, 0, &outc);
+        if (rc == 0) rc = opt_kernel(p, o, k);
+        if (rc == 0) rc = opt_pair(p, o, "stride", a.stride, NULL);
+        if (rc == 0) rc = opt_pair(p, o, "padding", a.padding, NULL);
+        if (rc == 0) rc = opt_pair(p, o, "output_padding", a.output_padding, NULL);
+        if (rc == 0) rc = opt_pair(p, o, "dilation", a.dilation, NULL);
+        if (rc == 0) rc = opt_bool(p, o, "bias", &bias);
+        if (rc == 0) rc = unused(o);
+        if (rc == 0 && p->build)
+            rc = (*out = fs_nn_conv_transpose2d(in, outc, k[0], k[1], &a, bias, p->g)) ? 0 : -1;
+    } else if (strcmp(nm, "instancenorm2d") == 0) {
+        int64_t n;
+        double eps = 1e-5;
+        rc = opt_int(p, o, "num_features", true, 0, &n);
+        if (rc == 0) rc = opt_num(p, o, "eps", &eps);
+        if (rc == 0) rc = unused(o);
+        if (rc == 0 && p->build)
+            rc = (*out = fs_nn_instancenorm2d(n, eps)) ? 0 : -1;
+    } else if (strcmp(nm, "upsample") == 0) {
+        double sh = 2.0, sw = 2.0;
+        const char *mode = "nearest";
+        rc = opt_num(p, o, "scale_h", &sh);
+        if (rc == 0) rc = opt_num(p, o, "scale_w", &sw);
+        if (rc == 0) rc = opt_str(p, o, "mode", &mode);
+        if (rc == 0) rc = unused(o);
+        if (rc == 0 && strcmp(mode, "nearest") != 0 && strcmp(mode, "bilinear") != 0)
+            rc = fs_set_error("module description: upsample mode must be \"nearest\" or "
+                              "\"bilinear\", got \"%s\"", mode);
+        if (rc == 0 && p->build)
+            rc = (*out = fs_nn_upsample(sh, sw, mode[0] == 'b' ? FS_INTERP_BILINEAR
+                                                               : FS_INTERP_NEAREST)) ? 0 : -1;
+    } else if (strcmp(nm, "prnet") == 0) {
+        fs_prnet_settings s = FS_PRNET_SETTINGS_DEFAULT;
+        const char *norm = "instance", *up = "bilinear";
+        rc = opt_int(p, o, "in_channels", false, s.in_channels, &s.in_channels);
+        if (rc == 0) rc = opt_int(p, o, "base", false, s.base, &s.base);
+        if (rc == 0) rc = opt_int(p, o, "depth", false, s.depth, &s.depth);
+        if (rc == 0) rc = opt_int(p, o, "latent", false, s.latent, &s.latent);
+        if (rc == 0) rc = opt_int(p, o, "patch", false, s.patch, &s.patch);
+        if (rc == 0) rc = opt_int(p, o, "convs_per_level", false, s.convs_per_level,
+                                  &s.convs_per_level);
+        if (rc == 0) rc = opt_str(p, o, "norm", &norm);
+        if (rc == 0) rc = opt_str(p, o, "up", &up);
+        if (rc == 0) rc = unused(o);
+        if (rc == 0) rc = fs_prnet_norm_parse("prnet", norm, &s.norm);
+        if (rc == 0) rc = fs_prnet_up_parse("prnet", up, &s.up);
+        if (rc == 0 && p->build)
+            rc = (*out = fs_prnet(&s, p->g)) ? 0 : -1;
     } else if (strcmp(nm, "resnet18") == 0) {
         int64_t in, classes;
         bool given = find(o, "num_classes") != NULL;

@@ -1,5 +1,6 @@
 /* layers.c - the layer modules (module.h): conv2d, linear, batchnorm2d, relu, maxpool2d,
- * adaptive average pool, flatten, sequential. Each has a forward (the nn/ kernel on its
+ * adaptive average pool, flatten, sequential, and PRNet's conv_transpose2d, instancenorm2d and
+ * upsample. Each has a forward (the nn/ kernel on its
  * entries), a describe (its one-line form and its constructor expression) and a constructor
  * with PyTorch's default initialisation.
  * Shapes: x (N, C, H, W); conv weight (O, C, kh, kw); linear weight (out, in). */
@@ -127,6 +128,75 @@ fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
     return finish(m, rc);
 }
 
+static fs_tensor *convt_forward(fs_module *m, fs_tensor *x)
+{
+    const fs_conv2d_settings *s = m->settings;
+    return fs_conv_transpose2d(x, entry(m, "weight"), entry(m, "bias"), &s->args);
+}
+
+static void convt_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    const fs_conv2d_settings *s = m->settings;
+    const fs_conv2d_args *a = &s->args;
+    if (spec)
+        fs_module_appendf(b, cap, len,
+                "conv_transpose2d{in_channels=%lld, out_channels=%lld, kernel={%lld, %lld}, "
+                "stride={%lld, %lld}, padding={%lld, %lld}, output_padding={%lld, %lld}, "
+                "dilation={%lld, %lld}, bias=%s}",
+                (long long)s->in_channels, (long long)s->out_channels, (long long)s->kernel[0],
+                (long long)s->kernel[1], (long long)a->stride[0], (long long)a->stride[1],
+                (long long)a->padding[0], (long long)a->padding[1],
+                (long long)a->output_padding[0], (long long)a->output_padding[1],
+                (long long)a->dilation[0], (long long)a->dilation[1],
+                tf(entry(m, "bias") != NULL));
+    else
+        fs_module_appendf(b, cap, len,
+                "ConvTranspose2d(%lld, %lld, kernel_size=(%lld, %lld), stride=(%lld, %lld), "
+                "padding=(%lld, %lld), bias=%s)", (long long)s->in_channels,
+                (long long)s->out_channels, (long long)s->kernel[0], (long long)s->kernel[1],
+                (long long)a->stride[0], (long long)a->stride[1], (long long)a->padding[0],
+                (long long)a->padding[1], entry(m, "bias") ? "True" : "False");
+}
+
+fs_module *fs_nn_conv_transpose2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
+                                  const fs_conv2d_args *a, bool bias, fs_generator *g)
+{
+    if (in_ch < 1 || out_ch < 1 || kh < 1 || kw < 1)
+        return fs_set_error("conv_transpose2d: in_channels %lld, out_channels %lld and kernel "
+                            "(%lld, %lld) must be >= 1", (long long)in_ch, (long long)out_ch,
+                            (long long)kh, (long long)kw), NULL;
+    if (a->groups != 1)
+        return fs_set_error("conv_transpose2d module: groups other than 1 are not supported"),
+               NULL;
+    if (a->stride[0] < 1 || a->stride[1] < 1 || a->dilation[0] < 1 || a->dilation[1] < 1 ||
+        a->padding[0] < 0 || a->padding[1] < 0 || a->output_padding[0] < 0 ||
+        a->output_padding[1] < 0)
+        return fs_set_error("conv_transpose2d: stride and dilation must be >= 1, padding and "
+                            "output_padding >= 0"), NULL;
+    const int64_t wsize[4] = {in_ch, out_ch, kh, kw};
+    if (check_at_most("conv_transpose2d", "in_channels", 1, &in_ch) < 0 ||
+        check_at_most("conv_transpose2d", "out_channels", 1, &out_ch) < 0 ||
+        check_at_most("conv_transpose2d", "kernel", 2, wsize + 2) < 0 ||
+        check_at_most("conv_transpose2d", "stride", 2, a->stride) < 0 ||
+        check_at_most("conv_transpose2d", "padding", 2, a->padding) < 0 ||
+        check_at_most("conv_transpose2d", "output_padding", 2, a->output_padding) < 0 ||
+        check_at_most("conv_transpose2d", "dilation", 2, a->dilation) < 0 ||
+        check_numel("conv_transpose2d", "weight", 4, wsize) < 0)
+        return NULL;
+    fs_module *m = fs_module_new("ConvTranspose2d", convt_forward);
+    if (!m)
+        return NULL;
+    m->describe = convt_describe;
+    fs_conv2d_settings s = {in_ch, out_ch, {kh, kw}, *a};
+    double bound = 1.0 / sqrt((double)(out_ch * kh * kw)); /* PyTorch: fan_in = size(1) * k */
+    int rc = fs_module_set_settings(m, &s, sizeof s) ? 0 : -1;
+    if (rc == 0)
+        rc = fs_module_add_param(m, "weight", uniform_param(4, wsize, bound, g));
+    if (rc == 0 && bias)
+        rc = fs_module_add_param(m, "bias", uniform_param(1, &out_ch, bound, g));
+    return finish(m, rc);
+}
+
 static fs_tensor *linear_forward(fs_module *m, fs_tensor *x)
 {
     return fs_linear(x, entry(m, "weight"), entry(m, "bias"));
@@ -216,6 +286,80 @@ fs_module *fs_nn_batchnorm2d(int64_t features, double eps, double momentum)
     if (rc == 0)
         rc = fs_module_add_buffer(m, "num_batches_tracked", fs_tensor_scalar(0.0f));
     return finish(m, rc);
+}
+
+static fs_tensor *in_forward(fs_module *m, fs_tensor *x)
+{
+    const fs_instancenorm_settings *s = m->settings;
+    if (x->ndim != 4 || x->size[1] != s->num_features)
+        return fs_set_error("instancenorm2d: expected input (N, %lld, H, W), got %s",
+                            (long long)s->num_features, FS_SHAPE(x)), NULL;
+    return fs_instance_norm(x, NULL, NULL, s->eps);
+}
+
+static void in_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    const fs_instancenorm_settings *s = m->settings;
+    if (spec)
+        fs_module_appendf(b, cap, len, "instancenorm2d{num_features=%lld, eps=%.17g}",
+                (long long)s->num_features, s->eps);
+    else
+        fs_module_appendf(b, cap, len, "InstanceNorm2d(%lld, eps=%g, affine=False, "
+                "track_running_stats=False)", (long long)s->num_features, s->eps);
+}
+
+fs_module *fs_nn_instancenorm2d(int64_t features, double eps)
+{
+    if (features < 1)
+        return fs_set_error("instancenorm2d: num_features %lld must be >= 1",
+                            (long long)features), NULL;
+    if (!(eps >= 0.0))
+        return fs_set_error("instancenorm2d: eps must be >= 0, got %g", eps), NULL;
+    if (check_at_most("instancenorm2d", "num_features", 1, &features) < 0)
+        return NULL;
+    fs_module *m = fs_module_new("InstanceNorm2d", in_forward);
+    if (!m)
+        return NULL;
+    m->describe = in_describe;
+    fs_instancenorm_settings s = {features, eps};
+    return finish(m, fs_module_set_settings(m, &s, sizeof s) ? 0 : -1);
+}
+
+static fs_tensor *upsample_forward(fs_module *m, fs_tensor *x)
+{
+    const fs_upsample_settings *s = m->settings;
+    return fs_interpolate(x, s->scale[0], s->scale[1], s->mode);
+}
+
+static const char *mode_name(fs_interp_mode mode)
+{
+    return mode == FS_INTERP_BILINEAR ? "bilinear" : "nearest";
+}
+
+static void upsample_describe(fs_module *m, bool spec, char *b, size_t cap, size_t *len)
+{
+    const fs_upsample_settings *s = m->settings;
+    if (spec)
+        fs_module_appendf(b, cap, len, "upsample{scale_h=%.17g, scale_w=%.17g, mode=\"%s\"}",
+                s->scale[0], s->scale[1], mode_name(s->mode));
+    else
+        fs_module_appendf(b, cap, len, "Upsample(scale_factor=(%g, %g), mode='%s')",
+                s->scale[0], s->scale[1], mode_name(s->mode));
+}
+
+fs_module *fs_nn_upsample(double scale_h, double scale_w, fs_interp_mode mode)
+{
+    if (!(scale_h > 0.0 && scale_w > 0.0 && scale_h <= 1e6 && scale_w <= 1e6))
+        return fs_set_error("upsample: scale must be in (0, 1e6], got (%g, %g)", scale_h,
+                            scale_w), NULL;
+    if (mode != FS_INTERP_NEAREST && mode != FS_INTERP_BILINEAR)
+        return fs_set_error("upsample: unknown mode %d", (int)mode), NULL;
+    fs_module *m = fs_module_new("Upsample", upsample_forward);
+    if (!m)
+        return NULL;
+    m->describe = upsample_describe;
+    fs_upsample_settings s = {{scale_h, scale_w}, mode};
+    return finish(m, fs_module_set_settings(m, &s, sizeof s) ? 0 : -1);
 }
 
 static fs_tensor *relu_forward(fs_module *m, fs_tensor *x)

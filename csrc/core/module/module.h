@@ -150,15 +150,31 @@ typedef struct fs_pool_settings {         /* "MaxPool2d" (stride 0 resolved to t
 typedef struct fs_adaptive_pool_settings { /* "AdaptiveAvgPool2d" */
     int64_t output_size[2];
 } fs_adaptive_pool_settings;
+typedef struct fs_instancenorm_settings { /* "InstanceNorm2d" (affine false, no running stats) */
+    int64_t num_features;
+    double eps;
+} fs_instancenorm_settings;
+typedef struct fs_upsample_settings {     /* "Upsample" */
+    double scale[2];
+    fs_interp_mode mode;
+} fs_upsample_settings;
 typedef struct fs_resnet_settings {       /* "ResNet" */
     int64_t in_channels, num_classes;     /* num_classes 0: no fc */
 } fs_resnet_settings;
 /* kaiming_uniform(a=sqrt(5)) weight = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias likewise. */
 fs_module *fs_nn_conv2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
                         const fs_conv2d_args *a, bool bias, fs_generator *g);
+/* ConvTranspose2d: weight (in_ch, out_ch, kh, kw), PyTorch's fan_in out_ch * kh * kw;
+ * settings fs_conv2d_settings (kind "ConvTranspose2d"; groups 1, output_padding allowed). */
+fs_module *fs_nn_conv_transpose2d(int64_t in_ch, int64_t out_ch, int64_t kh, int64_t kw,
+                                  const fs_conv2d_args *a, bool bias, fs_generator *g);
 fs_module *fs_nn_linear(int64_t in_f, int64_t out_f, bool bias, fs_generator *g);
 /* weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked 0 */
 fs_module *fs_nn_batchnorm2d(int64_t features, double eps, double momentum);
+/* nn.InstanceNorm2d(features, eps) with PyTorch's defaults: no parameters, no buffers. */
+fs_module *fs_nn_instancenorm2d(int64_t features, double eps);
+/* nn.Upsample(scale_factor=(sh, sw), mode), align_corners false; no parameters. */
+fs_module *fs_nn_upsample(double scale_h, double scale_w, fs_interp_mode mode);
 fs_module *fs_nn_relu(void);
 fs_module *fs_nn_maxpool2d(const fs_pool2d_args *a);
 fs_module *fs_nn_adaptive_avgpool2d(int64_t oh, int64_t ow);

@@ -56,6 +56,14 @@ fs_tensor *fs_batch_norm(fs_tensor *x, fs_tensor *running_mean, fs_tensor *runni
                          fs_tensor *weight, fs_tensor *bias, bool training, double momentum,
                          double eps);
 
+/* ---- instance normalisation (instance_norm.c) ----
+ * x (N, C, *) with at least one trailing dim; weight, bias: (C) or NULL. Each (n, c) plane is
+ * normalised by its own mean and biased variance (PyTorch's F.instance_norm with the input's
+ * statistics; nn.InstanceNorm2d's default: no weight, no bias, eps 1e-5). */
+fs_tensor *fs_instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, double eps);
+/* relu(fs_instance_norm(x, ...)) as one op (the same values; one pass and one tensor less). */
+fs_tensor *fs_instance_norm_relu(fs_tensor *x, fs_tensor *weight, fs_tensor *bias, double eps);
+
 /* ---- activations (activation.c); dim may be negative ---- */
 fs_tensor *fs_relu(fs_tensor *x);                 /* max(x, 0); backward from the saved output */
 fs_tensor *fs_softmax(fs_tensor *x, int dim);
