@@ -236,7 +236,8 @@ function M.train(opts)
           tostring(state.config[k]), tostring(now)), 2)
       end
     end
-    model:load_state_dict(core.io.load(dirname_join(dir, state.model_file)))
+    local weights = core.io.load(dirname_join(dir, state.model_file)) -- (its metadata: not options)
+    model:load_state_dict(weights)
     opt:load(dirname_join(dir, state.optim_file))
     g:set_state(state.generator)
     core.set_rng_state(state.default_generator)
