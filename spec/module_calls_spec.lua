@@ -352,3 +352,17 @@ describe("fs.nn.load parses the description in the core (fs_module_from_spec)", 
     assert.equal(tostring(m), tostring(m2))
   end)
 end)
+
+describe("load_state_dict(fs.io.load(path))", function()
+  it("takes fs.io.load's two results: the metadata is not an options table", function()
+    local fs = require "fewshot"
+    local a, b = fs.nn.linear(3, 2, {seed = 1}), fs.nn.linear(3, 2, {seed = 2})
+    local path = os.tmpname()
+    fs.io.save(path, a:state_dict(), {metadata = {note = "x"}})
+    b:load_state_dict(fs.io.load(path))
+    os.remove(path)
+    assert.same(a:state_dict().weight:totable(), b:state_dict().weight:totable())
+    assert.has_error(function() b:load_state_dict(a:state_dict(), {format = "pt"}) end,
+      "load_state_dict: unknown option 'format' (options: strict, adapt_conv1)")
+  end)
+end)

@@ -29,6 +29,7 @@ static int l_load(lua_State *L)
     fs_tensor_dict d;
     lua_createtable(L, 0, 0); /* allocate Lua-side first */
     lua_createtable(L, 0, 0);
+    luaL_setmetatable(L, FS_METADATA_MT); /* so load_state_dict(fs.io.load(p)) skips it */
     if (fs_safetensors_read(path, &d) < 0)
         return fs_lua_error(L);
     for (int64_t i = 0; i < d.nmeta; i++) {
@@ -104,6 +105,8 @@ void fs_lua_open_io(lua_State *L)
         {"load", l_load}, {"save", l_save}, {"load_npy", l_load_npy}, {"save_npy", l_save_npy},
         {"load_idx", l_load_idx},
         {NULL, NULL}};
+    luaL_newmetatable(L, FS_METADATA_MT); /* marks the metadata table fs.io.load returns */
+    lua_pop(L, 1);
     lua_getfield(L, -1, "io"); /* shared with other areas: create only when absent */
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);

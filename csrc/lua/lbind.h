@@ -26,6 +26,9 @@
 
 #define FS_TENSOR_MT "fewshot.Tensor"
 #define FS_GENERATOR_MT "fewshot.Generator"
+/* The metatable of the metadata table fs.io.load returns second: model:load_state_dict(
+ * fs.io.load(path)) passes it along as a third argument, which is then not an options table. */
+#define FS_METADATA_MT "fewshot.Metadata"
 
 #if defined(__GNUC__)
 #define FS_EXPORT __attribute__((visibility("default")))

@@ -222,10 +222,25 @@ static int m_state_dict_keys(lua_State *L)
     return 1;
 }
 
+/* True when the value at idx is the metadata table fs.io.load returns second. */
+static bool is_metadata(lua_State *L, int idx)
+{
+    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
+        return false;
+    luaL_getmetatable(L, FS_METADATA_MT);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
 static int m_load_state_dict(lua_State *L)
 {
     lua_settop(L, 3);
     fs_module *m = CHECK(1);
+    if (is_metadata(L, 3)) { /* passed along by load_state_dict(fs.io.load(path)) */
+        lua_pushnil(L);
+        lua_replace(L, 3);
+    }
     check_opts(L, 3, "load_state_dict", FS_OPTIONS("strict", "adapt_conv1"));
     bool strict = fs_lua_opt_bool(L, 3, "strict", true);
     const char *adapt = fs_lua_opt_string(L, 3, "adapt_conv1", NULL);
