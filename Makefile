@@ -236,11 +236,11 @@ tsan: deps
 # make fuzz-smoke  the same, 10 seconds each.
 FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 60
-FUZZ_READERS   = safetensors npy png nifti interfile
+FUZZ_READERS   = safetensors npy png nifti interfile idx spec
 FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS    = -std=c11 -D_DEFAULT_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wall -Wextra \
                  -Wpedantic -O1 -g -fopenmp -Icsrc/core $(PC_CFLAGS) $(FUZZ_SAN)
-FUZZ_CORE_SRC  = $(sort $(wildcard csrc/core/base/*.c csrc/core/tensor/*.c csrc/core/io/*.c))
+FUZZ_CORE_SRC  = $(sort $(wildcard csrc/core/*/*.c))
 FUZZ_CORE_OBJ  = $(FUZZ_CORE_SRC:csrc/%.c=build-fuzz/%.o)
 FUZZ_BINS      = $(FUZZ_READERS:%=build-fuzz/fuzz_%)
 
