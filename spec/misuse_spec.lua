@@ -95,6 +95,7 @@ local CASES = {
   {"fs.tsne(fs.randn({10, 3}, {generator = fs.generator(1)}), {perplexty = 3})", "unknown option 'perplexty' (did you mean 'perplexity'?)"},
   {"fs.data.idx('/tmp')", "is a directory"},
   {"local f = io.open('/tmp/fs_misuse.idx', 'wb'); f:write('\\0\\0\\8\\1\\0\\0\\0\\9x'); f:close(); fs.data.idx('/tmp/fs_misuse.idx')", "truncated"},
+  {"fs.io.save('/tmp/fs_misuse.safetensors', {a = fs.zeros({2})}, {meta = {}})", "fs.io.save: unknown option 'meta' (did you mean 'metadata'?)"},
   -- closed tensors
   {"local t = fs.zeros({2}); t:close(); return t + 1", "attempt to use a closed tensor"},
   {"local t = fs.zeros({2}); t:close(); return t:shape()", "attempt to use a closed tensor"},

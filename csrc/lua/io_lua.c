@@ -52,6 +52,7 @@ static int l_save(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     fs_tensor_dict d;
+    fs_lua_check_options(L, 3, "fs.io.save", FS_OPTIONS("metadata"));
     fs_tensor_dict_init(&d);
     /* metadata first (its checks may raise before the dict holds anything) */
     if (lua_type(L, 3) == LUA_TTABLE) {

@@ -13,6 +13,13 @@
  * fs_lua_return raises fs_error() when the core returned NULL, and reports the bytes the core
  * allocated since the last report to Lua's collector, so loops need no collectgarbage().
  *
+ * The rule for memory the core allocates: nothing may raise (a luaL_error, a luaL_check*, a
+ * lua_newuserdatauv or any other Lua allocation) while C holds a core allocation that no
+ * userdata owns yet. So: check every argument first, create every userdata box the result
+ * needs, then call the core and hand each result to its box at once (fs_lua_return). Where a
+ * temporary must be gathered over a loop that can raise (a tensor dict from a Lua table), the
+ * loop frees what it gathered before it raises (fs_lua_check_tensor_dict).
+ *
  * Lua indices and dims are 1-based; fs_lua_check_dim converts to 0-based (negative counts
  * from the end).
  */
