@@ -196,32 +196,21 @@ int fs_module_visit(fs_module *m, fs_module_visit_fn fn, void *ud)
     return visit_rec(m, prefix, 0, sizeof prefix, fn, ud);
 }
 
-typedef struct { int64_t count; bool params_only; int64_t numel; } count_ud;
-
+/* Adds a parameter's element count to *(int64_t *)ud; buffers do not count. */
 static int count_cb(void *ud, const char *name, fs_module_entry *e, fs_module *owner)
 {
     (void)name;
     (void)owner;
-    count_ud *c = ud;
-    if (!c->params_only || !e->buffer) {
-        c->count++;
-        c->numel += fs_numel(e->t);
-    }
+    if (!e->buffer)
+        *(int64_t *)ud += fs_numel(e->t);
     return 0;
-}
-
-int fs_module_count(fs_module *m, bool params_only)
-{
-    count_ud c = {0, params_only, 0};
-    fs_module_visit(m, count_cb, &c);
-    return (int)c.count;
 }
 
 int64_t fs_module_num_parameters(const fs_module *m)
 {
-    count_ud c = {0, true, 0};
-    fs_module_visit((fs_module *)m, count_cb, &c);
-    return c.numel;
+    int64_t numel = 0;
+    fs_module_visit((fs_module *)m, count_cb, &numel);
+    return numel;
 }
 
 /* ---- flat buffers ---- */

@@ -102,8 +102,6 @@ int fs_module_visit(fs_module *m, fs_module_visit_fn fn, void *ud);
 /* The distinct parameters in visit order (trainable_only: those with requires_grad) as a
  * malloc'ed array the caller frees; -1 on error. */
 int fs_module_parameter_list(fs_module *m, bool trainable_only, fs_tensor ***out, int *n);
-/* Number of parameters (params_only) or entries, and the i-th as name/tensor. */
-int fs_module_count(fs_module *m, bool params_only);
 
 /* ---- state dict ---- */
 typedef struct fs_tensor_dict fs_tensor_dict;  /* safetensors.h */
