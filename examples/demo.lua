@@ -34,9 +34,9 @@ local function parse(argv)
     local a = argv[i]
     if a == "--quick" then o.quick = true
     elseif a == "--out" then o.out = value(a)
-    elseif a == "--seeds" then o.seeds = math.tointeger(tonumber(value(a)))
-    elseif a == "--episodes" then o.episodes = math.tointeger(tonumber(value(a)))
-    elseif a == "--size" then o.size = math.tointeger(tonumber(value(a)))
+    elseif a == "--seeds" or a == "--episodes" or a == "--size" then
+      local v = value(a)
+      o[a:sub(3)] = math.tointeger(tonumber(v)) or v
     elseif a == "--modes" then
       o.modes = {}
       for m in value(a):gmatch("[^,]+") do o.modes[#o.modes + 1] = m end
@@ -49,7 +49,16 @@ local function parse(argv)
     i = i + 1
   end
   for _, k in ipairs({"seeds", "episodes", "size"}) do
-    if o[k] ~= nil and (o[k] == nil or o[k] < 1) then error(("demo: --%s needs a positive integer"):format(k), 0) end
+    local v = o[k]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 1) then
+      error(("demo: --%s needs a positive integer"):format(k), 0)
+    end
+  end
+  if o.size and o.size < 8 then error("demo: --size must be at least 8", 0) end
+  for _, m in ipairs(o.modes or {}) do
+    if m ~= "masked" and m ~= "crop" and m ~= "mask" and m ~= "patch" then
+      error(("demo: unknown input mode '%s' in --modes (masked, crop, mask, patch)"):format(m), 0)
+    end
   end
   return o
 end
@@ -345,8 +354,9 @@ local function main(argv)
         end
       end
     end
-    fs.plot.image_grid(tmpfig .. "/tissues.png", {images = imgs, labels = lab, scale = 64 // S.size * 2})
-    F["tissues.png"] = {ok = true}
+    local _, layout = fs.plot.image_grid(tmpfig .. "/tissues.png",
+                                         {images = imgs, labels = lab, scale = math.max(1, 128 // S.size)})
+    F["tissues.png"] = {ok = true, rows = layout.rows}
     return F
   end)
 
@@ -429,7 +439,8 @@ local function main(argv)
     fig("accuracy.png", "Training accuracy per episode (moving mean) and validation points "
       .. ("(%d validation patients, seed %d)"):format(S.val_n, S.val_seed))
     fig("tsne.png", "t-SNE of the held-out patients' embeddings, coloured by class")
-    fig("tissues.png", "Sample training tissues, one row per input mode and class")
+    fig("tissues.png", "Sample training tissues (first 6 per class), rows from the top: "
+      .. table.concat(figs["tissues.png"].rows or {}, "; "))
     r:heading("Settings and seeds")
     local srows = {}
     local function set(k, v) srows[#srows + 1] = {k, tostring(v)} end
