@@ -315,7 +315,9 @@ local function main(argv)
     local w = math.max(1, S.episodes // 20)
     for _, R in ipairs(results) do
       for _, run in ipairs(R.runs) do
-        loss_series[#loss_series + 1] = {y = smooth(run.hist.loss, w), title = ("%s seed %d"):format(R.mode, run.seed)}
+        local ls = smooth(run.hist.loss, w)
+        for i, v in ipairs(ls) do ls[i] = math.max(v, 1e-7) end -- float32 losses reach exact 0
+        loss_series[#loss_series + 1] = {y = ls, title = ("%s seed %d"):format(R.mode, run.seed)}
         acc_series[#acc_series + 1] = {y = smooth(run.hist.accuracy, w), title = ("%s seed %d train"):format(R.mode, run.seed)}
       end
     end
@@ -330,7 +332,7 @@ local function main(argv)
       if not path then print(("  %s skipped: %s"):format(name, tostring(err))) end
     end
     plot("lines", "loss.png", {series = loss_series, xlabel = "episode", logy = true,
-      ylabel = ("loss (moving mean of %d)"):format(w), title = "ProtoNet training loss"})
+      ylabel = ("loss (moving mean of %d, floor 1e-7)"):format(w), title = "ProtoNet training loss"})
     plot("lines", "accuracy.png", {series = acc_series, xlabel = "episode", ylabel = "accuracy",
       title = ("train accuracy (moving mean of %d) and validation"):format(w)})
     -- t-SNE of the held-out embeddings of the first model
