@@ -4,7 +4,8 @@
 #   make test       install missing Debian packages, build, run every spec and the C tests of the
 #                   core -> "N passed, N failed"
 #   make test-c     the C tests alone (tests/c/test_*.c, linked against the static core library)
-#   make demo       install missing Debian packages, build, run the main job
+#   make demo       install missing Debian packages, build, run the main job (examples/demo.lua;
+#                   ARGS=--quick for the reduced run, ARGS="--out DIR" elsewhere than out/)
 #   make check-layers  fails when an area of csrc/core includes a higher one (run by make test)
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
@@ -135,7 +136,7 @@ test-c: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(LUA_ENV) $(LUA) examples/tour.lua
+	$(LUA_ENV) $(LUA) examples/demo.lua $(ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench-cblas
