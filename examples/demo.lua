@@ -18,6 +18,10 @@
 -- leaves the last good report as it was.
 local fs = require "fewshot"
 
+-- Once the training loss reaches 0 the gradients are denormal floats, on which x86 arithmetic
+-- is 10-100x slower (an episode: 0.27 s -> 2.5 s); PyTorch users call torch.set_flush_denormal.
+fs.set_flush_denormal(true)
+
 local T0 = fs.clock()
 
 -- ---- options -------------------------------------------------------------------------------

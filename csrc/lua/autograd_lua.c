@@ -77,6 +77,14 @@ static int l_set_num_threads(lua_State *L)
     return 0;
 }
 
+/* fs.set_flush_denormal(on) -> true when supported (x86 SSE), as torch.set_flush_denormal. */
+static int l_set_flush_denormal(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    lua_pushboolean(L, fs_set_flush_denormal(lua_toboolean(L, 1)));
+    return 1;
+}
+
 static int l_get_num_threads(lua_State *L)
 {
     lua_pushinteger(L, fs_get_num_threads());
@@ -110,7 +118,7 @@ static const luaL_Reg functions[] = {
     {"clock", l_clock},
     {"no_grad", l_no_grad}, {"is_grad_enabled", l_is_grad_enabled},
     {"set_grad_enabled", l_set_grad_enabled}, {"set_num_threads", l_set_num_threads},
-    {"get_num_threads", l_get_num_threads}, {"memory", l_memory}, {NULL, NULL}};
+    {"get_num_threads", l_get_num_threads}, {"set_flush_denormal", l_set_flush_denormal}, {"memory", l_memory}, {NULL, NULL}};
 
 void fs_lua_open_autograd(lua_State *L)
 {

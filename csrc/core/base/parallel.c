@@ -32,3 +32,32 @@ int fs_get_num_threads(void)
     return 1;
 #endif
 }
+
+/* MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6). */
+#define FS_MXCSR_FTZ_DAZ 0x8040u
+
+static void set_flush(bool on)
+{
+#if defined(__SSE__)
+    unsigned csr = __builtin_ia32_stmxcsr();
+    __builtin_ia32_ldmxcsr(on ? csr | FS_MXCSR_FTZ_DAZ : csr & ~FS_MXCSR_FTZ_DAZ);
+#else
+    (void)on;
+#endif
+}
+
+bool fs_set_flush_denormal(bool on)
+{
+#if defined(__SSE__)
+    set_flush(on);
+#ifdef _OPENMP
+    /* the pool's other threads keep their own MXCSR: set it in each (team of the current size) */
+#pragma omp parallel
+    set_flush(on);
+#endif
+    return true;
+#else
+    (void)on;
+    return false;
+#endif
+}
