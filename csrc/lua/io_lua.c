@@ -23,26 +23,41 @@ static int l_load_idx(lua_State *L)
     return fs_lua_return(L, box, fs_idx_read(path));
 }
 
+#define DICT_GUARD_MT "fewshot.DictGuard"
+
+/* A tensor dict owned by a userdata while its entries are boxed: if a Lua allocation raises
+ * half-way (out of memory), the collector frees what is left. */
+static int dict_guard_gc(lua_State *L)
+{
+    fs_tensor_dict *d = luaL_checkudata(L, 1, DICT_GUARD_MT);
+    fs_tensor_dict_free(d); /* a freed dict is empty: safe to run twice */
+    return 0;
+}
+
 static int l_load(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    fs_tensor_dict d;
-    lua_createtable(L, 0, 0); /* allocate Lua-side first */
-    lua_createtable(L, 0, 0);
+    lua_settop(L, 1);
+    lua_createtable(L, 0, 0); /* 2: tensors (allocate Lua-side first) */
+    lua_createtable(L, 0, 0); /* 3: metadata */
     luaL_setmetatable(L, FS_METADATA_MT); /* so load_state_dict(fs.io.load(p)) skips it */
-    if (fs_safetensors_read(path, &d) < 0)
+    fs_tensor_dict *d = lua_newuserdatauv(L, sizeof *d, 0); /* 4: owns the dict */
+    fs_tensor_dict_init(d);
+    luaL_setmetatable(L, DICT_GUARD_MT);
+    if (fs_safetensors_read(path, d) < 0)
         return fs_lua_error(L);
-    for (int64_t i = 0; i < d.nmeta; i++) {
-        lua_pushstring(L, d.meta_values[i]);
-        lua_setfield(L, -2, d.meta_keys[i]);
+    for (int64_t i = 0; i < d->nmeta; i++) {
+        lua_pushstring(L, d->meta_values[i]);
+        lua_setfield(L, 3, d->meta_keys[i]);
     }
-    for (int64_t i = 0; i < d.n; i++) {
-        fs_tensor *t = d.tensors[i];
-        d.tensors[i] = NULL; /* the userdata takes the reference */
-        fs_lua_push_tensor(L, t);
-        lua_setfield(L, -3, d.names[i]);
+    for (int64_t i = 0; i < d->n; i++) {
+        fs_tensor **box = fs_lua_new_box(L); /* may raise: the guard still owns the tensor */
+        *box = d->tensors[i];
+        d->tensors[i] = NULL;
+        lua_setfield(L, 2, d->names[i]);
     }
-    fs_tensor_dict_free(&d);
+    fs_tensor_dict_free(d);
+    lua_pop(L, 1);
     fs_lua_account(L);
     return 2;
 }
@@ -107,6 +122,10 @@ void fs_lua_open_io(lua_State *L)
         {"load_idx", l_load_idx},
         {NULL, NULL}};
     luaL_newmetatable(L, FS_METADATA_MT); /* marks the metadata table fs.io.load returns */
+    lua_pop(L, 1);
+    luaL_newmetatable(L, DICT_GUARD_MT);
+    lua_pushcfunction(L, dict_guard_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     lua_getfield(L, -1, "io"); /* shared with other areas: create only when absent */
     if (!lua_istable(L, -1)) {
