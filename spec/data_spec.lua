@@ -3,12 +3,7 @@
 local fs = require "fewshot"
 local helper = require "helper"
 
-local function tmpdir()
-  local n = os.tmpname()
-  os.remove(n)
-  assert(os.execute("mkdir -p '" .. n .. "'"))
-  return n
-end
+local tmpdir = helper.tmpdir
 
 local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
 

@@ -3,9 +3,8 @@
 -- the main table, every figure the Markdown links to present (or, without gnuplot, the charts
 -- reported as skipped), no temporary figure folder left; then a failing run (a bad argument)
 -- into the same folder exits 1 with a clear message and leaves that report as it was.
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p '" .. dir .. "'"))
+local helper = require "helper"
+local dir = helper.tmpdir()
 
 local function run(args)
   local p = io.popen("lua5.4 examples/demo.lua " .. args .. " 2>&1; echo \"exit=$?\"")
@@ -14,13 +13,7 @@ local function run(args)
   return out, tonumber(out:match("exit=(%d+)%s*$"))
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = helper.read_or_nil
 
 local function gnuplot_ok()
   local prog = os.getenv("FS_GNUPLOT") or "gnuplot"

@@ -4,6 +4,7 @@
 -- mid-write leaves the previous file intact; a training run killed and resumed from its last
 -- checkpoint ends bit-identical to an uninterrupted one; a long training loop keeps its
 -- resident memory flat with no collectgarbage() (bench/rss_flat.lua prints the long curve).
+local helper = require "helper"
 local fs = require "fewshot"
 local F = fs.nn.functional
 
@@ -17,12 +18,7 @@ end
 local LUA_ENV = string.format('LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH=%q',
                               (os.getenv("FS_CPATH") or "./?.so") .. ";;")
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. d))
-  return d
-end
+local tmpdir = helper.tmpdir
 
 local function live() return fs.memory().live_bytes end
 

@@ -182,6 +182,23 @@ function helper.read_bytes(p)
   return s
 end
 
+--- The whole content of a file, or nil when it cannot be opened.
+function helper.read_or_nil(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- A new empty directory under /tmp (the caller removes it).
+function helper.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+
 --- Writes s as the whole content of a file.
 function helper.write_bytes(p, s)
   local f = assert(io.open(p, "wb"))

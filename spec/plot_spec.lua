@@ -3,25 +3,14 @@
 -- size, the colours of the groups, no temporary file left. Without it (or with FS_GNUPLOT set
 -- to a missing program: one spec does it in a child process, and the whole file passes under
 -- FS_GNUPLOT=/nonexistent too) the chart functions return nil, "gnuplot not found".
+local helper = require "helper"
 local fs = require "fewshot"
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p '" .. dir .. "'"))
+local dir = helper.tmpdir()
 
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_all = helper.read_or_nil
 
-local function write_all(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local write_all = helper.write_bytes
 
 local function listing()
   local p = io.popen("ls -A '" .. dir .. "'")

@@ -98,12 +98,7 @@ local function tiny(seed)
     fs.nn.flatten()}
 end
 
-local function tmpdir()
-  local n = os.tmpname()
-  os.remove(n)
-  assert(os.execute("mkdir -p '" .. n .. "'"))
-  return n
-end
+local tmpdir = helper.tmpdir
 
 local function state_values(model)
   local sd, keys, out = model:state_dict(), {}, {}

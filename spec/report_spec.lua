@@ -1,24 +1,13 @@
 -- fs.report: Markdown + self-contained HTML from sections; figures inline as data URIs; both
 -- files written atomically.
+local helper = require "helper"
 local fs = require "fewshot"
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p '" .. dir .. "'"))
+local dir = helper.tmpdir()
 
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_all = helper.read_or_nil
 
-local function write_all(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local write_all = helper.write_bytes
 
 local function listing(d)
   local p = io.popen("ls -A '" .. d .. "'")
