@@ -7,7 +7,10 @@ local helper = require "helper"
 local dir = helper.tmpdir()
 
 local function run(args)
-  local p = io.popen("lua5.4 examples/demo.lua " .. args .. " 2>&1; echo \"exit=$?\"")
+  -- the child finds the in-tree Lua front and the build under test (FS_CPATH: make sanitize's)
+  local env = string.format('LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH=%q',
+                            (os.getenv("FS_CPATH") or "./?.so") .. ";;")
+  local p = io.popen(env .. " lua5.4 examples/demo.lua " .. args .. " 2>&1; echo \"exit=$?\"")
   local out = p:read("a")
   p:close()
   return out, tonumber(out:match("exit=(%d+)%s*$"))
