@@ -169,7 +169,7 @@ VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua spec
            spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua
 valgrind: deps
 	@$(MAKE) --no-print-directory build-vg/fewshot/core.so $(VG_FLAGS)
-	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 FS_VALGRIND=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=3 $(LUA) /usr/bin/busted -o TAP $(VG_SPECS)
 
 # Every .lua file under lua/fewshot/, subfolders kept: lua/fewshot/data/x.lua is installed as
