@@ -152,3 +152,42 @@ describe("image.slice", function()
       "image.slice: index 5 outside 1..4 for the sagittal axis of a (2, 3, 4) volume")
   end)
 end)
+
+describe("image.affine", function()
+  local img = fs.zeros({7, 7})
+  img:set(4, 6, 1) -- two columns right of the centre (4, 4)
+
+  it("shifts by whole pixels exactly, {rows, columns}", function()
+    local y = fs.image.affine(img, {shift = {1, -2}})
+    assert.equal(1, y:get(5, 4))
+    assert.near(1, y:sum():item(), 1e-6)
+  end)
+
+  it("rotates counter-clockwise as the image is shown, about the centre", function()
+    local y = fs.image.affine(img, {angle = 90})
+    assert.near(1, y:get(2, 4), 1e-5) -- right of the centre -> above it
+    assert.near(1, fs.image.affine(img, {angle = -90}):get(6, 4), 1e-5)
+    local z = fs.image.affine(img, {angle = 180, mode = "nearest"})
+    assert.equal(1, z:get(4, 2))
+  end)
+
+  it("zooms about the centre and works on (N, C, H, W) alike", function()
+    assert.near(1, fs.image.affine(img, {scale = 0.5}):get(4, 5), 1e-5)
+    local b = fs.image.affine(img:view(1, 1, 7, 7), {angle = 90})
+    assert.same({1, 1, 7, 7}, b:shape())
+    assert.tensor_near(b:view(7, 7), fs.image.affine(img, {angle = 90}), 0)
+  end)
+
+  it("is fs.image.affine with and without options, and rejects bad ones", function()
+    assert.tensor_near(fs.image.affine(img), img, 1e-6)
+    assert.has_error(function() fs.image.affine(img, {scale = 0}) end,
+      "image.affine: option 'scale' must be > 0, got 0")
+    assert.has_error(function() fs.image.affine(img, {shift = 2}) end,
+      "image.affine: option 'shift' must be {rows, columns} in pixels")
+    local ok, err = pcall(fs.image.affine, img, {angel = 3})
+    assert.is_false(ok)
+    assert.matches("image.affine: unknown option 'angel'", err, 1, true)
+    assert.has_error(function() fs.image.affine(fs.zeros({3}), {}) end,
+      "image.affine: x must be a tensor (..., H, W)")
+  end)
+end)

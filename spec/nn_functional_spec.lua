@@ -526,6 +526,45 @@ describe("pooling", function()
   end)
 end)
 
+describe("affine", function()
+  -- PyTorch's affine_grid + grid_sample (align_corners=False, zeros); theta stored as I.t
+  local cases = {affine_rot20 = "bilinear", affine_zoom_shift = "bilinear", affine_far = "bilinear",
+                 affine_nearest = "nearest"}
+  for name, mode in pairs(cases) do
+    it("matches PyTorch: " .. name, function()
+      check_fixture(name, function(I, f) return F.affine(I.x, f.t:totable(), {mode = mode}) end)
+    end)
+  end
+
+  it("is the identity for the identity matrix, and takes 6 numbers or a 2x3 table", function()
+    local x = randn({2, 5, 4}, 71)
+    assert.tensor_near(F.affine(x, {{1, 0, 0}, {0, 1, 0}}), x, 1e-6)
+    assert.tensor_near(F.affine(x, {1, 0, 0, 0, 1, 0}, {mode = "nearest"}), x, 0)
+    assert.same({2, 5, 4}, F.affine(x, {{0, -1, 0}, {1, 0, 0}}):shape())
+  end)
+
+  it("passes finite differences (bilinear)", function()
+    gradcheck_ok(function(x) return F.affine(x, {{0.9, -0.3, 0.1}, {0.3, 0.9, -0.2}}) end,
+      {randn({1, 2, 5, 6}, 72)})
+  end)
+
+  it("rejects bad theta, modes, options and inputs", function()
+    local x = fs.zeros({1, 1, 4, 4})
+    assert.has_error(function() F.affine(x, {1, 0, 0}) end,
+      "affine: theta must be {{a, b, c}, {d, e, f}} or 6 numbers, got a table of 3")
+    assert.has_error(function() F.affine(x, {{1, 0, 0}, {0, 1, "a"}}) end,
+      "affine: theta[2][3] must be a number")
+    assert.has_error(function() F.affine(x, {1, 0, 0, 0, 1, 0 / 0}) end, "affine: theta[6] is not finite")
+    assert.has_error(function() F.affine(x, {1, 0, 0, 0, 1, 0}, {mode = "bicubic"}) end,
+      "affine: mode must be \"nearest\" or \"bilinear\", got \"bicubic\"")
+    local ok, err = pcall(F.affine, x, {1, 0, 0, 0, 1, 0}, {mdoe = "nearest"})
+    assert.is_false(ok)
+    assert.matches("affine: unknown option 'mdoe'", err, 1, true)
+    assert.has_error(function() F.affine(fs.zeros({4}), {1, 0, 0, 0, 1, 0}) end,
+      "affine: need an image (..., H, W), got (4)")
+  end)
+end)
+
 describe("interpolate", function()
   local cases = {
     interp_nearest2 = {scale = 2, mode = "nearest"},

@@ -179,6 +179,24 @@ describe("data.augment", function()
     assert.tensor_near(y, fs.data.augment(x, {seed = 1, flip = false, rotate = false, scale = false}), 0)
   end)
 
+  it("rotates by a small seeded angle within [-angle, angle] when angle is given", function()
+    local img = fs.zeros({1, 9, 9})
+    img:set(1, 5, 8, 1) -- a dot 3 columns right of the centre
+    local o = {flip = false, rotate = false, scale = false, noise = 0}
+    local function with(extra) local t = {} for k, v in pairs(o) do t[k] = v end
+      for k, v in pairs(extra) do t[k] = v end return t end
+    assert.tensor_near(fs.data.augment(img, with{seed = 4}), img, 0) -- angle 0: untouched
+    local a = fs.data.augment(img, with{seed = 4, angle = 15})
+    assert.tensor_near(a, fs.data.augment(img, with{seed = 4, angle = 15}), 0)
+    -- the dot stays within 15 degrees of its place: 3 px from the centre, under 1 px of arc
+    local k = a:argmax() - 1
+    local r, c = k // 9 + 1, k % 9 + 1
+    assert.is_true(math.abs(r - 5) <= 1 and c >= 7, ("dot at %d, %d"):format(r, c))
+    assert.is_true((a - img):abs():max():item() > 0.01)
+    assert.has_error(function() fs.data.augment(img, with{angle = -1}) end,
+      "data.augment: option 'angle' must be in [0, 180], got -1")
+  end)
+
   it("rejects a non-square rotation and bad options", function()
     assert.has_error(function() fs.data.augment(fs.zeros({1, 2, 3}), {seed = 1}) end,
       "data.augment: rotate needs a square image, got 2x3 (pass rotate=false)")

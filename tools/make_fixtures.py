@@ -228,6 +228,31 @@ def interp_size_cases():
         [rnd(1, 1, 8, 9)])
 
 
+def affine_cases():
+    """F.affine: affine_grid + grid_sample (align_corners=False, zeros padding), the gradient
+    to the image only. theta is stored as "t" (2, 3). Seeded on its own."""
+    import math
+
+    def rot(deg, scale=1.0, tx=0.0, ty=0.0):
+        a = math.radians(deg)
+        return torch.tensor([[math.cos(a) * scale, -math.sin(a) * scale, tx],
+                             [math.sin(a) * scale, math.cos(a) * scale, ty]], dtype=torch.float64)
+
+    cases = [
+        ("affine_rot20", (2, 2, 7, 9), rot(20), "bilinear"),
+        ("affine_zoom_shift", (1, 3, 8, 8), rot(-7, 0.8, 0.15, -0.3), "bilinear"),
+        ("affine_far", (1, 1, 5, 6), rot(0, 1.0, 1.7, 0.4), "bilinear"),
+        ("affine_nearest", (1, 2, 6, 7), rot(13, 1.1, 0.05, 0.02), "nearest"),
+    ]
+    for name, shape, theta, mode in cases:
+        def fn(x, theta=theta, mode=mode):
+            n = x.shape[0]
+            grid = F.affine_grid(theta.unsqueeze(0).expand(n, 2, 3), list(x.shape),
+                                 align_corners=False)
+            return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+        run(name, fn, [rnd(*shape)], extra={"t": theta})
+
+
 def softmax_cases():
     run("softmax_last", lambda x: F.softmax(x, dim=1), [rnd(3, 5, scale=3.0)])
     run("softmax_mid", lambda x: F.softmax(x, dim=1), [rnd(2, 4, 3, scale=3.0)])
@@ -272,6 +297,8 @@ def main():
         fn()
     torch.manual_seed(4321)
     interp_size_cases()
+    torch.manual_seed(5678)
+    affine_cases()
     print("wrote", len(os.listdir(OUT)), "fixtures to", os.path.normpath(OUT))
 
 

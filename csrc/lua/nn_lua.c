@@ -16,6 +16,8 @@
  *   F.avg_pool2d(x, {kernel=, stride=kernel, padding=0, ceil_mode=false, count_include_pad=true})
  *   F.adaptive_avg_pool2d(x, {h, w} | n)
  *   F.interpolate(x, {size= | scale=, mode="nearest"|"bilinear"}) align_corners false
+ *   F.affine(x, theta, {mode="bilinear"|"nearest"})  theta {{a, b, c}, {d, e, f}}: PyTorch's
+ *                affine_grid + grid_sample (align_corners false, zeros outside), x (..., H, W)
  *   F.softmax(x [, dim=-1]), F.log_softmax(x [, dim=-1])
  *   F.cross_entropy(logits, labels, {reduction="mean"|"sum"|"none"}), F.nll_loss(logp, labels, ...)
  *   F.mse_loss(input, target, {reduction=}), F.l1_loss(...), F.smooth_l1_loss(..., {beta=1})
@@ -309,6 +311,50 @@ static int l_interpolate(lua_State *L)
     return fs_lua_return(L, box, fs_interpolate(x, scale[0], scale[1], m));
 }
 
+/* affine(x, theta, {mode=}): theta a 2x3 table {{a, b, c}, {d, e, f}} (or 6 numbers). */
+static int l_affine(lua_State *L)
+{
+    lua_settop(L, 3);
+    fs_tensor *x = fs_lua_check_tensor(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    fs_lua_check_options(L, 3, "affine", FS_OPTIONS("mode"));
+    double theta[6];
+    lua_Integer len = (lua_Integer)lua_rawlen(L, 2);
+    if (len == 2) {
+        for (int r = 0; r < 2; r++) {
+            if (lua_rawgeti(L, 2, r + 1) != LUA_TTABLE || lua_rawlen(L, -1) != 3)
+                return luaL_error(L, "affine: theta must be {{a, b, c}, {d, e, f}} or 6 numbers");
+            for (int c = 0; c < 3; c++) {
+                if (lua_rawgeti(L, -1, c + 1) != LUA_TNUMBER)
+                    return luaL_error(L, "affine: theta[%d][%d] must be a number", r + 1, c + 1);
+                theta[r * 3 + c] = lua_tonumber(L, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    } else if (len == 6) {
+        for (int k = 0; k < 6; k++) {
+            if (lua_rawgeti(L, 2, k + 1) != LUA_TNUMBER)
+                return luaL_error(L, "affine: theta[%d] must be a number", k + 1);
+            theta[k] = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+    } else {
+        return luaL_error(L, "affine: theta must be {{a, b, c}, {d, e, f}} or 6 numbers, got a "
+                             "table of %d", (int)len);
+    }
+    const char *mode = fs_lua_opt_string(L, 3, "mode", "bilinear");
+    fs_interp_mode m;
+    if (strcmp(mode, "nearest") == 0)
+        m = FS_INTERP_NEAREST;
+    else if (strcmp(mode, "bilinear") == 0)
+        m = FS_INTERP_BILINEAR;
+    else
+        return luaL_error(L, "affine: mode must be \"nearest\" or \"bilinear\", got \"%s\"", mode);
+    fs_tensor **box = fs_lua_new_box(L);
+    return fs_lua_return(L, box, fs_affine_sample(x, theta, m));
+}
+
 static int softmax_common(lua_State *L, bool logs)
 {
     lua_settop(L, 2);
@@ -432,6 +478,7 @@ static const luaL_Reg functional[] = {
     {"avg_pool2d", l_avg_pool2d},
     {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
     {"interpolate", l_interpolate},
+    {"affine", l_affine},
     {"softmax", l_softmax},
     {"log_softmax", l_log_softmax},
     {"cross_entropy", l_cross_entropy},

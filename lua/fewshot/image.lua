@@ -2,6 +2,7 @@
 -- `fs.image.read(path, {normalize=false, channels=1})` -> tensor, bit depth:
 --   (H, W) gray or (3, H, W) RGB, raw values (0-255, 0-65535) unless normalize asks for [0, 1].
 -- `fs.image.write(path, t, {bits=8, normalize=true})`: t (H, W), (1, H, W) or (3, H, W).
+-- `fs.image.affine(x, {angle=, scale=, shift=})`: rotate / zoom / shift images in pixel space.
 -- @module fewshot.image
 local core = require "fewshot.core"
 local args = require "fewshot.args"
@@ -38,6 +39,39 @@ function M.slice(volume, opts)
   local rest = {}
   for d = 1, 3 do if d ~= dim then rest[#rest + 1] = sp[d] end end
   return volume:select(dim, index):contiguous():clone(), rest
+end
+
+--- Rotates, zooms and shifts images about their centre (bilinear, zeros outside), in pixel
+-- units: a source point q goes to c + scale * R(angle) * (q - c) + shift, c the centre
+-- ((H + 1) / 2, (W + 1) / 2 in 1-based pixels), angle counter-clockwise as the image is shown
+-- (rows down). Built on F.affine (PyTorch's affine_grid + grid_sample); the gradient flows to x.
+-- @tparam Tensor x (..., H, W)
+-- @tparam table opts `angle=0` (degrees), `scale=1` (> 0), `shift={0, 0}` ({rows, columns},
+--   pixels: {0, 1} moves the picture one column right), `mode="bilinear"` or "nearest"
+-- @treturn Tensor like x
+-- @usage local y = fs.image.affine(slice, {angle = 10, shift = {2, -1}})
+function M.affine(x, opts)
+  local op = "image.affine"
+  opts = args.options(op, opts, {"angle", "scale", "shift", "mode"})
+  if type(x) ~= "userdata" or x:dim() < 2 then
+    error(op .. ": x must be a tensor (..., H, W)", 2)
+  end
+  local angle = math.rad(args.number(op, "angle", opts.angle or 0))
+  local s = args.number(op, "scale", opts.scale or 1, 0, nil, true)
+  local shift = opts.shift or {0, 0}
+  if type(shift) ~= "table" or type(shift[1]) ~= "number" or type(shift[2]) ~= "number" then
+    error(op .. ": option 'shift' must be {rows, columns} in pixels", 2)
+  end
+  local sh = x:shape()
+  local h, w = sh[#sh - 1], sh[#sh]
+  local c, n = math.cos(angle), math.sin(angle)
+  local sy, sx = shift[1], shift[2]
+  -- the inverse map in normalised coordinates (see F.affine): output (xn, yn) -> source
+  local theta = {
+    {c / s, -n / s * h / w, (-c * sx + n * sy) * 2 / (s * w)},
+    {n / s * w / h, c / s, (-n * sx - c * sy) * 2 / (s * h)},
+  }
+  return core.F.affine(x, theta, {mode = opts.mode})
 end
 
 return M

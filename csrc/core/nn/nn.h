@@ -92,6 +92,12 @@ fs_tensor *fs_interpolate(fs_tensor *x, double scale_h, double scale_w, fs_inter
 /* To an output size (oh, ow), source step H/oh (PyTorch's size=). */
 fs_tensor *fs_interpolate_size(fs_tensor *x, int64_t oh, int64_t ow, fs_interp_mode mode);
 
+/* ---- affine resampling (warp.c) ---- */
+/* x (..., H, W) -> y (..., H, W): y samples x at theta . (xn, yn, 1) in normalised coordinates,
+ * as PyTorch's affine_grid + grid_sample (align_corners=false, zero padding); theta is the
+ * 2x3 matrix, row-major. The gradient flows to x. */
+fs_tensor *fs_affine_sample(fs_tensor *x, const double theta[6], fs_interp_mode mode);
+
 /* ---- losses (loss.c) ---- */
 typedef enum { FS_REDUCTION_MEAN, FS_REDUCTION_SUM, FS_REDUCTION_NONE } fs_reduction;
 /* logits (N, C) or (N, C, d1, ...), labels: N*d1*... 0-based class indices (int64)

@@ -4,6 +4,7 @@
 -- @module fewshot.data.tissues
 local core = require "fewshot.core"
 local args = require "fewshot.args"
+local image_lib = require "fewshot.image"
 
 local M = {}
 
@@ -18,19 +19,21 @@ local function flip(x, dim)
   return x:index_select(dim, idx)
 end
 
---- Augments one image with seeded random flips, 90-degree rotations, an intensity scale and
--- Poisson-like noise (in that order). Runs without the tape.
+--- Augments one image with seeded random flips, 90-degree rotations, a small rotation, an
+-- intensity scale and Poisson-like noise (in that order). Runs without the tape.
 -- @tparam Tensor image (C, H, W) or (H, W)
 -- @tparam table opts `seed=0` or `generator=` (a fs.generator, advanced in place),
 --   `flip=true` (left-right and up-down, each with probability 1/2), `rotate=true` (a multiple
---   of 90 degrees drawn uniformly; needs H == W), `scale={0.9, 1.1}` (a factor drawn uniformly;
+--   of 90 degrees drawn uniformly; needs H == W), `angle=0` (a rotation by a uniform angle in
+--   [-angle, angle] degrees about the centre, bilinear, zeros outside; off by default so that
+--   flips and 90-degree turns keep pixel values exact), `scale={0.9, 1.1}` (a factor drawn uniformly;
 --   false: none), `noise=0.05` (adds noise * sqrt(max(x, 0) * m) * N(0, 1), m the image's
 --   maximum, so the noise grows like counting noise with the signal; 0: none)
 -- @treturn Tensor a new tensor of the same shape
 -- @usage local y = fs.data.augment(x, {seed = 3, rotate = false})
 function M.augment(image, opts)
   local op = "data.augment"
-  opts = args.options(op, opts, {"seed", "generator", "flip", "rotate", "scale", "noise"})
+  opts = args.options(op, opts, {"seed", "generator", "flip", "rotate", "angle", "scale", "noise"})
   if type(image) ~= "userdata" then
     error(("%s: image must be a tensor, got %s"):format(op, type(image)), 2)
   end
@@ -41,6 +44,7 @@ function M.augment(image, opts)
   end
   local g = opts.generator or core.generator(args.integer(op, "seed", opts.seed or 0, 0))
   local noise = args.number(op, "noise", opts.noise == nil and 0.05 or opts.noise, 0)
+  local angle = args.number(op, "angle", opts.angle or 0, 0, 180)
   local scale = opts.scale == nil and {0.9, 1.1} or opts.scale
   if scale and (type(scale) ~= "table" or type(scale[1]) ~= "number" or type(scale[2]) ~= "number"
       or scale[1] > scale[2] or scale[1] <= 0) then
@@ -62,6 +66,7 @@ function M.augment(image, opts)
     local k = g:randint(0, 3)
     for _ = 1, k do x = flip(x:transpose(hd, wd), wd) end -- 90 degrees clockwise
   end
+  if angle > 0 then x = image_lib.affine(x, {angle = g:uniform(-angle, angle)}) end
   if scale then x = x:mul(g:uniform(scale[1], scale[2])) end
   if noise > 0 then
     local m = x:max():item()
@@ -151,7 +156,7 @@ function M.tissues(items, opts)
   local gen
   if opts.augment ~= nil then
     if type(opts.augment) ~= "table" then error(op .. ": option 'augment' must be a table", 2) end
-    args.options("data.tissues: augment", opts.augment, {"seed", "flip", "rotate", "scale", "noise"})
+    args.options("data.tissues: augment", opts.augment, {"seed", "flip", "rotate", "angle", "scale", "noise"})
     gen = core.generator(args.integer(op, "augment.seed", opts.augment.seed or 0, 0))
   end
   local guard <close> = core.no_grad()
