@@ -171,6 +171,16 @@ describe("protonet.train", function()
                                                   resume = dir .. "/last.lua"})
     assert.is_false(ok)
     assert.matches("protonet.train: resume: the checkpoint was trained with seed = 5, not 6", err, 1, true)
+    -- a checkpoint from another architecture is refused by name, and left as it was
+    local before = helper.read_bytes(dir .. "/last.lua")
+    local other = fs.nn.sequential{fs.nn.conv2d{in_channels = 1, out_channels = 4, kernel = 3, seed = 1},
+      fs.nn.adaptive_avgpool2d{output_size = {1, 1}}, fs.nn.flatten()}
+    ok, err = pcall(fs.protonet.train, with{backbone = other, episodes = 10, resume = dir})
+    assert.is_false(ok)
+    assert.matches("protonet.train: resume: the checkpoint " .. dir .. "/last-000006.model.safetensors does "
+      .. "not fit this backbone (another architecture?): load_state_dict: Sequential: missing keys (0)", err, 1, true)
+    assert.matches("size mismatch (2): [0.weight: checkpoint (8, 1, 3, 3), model (4, 1, 3, 3)", err, 1, true)
+    assert.equal(before, helper.read_bytes(dir .. "/last.lua"))
     os.execute("rm -rf '" .. dir .. "'")
   end)
 

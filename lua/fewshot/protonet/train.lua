@@ -237,7 +237,11 @@ function M.train(opts)
       end
     end
     local weights = core.io.load(dirname_join(dir, state.model_file)) -- (its metadata: not options)
-    model:load_state_dict(weights)
+    local fits, why = pcall(model.load_state_dict, model, weights)
+    if not fits then
+      error(("%s: resume: the checkpoint %s does not fit this backbone (another architecture?): %s")
+        :format(op, dirname_join(dir, state.model_file), tostring(why)), 2)
+    end
     opt:load(dirname_join(dir, state.optim_file))
     g:set_state(state.generator)
     core.set_rng_state(state.default_generator)
