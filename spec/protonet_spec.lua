@@ -260,6 +260,12 @@ describe("protonet.evaluate", function()
     local mean, ci = fs.protonet.ci95(r.accuracies)
     assert.near(mean, r.accuracy, 1e-15)
     assert.near(ci, r.ci95, 1e-15)
+    -- cache=false embeds every episode's 27 images afresh: the same per-episode accuracies
+    local fresh = fs.protonet.evaluate{model = m, samples = samples, shot = 2, query = 3, episodes = 20,
+                                       seed = 2, cache = false}
+    assert.same(r.accuracies, fresh.accuracies)
+    assert.same(r.confusion, fresh.confusion)
+    assert.same(before, state_values(m))
     fails_with("protonet.evaluate: option 'model' is required", fs.protonet.evaluate, {samples = samples})
     fails_with("protonet.evaluate: unknown option 'shots'", fs.protonet.evaluate,
       {model = m, samples = samples, shots = 2})

@@ -59,15 +59,9 @@ local function class_list(samples)
   return labels, names, pos
 end
 
--- Scores one episode given the support and query sample lists and stacked tensors; adds to
--- the confusion counts (rows: true class, columns: predicted, by global position).
-local function score(model, embed, distance, ep, gpos, confusion)
-  local ns = ep.support:shape()[1]
-  local all = core.cat({ep.support, ep.query}, 1)
-  local e = M.embed(model, all, embed)
-  local se, qe = e:narrow(1, 1, ns), e:narrow(1, ns + 1, e:shape()[1] - ns)
-  local guard <close> = core.no_grad()
-  local logits, classes = P.logits(se, ep.support_labels, qe, {distance = distance})
+-- Counts one episode's correct queries from its logits; adds to the confusion counts (rows:
+-- true class, columns: predicted, by global position). Returns the episode's accuracy.
+local function tally(logits, classes, ep, gpos, confusion)
   local pred = logits:argmax(2):totable()
   local correct = 0
   for i, ql in ipairs(ep.query_labels) do
@@ -77,6 +71,46 @@ local function score(model, embed, distance, ep, gpos, confusion)
     confusion[t][q] = confusion[t][q] + 1
   end
   return correct / #ep.query_labels
+end
+
+-- Scores one episode given its stacked support and query tensors.
+local function score(model, embed, distance, ep, gpos, confusion)
+  local ns = ep.support:shape()[1]
+  local all = core.cat({ep.support, ep.query}, 1)
+  local e = M.embed(model, all, embed)
+  local se, qe = e:narrow(1, 1, ns), e:narrow(1, ns + 1, e:shape()[1] - ns)
+  local guard <close> = core.no_grad()
+  local logits, classes = P.logits(se, ep.support_labels, qe, {distance = distance})
+  return tally(logits, classes, ep, gpos, confusion)
+end
+
+-- Every sample's embedding once (eval mode, no tape), in chunks of 256: E (N, D) and the row
+-- of each sample table. BatchNorm in eval mode makes an embedding independent of the batch it
+-- is computed in, so episodes scored on these rows give what embedding each episode would
+-- (up to float rounding in the GEMM's blocking), at a fraction of the cost.
+local function embed_all(model, samples)
+  local parts, row = {}, {}
+  for a = 1, #samples, 256 do
+    local imgs = {}
+    for i = a, math.min(a + 255, #samples) do imgs[#imgs + 1] = samples[i].image; row[samples[i]] = i end
+    parts[#parts + 1] = M.embed(model, core.stack(imgs, 1))
+  end
+  return #parts == 1 and parts[1] or core.cat(parts, 1), row
+end
+
+local function rows_of(list, row)
+  local idx = {}
+  for i, s in ipairs(list) do idx[i] = row[s] end
+  return idx
+end
+
+-- Scores one episode on cached embeddings (see embed_all).
+local function score_cached(E, row, distance, ep, gpos, confusion)
+  local guard <close> = core.no_grad()
+  local se = E:index_select(1, rows_of(ep.support_samples, row))
+  local qe = E:index_select(1, rows_of(ep.query_samples, row))
+  local logits, classes = P.logits(se, ep.support_labels, qe, {distance = distance})
+  return tally(logits, classes, ep, gpos, confusion)
 end
 
 local function summarize(accs, names, confusion)
@@ -98,14 +132,16 @@ local function new_confusion(n)
 end
 
 local EVAL_KEYS = {"model", "samples", "way", "shot", "query", "episodes", "seed", "distance",
-                   "embed", "patients"}
+                   "embed", "patients", "cache"}
 
 --- Accuracy of nearest-prototype classification over fixed seeded episodes, in eval mode and
 -- without the tape (the model's training mode is restored afterwards).
 -- @tparam table opts `model` (a module giving (N, D); not needed with embed="pixels"),
 --   `samples` (fs.data.tissues), `way=3`, `shot=3`, `query=6`, `episodes=1000`, `seed=0`,
 --   `distance="sqeuclidean"`, `embed="model"` ("pixels": the flattened images, a baseline),
---   `patients=` (only these patients' samples)
+--   `patients=` (only these patients' samples), `cache=true` (embed each sample once and
+--   score the episodes on those embeddings; false: embed each episode's images afresh, the
+--   per-episode protocol, same numbers up to float rounding, ~episodes x 27 / N times slower)
 -- @treturn table `{accuracy, ci95, std, per_class = {[class] = accuracy},
 --   confusion = rows true class, columns predicted, in the order of `classes`, classes,
 --   episodes = count, accuracies = per-episode list}`
@@ -124,7 +160,20 @@ function M.evaluate(opts)
   local _, names, gpos = class_list(opts.samples)
   local confusion = new_confusion(#names)
   local accs = {}
-  for i, ep in ipairs(eps) do accs[i] = score(opts.model, embed, distance, ep, gpos, confusion) end
+  if opts.cache ~= false and embed == "model" then
+    local pool, seen = {}, {}
+    for _, ep in ipairs(eps) do
+      for _, list in ipairs({ep.support_samples, ep.query_samples}) do
+        for _, smp in ipairs(list) do
+          if not seen[smp] then seen[smp] = true; pool[#pool + 1] = smp end
+        end
+      end
+    end
+    local E, row = embed_all(opts.model, pool)
+    for i, ep in ipairs(eps) do accs[i] = score_cached(E, row, distance, ep, gpos, confusion) end
+  else
+    for i, ep in ipairs(eps) do accs[i] = score(opts.model, embed, distance, ep, gpos, confusion) end
+  end
   return summarize(accs, names, confusion)
 end
 
@@ -190,21 +239,36 @@ function M.loocv(opts)
                               progress = opts.progress or false}
     end
     -- the queries: every held-out sample; the support: shot per class from the others
+    -- (with a model, every sample of the fold is embedded once: see embed_all)
     local g = core.generator(seed + k)
     local qimgs, ql = {}, {}
     for i, s in ipairs(test) do qimgs[i] = s.image; ql[i] = gpos[s.label] end
     local query = core.stack(qimgs, 1)
+    local E, row
+    if embed == "model" then
+      local all = {}
+      for _, s in ipairs(train) do all[#all + 1] = s end
+      for _, s in ipairs(test) do all[#all + 1] = s end
+      E, row = embed_all(model, all)
+    end
     local confusion = new_confusion(#names)
     local fold_accs = {}
     for e = 1, test_eps do
-      local simgs, sl = {}, {}
+      local sup, sl = {}, {}
       for ci, l in ipairs(labels) do
         local perm = g:permutation(#pool[l])
-        for j = 1, shot do simgs[#simgs + 1] = pool[l][perm[j]].image; sl[#sl + 1] = ci end
+        for j = 1, shot do sup[#sup + 1] = pool[l][perm[j]]; sl[#sl + 1] = ci end
       end
-      local ep = {support = core.stack(simgs, 1), support_labels = sl, query = query,
+      local ep = {support_samples = sup, support_labels = sl, query_samples = test,
                   query_labels = ql, labels = labels}
-      fold_accs[e] = score(model, embed, distance, ep, gpos, confusion)
+      if E then
+        fold_accs[e] = score_cached(E, row, distance, ep, gpos, confusion)
+      else
+        local simgs = {}
+        for i, s in ipairs(sup) do simgs[i] = s.image end
+        ep.support, ep.query = core.stack(simgs, 1), query
+        fold_accs[e] = score(model, embed, distance, ep, gpos, confusion)
+      end
     end
     local r = summarize(fold_accs, names, confusion)
     r.patient, r.queries = p, #test
