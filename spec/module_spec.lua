@@ -204,3 +204,64 @@ describe("fs.nn.sequential", function()
     assert.truthy(s:find("  3: MaxPool2d%(kernel_size=%(2, 2%)"), s)
   end)
 end)
+
+describe("fs.nn: PRNet's layers as modules", function()
+  local F = fs.F
+  local x = fs.randn({2, 3, 5, 6}, {generator = fs.generator(4)})
+
+  it("conv_transpose2d is F.conv_transpose2d on its own weight and bias", function()
+    local m = fs.nn.conv_transpose2d{in_channels = 3, out_channels = 2, kernel = 2, stride = 2, seed = 1}
+    local sd = m:state_dict()
+    assert.same({3, 2, 2, 2}, sd.weight:shape())
+    local y = m(x)
+    assert.same({2, 2, 10, 12}, y:shape())
+    assert.tensor_near(y, F.conv_transpose2d(x, sd.weight, sd.bias, {stride = 2}), 0)
+    local o = fs.nn.conv_transpose2d{in_channels = 3, out_channels = 2, kernel = 3, stride = 2,
+                                     padding = 1, output_padding = 1, bias = false, seed = 1}
+    assert.same({2, 2, 10, 12}, o(x):shape())
+    assert.is_nil(o:state_dict().bias)
+    assert.truthy(tostring(o):find("ConvTranspose2d(3, 2, kernel_size=(3, 3), stride=(2, 2)", 1, true))
+  end)
+
+  it("instancenorm2d is F.instance_norm, with and without options", function()
+    assert.tensor_near(fs.nn.instancenorm2d(3)(x), F.instance_norm(x), 0)
+    assert.tensor_near(fs.nn.instancenorm2d(3, {eps = 1e-3})(x), F.instance_norm(x, nil, nil, {eps = 1e-3}), 0)
+    assert.tensor_near(fs.nn.instancenorm2d{num_features = 3}(x), F.instance_norm(x), 0)
+    assert.equal(0, fs.nn.instancenorm2d(3):num_parameters())
+  end)
+
+  it("upsample is F.interpolate with a scale", function()
+    assert.tensor_near(fs.nn.upsample{scale = 2}(x), F.interpolate(x, {scale = 2}), 0)
+    assert.tensor_near(fs.nn.upsample{scale = {2, 3}, mode = "bilinear"}(x),
+      F.interpolate(x, {scale = {2, 3}, mode = "bilinear"}), 0)
+  end)
+
+  it("save and load inside a sequential", function()
+    local m = fs.nn.sequential{fs.nn.conv_transpose2d{in_channels = 3, out_channels = 2, kernel = 2, stride = 2, seed = 3},
+      fs.nn.instancenorm2d(2), fs.nn.upsample{scale = 0.5, mode = "bilinear"}}
+    local path = os.tmpname()
+    m:save(path)
+    local m2 = fs.nn.load(path)
+    os.remove(path)
+    assert.tensor_near(m2(x), m(x), 0)
+  end)
+
+  it("reject unknown options and bad values by name", function()
+    local function fails(msg, fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok)
+      assert.matches(msg, err, 1, true)
+    end
+    fails("fs.nn.conv_transpose2d: unknown option 'strid'", fs.nn.conv_transpose2d,
+      {in_channels = 1, out_channels = 1, kernel = 2, strid = 2})
+    fails("fs.nn.conv_transpose2d: option 'kernel' is required", fs.nn.conv_transpose2d,
+      {in_channels = 1, out_channels = 1})
+    fails("fs.nn.instancenorm2d: unknown option 'esp'", fs.nn.instancenorm2d, 3, {esp = 1})
+    fails("instancenorm2d: num_features 0 must be >= 1", fs.nn.instancenorm2d, 0)
+    fails("fs.nn.upsample: option 'scale' (a number or {h, w}) is required", fs.nn.upsample, {})
+    fails("fs.nn.upsample: scale must be positive and finite, got (0, 0)", fs.nn.upsample, {scale = 0})
+    fails("fs.nn.upsample: mode must be \"nearest\" or \"bilinear\", got \"cubic\"", fs.nn.upsample,
+      {scale = 2, mode = "cubic"})
+    fails("fs.nn.upsample: unknown option 'mod'", fs.nn.upsample, {scale = 2, mod = "x"})
+  end)
+end)

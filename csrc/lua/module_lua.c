@@ -6,6 +6,10 @@
  *   fs.nn.linear(in, out [, {bias=true, seed=}]) | fs.nn.linear{in_features=, out_features=, ...}
  *   fs.nn.relu(), fs.nn.maxpool2d{kernel=, stride=kernel, padding=0}, fs.nn.flatten(),
  *   fs.nn.adaptive_avgpool2d{output_size={1, 1}}, fs.nn.sequential{m1, m2, ...}
+ *   fs.nn.conv_transpose2d{in_channels=, out_channels=, kernel=, stride=1, padding=0,
+ *                output_padding=0, dilation=1, bias=true, seed= | generator=}
+ *   fs.nn.instancenorm2d(n [, {eps=1e-5}]) | fs.nn.instancenorm2d{num_features=, eps=}
+ *   fs.nn.upsample{scale=2 | {sh, sw}, mode="nearest"|"bilinear"}
  *   fs.nn.resnet18{in_channels=3, num_classes=nil, seed= | generator=}
  *   fs.nn.prnet{in_channels=1, base=16, depth=4, latent=2, patch=32, norm="instance"|"batch",
  *               up="bilinear"|"transpose", convs_per_level=1, seed= | generator=}
@@ -20,6 +24,8 @@
  * adapt_conv1="sum"}), save(path), zero_grad(), num_parameters(), child("layer1.0"),
  * flat_parameters() / flat_grad() (the flat buffers as 1-D tensors), tostring(model).
  * Every constructor and load_state_dict reject an unknown option key (fs_lua_check_options). */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -431,6 +437,95 @@ static int l_conv2d(lua_State *L)
     return box_return(L, box, fs_nn_conv2d(in, out, k[0], k[1], &a, bias, g));
 }
 
+static int l_conv_transpose2d(lua_State *L)
+{
+    const char *op = "fs.nn.conv_transpose2d";
+    lua_settop(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    fs_lua_check_options(L, 1, op,
+                         FS_OPTIONS("in_channels", "out_channels", "kernel", "kernel_size",
+                                    "stride", "padding", "output_padding", "dilation", "bias",
+                                    "seed", "generator"));
+    fs_generator local, *g = opt_gen(L, 1, &local);
+    int64_t in = req_int(L, 1, "in_channels", op);
+    int64_t out = req_int(L, 1, "out_channels", op);
+    int64_t k[2];
+    if (!opt_pair(L, 1, "kernel", k, op) && !opt_pair(L, 1, "kernel_size", k, op))
+        return luaL_error(L, "%s: option 'kernel' is required", op);
+    fs_conv2d_args a = FS_CONV2D_ARGS_DEFAULT;
+    opt_pair(L, 1, "stride", a.stride, op);
+    opt_pair(L, 1, "padding", a.padding, op);
+    opt_pair(L, 1, "output_padding", a.output_padding, op);
+    opt_pair(L, 1, "dilation", a.dilation, op);
+    bool bias = fs_lua_opt_bool(L, 1, "bias", true);
+    fs_module **box = new_box(L);
+    return box_return(L, box, fs_nn_conv_transpose2d(in, out, k[0], k[1], &a, bias, g));
+}
+
+/* fs.nn.instancenorm2d(n [, {eps=1e-5}]) | fs.nn.instancenorm2d{num_features=, eps=} */
+static int l_instancenorm2d(lua_State *L)
+{
+    const char *op = "fs.nn.instancenorm2d";
+    int64_t n;
+    double eps = 1e-5;
+    lua_settop(L, 2);
+    if (lua_istable(L, 1)) {
+        fs_lua_check_options(L, 1, op, FS_OPTIONS("num_features", "eps"));
+        n = req_int(L, 1, "num_features", op);
+        eps = fs_lua_opt_number(L, 1, "eps", eps);
+    } else {
+        n = luaL_checkinteger(L, 1);
+        check_opts(L, 2, op, FS_OPTIONS("eps"));
+        eps = fs_lua_opt_number(L, 2, "eps", eps);
+    }
+    fs_module **box = new_box(L);
+    return box_return(L, box, fs_nn_instancenorm2d(n, eps));
+}
+
+/* fs.nn.upsample{scale=2 | {sh, sw}, mode="nearest"|"bilinear"} */
+static int l_upsample(lua_State *L)
+{
+    const char *op = "fs.nn.upsample";
+    lua_settop(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    fs_lua_check_options(L, 1, op, FS_OPTIONS("scale", "scale_factor", "mode"));
+    double sc[2];
+    lua_getfield(L, 1, "scale");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "scale_factor");
+    }
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        sc[0] = sc[1] = lua_tonumber(L, -1);
+    } else if (lua_istable(L, -1) && lua_rawlen(L, -1) == 2) {
+        for (int i = 0; i < 2; i++) {
+            if (lua_rawgeti(L, -1, i + 1) != LUA_TNUMBER)
+                return luaL_error(L, "%s: option 'scale' must be a number or {h, w}", op);
+            sc[i] = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+    } else {
+        return luaL_error(L, "%s: option 'scale' (a number or {h, w}) is required", op);
+    }
+    lua_pop(L, 1);
+    for (int i = 0; i < 2; i++)
+        if (!(sc[i] > 0) || !isfinite(sc[i])) {
+            char got[64];
+            snprintf(got, sizeof got, "(%g, %g)", sc[0], sc[1]);
+            return luaL_error(L, "%s: scale must be positive and finite, got %s", op, got);
+        }
+    const char *mode = fs_lua_opt_string(L, 1, "mode", "nearest");
+    fs_interp_mode m;
+    if (strcmp(mode, "nearest") == 0)
+        m = FS_INTERP_NEAREST;
+    else if (strcmp(mode, "bilinear") == 0)
+        m = FS_INTERP_BILINEAR;
+    else
+        return luaL_error(L, "%s: mode must be \"nearest\" or \"bilinear\", got \"%s\"", op, mode);
+    fs_module **box = new_box(L);
+    return box_return(L, box, fs_nn_upsample(sc[0], sc[1], m));
+}
+
 static int l_batchnorm2d(lua_State *L)
 {
     int64_t n;
@@ -645,7 +740,8 @@ static const luaL_Reg constructors[] = {
     {"conv2d", l_conv2d}, {"batchnorm2d", l_batchnorm2d}, {"linear", l_linear},
     {"relu", l_relu}, {"maxpool2d", l_maxpool2d}, {"adaptive_avgpool2d", l_adaptive_avgpool2d},
     {"flatten", l_flatten}, {"sequential", l_sequential}, {"resnet18", l_resnet18},
-    {"prnet", l_prnet},
+    {"prnet", l_prnet}, {"conv_transpose2d", l_conv_transpose2d},
+    {"instancenorm2d", l_instancenorm2d}, {"upsample", l_upsample},
     {NULL, NULL}};
 
 void fs_lua_open_module(lua_State *L)
