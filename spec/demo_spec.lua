@@ -1,5 +1,5 @@
 -- spec/demo_spec.lua: the main job (examples/demo.lua) end to end in its reduced form
--- (--quick, about 30 s) into a temporary folder: exit status 0, report.md and report.html with
+-- (--quick, about 20 s) into a temporary folder: exit status 0, report.md and report.html with
 -- the main table, every figure the Markdown links to present (or, without gnuplot, the charts
 -- reported as skipped), no temporary figure folder left; then a failing run (a bad argument)
 -- into the same folder exits 1 with a clear message and leaves that report as it was.
@@ -33,8 +33,9 @@ describe("examples/demo.lua --quick", function()
 
   it("runs every stage and exits 0 with a summary naming the report", function()
     assert.are.equal(0, status, out)
-    for _, stage in ipairs({"simulate cohorts", "train masked, seed 1", "train crop, seed 1",
-                            "leave-one-patient-out", "robustness cohorts", "figures", "report"}) do
+    for _, stage in ipairs({"simulate cohorts", "train masked scratch, repeat 1",
+                            "train masked scratch, repeat 2", "train crop scratch, repeat 1",
+                            "leave-one-patient-out", "figures", "report"}) do
       assert.truthy(out:find("== " .. stage, 1, true), "no stage line for " .. stage .. "\n" .. out)
     end
     assert.truthy(out:find("episode 2/4 loss", 1, true), "the trainer's progress lines are missing")
@@ -46,17 +47,20 @@ describe("examples/demo.lua --quick", function()
     assert.truthy(md, "no report.md")
     assert.truthy(html, "no report.html")
     for _, text in ipairs({md, html}) do
-      assert.truthy(text:find("held-out acc. (mean ± std over seeds)", 1, true))
+      assert.truthy(text:find("held-out acc. (mean ± std over repeats)", 1, true))
       assert.truthy(text:find("96.67%", 1, true))
       assert.truthy(text:find("93.33%", 1, true))
-      assert.truthy(text:find("ProtoNet, masked input", 1, true))
-      assert.truthy(text:find("ProtoNet, crop input", 1, true))
+      assert.truthy(text:find("ProtoNet, masked input, scratch", 1, true))
+      assert.truthy(text:find("ProtoNet, crop input, scratch", 1, true))
       assert.truthy(text:find("pixel baseline", 1, true))
       assert.truthy(text:find("Leave-one-patient-out", 1, true))
       assert.truthy(text:find("perfusion defects", 1, true))
     end
     -- the main table's rows carry numbers: "NN.NN ± N.NN%"
-    assert.truthy(md:find("| ProtoNet, masked input | %d+%.%d+%% | %d+%.%d+ ± %d+%.%d+%% |"), md)
+    -- the main table's rows carry numbers: "NN.NN ± N.NN%", then the pixel baseline and the
+    -- paired difference with their spreads
+    assert.truthy(md:find("| ProtoNet, masked input, scratch | %d+%.%d+%% | %d+%.%d+ ± %d+%.%d+%% | ± %d+%.%d+%% | "
+      .. "%d+%.%d+ ± %d+%.%d+%% | [-+]%d+%.%d+ ± %d+%.%d+ | 2 |"), md)
   end)
 
   it("links figures that exist, or reports the charts skipped without gnuplot", function()
@@ -91,8 +95,8 @@ describe("examples/demo.lua --quick", function()
     assert.are.equal(1, st, msg)
     assert.truthy(msg:find("demo: FAILED: demo: unknown input mode 'bogus'", 1, true), msg)
     assert.are.equal(before, read(dir .. "/report.md"))
-    local msg2, st2 = run("--seeds x")
+    local msg2, st2 = run("--repeats x")
     assert.are.equal(1, st2, msg2)
-    assert.truthy(msg2:find("demo: --seeds needs a positive integer", 1, true), msg2)
+    assert.truthy(msg2:find("demo: --repeats needs a positive integer", 1, true), msg2)
   end)
 end)
