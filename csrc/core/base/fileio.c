@@ -1,5 +1,6 @@
 /* fileio.c - whole-file reads, atomic writes (temporary file + rename), scalar decoding. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,6 +121,23 @@ void fs_atomic_abort(fs_atomic_file *af)
     af->tmp_path = NULL;
 }
 
+/* Flushes the directory entry of path (its folder) to disk, so that a rename survives a power
+ * cut as well as the data does. Best effort: a file system that cannot fsync a directory
+ * (EINVAL) still has the renamed file. */
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
 int fs_atomic_commit(fs_atomic_file *af)
 {
     int rc = 0;
@@ -136,6 +154,8 @@ int fs_atomic_commit(fs_atomic_file *af)
         if (rename(af->tmp_path, af->path) != 0)
             rc = fs_set_error("%s: cannot rename the temporary file to '%s': %s", af->op,
                               af->path, strerror(errno));
+        else
+            sync_parent_dir(af->path);
     }
     if (rc != 0)
         unlink(af->tmp_path);
