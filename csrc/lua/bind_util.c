@@ -84,6 +84,21 @@ void fs_lua_push_tensor(lua_State *L, fs_tensor *t)
     fs_lua_account(L);
 }
 
+void fs_lua_push_retain(lua_State *L, fs_tensor *t)
+{
+    fs_tensor **box = fs_lua_new_box(L);
+    *box = fs_tensor_retain(t);
+}
+
+void fs_lua_push_alias(lua_State *L, const fs_tensor *t)
+{
+    fs_tensor **box = fs_lua_new_box(L);
+    *box = fs_tensor_alias(t);
+    if (!*box)
+        fs_lua_error(L);
+    fs_lua_account(L);
+}
+
 fs_tensor *fs_lua_test_tensor(lua_State *L, int idx)
 {
     fs_tensor **box = luaL_testudata(L, idx, FS_TENSOR_MT);

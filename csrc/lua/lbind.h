@@ -47,6 +47,10 @@
 fs_tensor **fs_lua_new_box(lua_State *L);            /* pushes an empty Tensor userdata */
 int fs_lua_return(lua_State *L, fs_tensor **box, fs_tensor *t); /* fills it; 1 or raises */
 void fs_lua_push_tensor(lua_State *L, fs_tensor *t); /* takes the reference; raises on NULL */
+/* Push a new reference to t / a new header on t's storage: the box is made first, so a Lua
+ * out-of-memory raise cannot leave a reference nobody owns. */
+void fs_lua_push_retain(lua_State *L, fs_tensor *t);
+void fs_lua_push_alias(lua_State *L, const fs_tensor *t);
 fs_tensor *fs_lua_check_tensor(lua_State *L, int idx);
 fs_tensor *fs_lua_test_tensor(lua_State *L, int idx); /* NULL when not a Tensor */
 /* A Tensor, or a number turned into a 0-d tensor (pushed in place of the number). */

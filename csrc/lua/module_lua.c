@@ -186,8 +186,10 @@ static int push_cb(void *ud, const char *name, fs_module_entry *e, fs_module *ow
     push_ud *p = ud;
     if (p->params_only && e->buffer)
         return 0;
-    fs_tensor *t = p->alias ? fs_tensor_alias(e->t) : fs_tensor_retain(e->t);
-    fs_lua_push_tensor(p->L, t);
+    if (p->alias)
+        fs_lua_push_alias(p->L, e->t);
+    else
+        fs_lua_push_retain(p->L, e->t);
     if (p->named)
         lua_setfield(p->L, p->table, name);
     else
@@ -313,7 +315,7 @@ static int m_flat(lua_State *L, bool grad)
         lua_pushnil(L);
         return 1;
     }
-    fs_lua_push_tensor(L, fs_tensor_alias(t));
+    fs_lua_push_alias(L, t);
     return 1;
 }
 

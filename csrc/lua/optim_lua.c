@@ -155,7 +155,7 @@ static int o_state_dict(lua_State *L)
         return fs_lua_error(L);
     }
     for (int64_t i = 0; i < d.n; i++) {
-        fs_lua_push_tensor(L, fs_tensor_retain(d.tensors[i]));
+        fs_lua_push_retain(L, d.tensors[i]);
         lua_setfield(L, -2, d.names[i]);
     }
     for (int64_t i = 0; i < d.nmeta; i++) {

@@ -772,7 +772,7 @@ static int m_index(lua_State *L)
         if (!t->grad)
             lua_pushnil(L);
         else
-            fs_lua_push_tensor(L, fs_tensor_retain(t->grad));
+            fs_lua_push_retain(L, t->grad);
         return 1;
     }
     if (field) { /* grad_fn */
