@@ -17,5 +17,8 @@ void fs_lua_check_tensor_dict(lua_State *L, int idx, const char *op, fs_tensor_d
 /* When rc (the result of filling d) is 0, writes d to path as safetensors; then frees d and
  * raises on any error. Returns 0 (no Lua results). */
 int fs_lua_save_dict(lua_State *L, const char *path, fs_tensor_dict *d, int rc);
+/* opts.mode ("nearest" | "bilinear", def when absent) as an interpolation mode, or raises
+ * naming op (nn_lua.c; also fs.nn.upsample). */
+fs_interp_mode fs_lua_opt_interp_mode(lua_State *L, int opts, const char *op, const char *def);
 
 #endif

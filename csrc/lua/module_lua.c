@@ -516,14 +516,7 @@ static int l_upsample(lua_State *L)
             snprintf(got, sizeof got, "(%g, %g)", sc[0], sc[1]);
             return luaL_error(L, "%s: scale must be positive and finite, got %s", op, got);
         }
-    const char *mode = fs_lua_opt_string(L, 1, "mode", "nearest");
-    fs_interp_mode m;
-    if (strcmp(mode, "nearest") == 0)
-        m = FS_INTERP_NEAREST;
-    else if (strcmp(mode, "bilinear") == 0)
-        m = FS_INTERP_BILINEAR;
-    else
-        return luaL_error(L, "%s: mode must be \"nearest\" or \"bilinear\", got \"%s\"", op, mode);
+    fs_interp_mode m = fs_lua_opt_interp_mode(L, 1, op, "nearest");
     fs_module **box = new_box(L);
     return box_return(L, box, fs_nn_upsample(sc[0], sc[1], m));
 }

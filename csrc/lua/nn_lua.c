@@ -27,10 +27,23 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lbind.h"
+#include "lmodule.h"
 #include "nn/nn.h"
 
 /* ---- option helpers ---- */
+
+/* opts.mode as an interpolation mode ("nearest" or "bilinear"; def when absent); raises
+ * naming op otherwise. Shared with module_lua.c (fs.nn.upsample). */
+fs_interp_mode fs_lua_opt_interp_mode(lua_State *L, int opts, const char *op, const char *def)
+{
+    const char *mode = fs_lua_opt_string(L, opts, "mode", def);
+    if (strcmp(mode, "nearest") == 0)
+        return FS_INTERP_NEAREST;
+    if (strcmp(mode, "bilinear") == 0)
+        return FS_INTERP_BILINEAR;
+    return (fs_interp_mode)luaL_error(L, "%s: mode must be \"nearest\" or \"bilinear\", got \"%s\"",
+                                      op, mode);
+}
 
 /* opts[key] as a number or {h, w} into out[2]; def when absent. */
 static void opt_pair(lua_State *L, int idx, const char *key, int64_t def, int64_t *out)
@@ -296,15 +309,7 @@ static int l_interpolate(lua_State *L)
                                      "(%f, %f)", (lua_Number)size[0], (lua_Number)size[1]);
     if (fs_lua_opt_bool(L, 2, "align_corners", false))
         return luaL_error(L, "interpolate: align_corners=true is not supported");
-    const char *mode = fs_lua_opt_string(L, 2, "mode", "nearest");
-    fs_interp_mode m;
-    if (strcmp(mode, "nearest") == 0)
-        m = FS_INTERP_NEAREST;
-    else if (strcmp(mode, "bilinear") == 0)
-        m = FS_INTERP_BILINEAR;
-    else
-        return luaL_error(L, "interpolate: mode must be \"nearest\" or \"bilinear\", got \"%s\"",
-                          mode);
+    fs_interp_mode m = fs_lua_opt_interp_mode(L, 2, "interpolate", "nearest");
     fs_tensor **box = fs_lua_new_box(L);
     if (has_size)
         return fs_lua_return(L, box, fs_interpolate_size(x, (int64_t)size[0], (int64_t)size[1], m));
@@ -343,14 +348,7 @@ static int l_affine(lua_State *L)
         return luaL_error(L, "affine: theta must be {{a, b, c}, {d, e, f}} or 6 numbers, got a "
                              "table of %d", (int)len);
     }
-    const char *mode = fs_lua_opt_string(L, 3, "mode", "bilinear");
-    fs_interp_mode m;
-    if (strcmp(mode, "nearest") == 0)
-        m = FS_INTERP_NEAREST;
-    else if (strcmp(mode, "bilinear") == 0)
-        m = FS_INTERP_BILINEAR;
-    else
-        return luaL_error(L, "affine: mode must be \"nearest\" or \"bilinear\", got \"%s\"", mode);
+    fs_interp_mode m = fs_lua_opt_interp_mode(L, 3, "affine", "bilinear");
     fs_tensor **box = fs_lua_new_box(L);
     return fs_lua_return(L, box, fs_affine_sample(x, theta, m));
 }
