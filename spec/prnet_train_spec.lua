@@ -314,3 +314,26 @@ describe("fs.prnet.train options and checkpoints", function()
     os.execute("rm -rf '" .. dir_a .. "' '" .. dir_b .. "'")
   end)
 end)
+
+describe("fewshot.prnet.experiment", function()
+  it("runs the demo section end to end on a tiny configuration, figures included", function()
+    local experiment = require "fewshot.prnet.experiment"
+    local dir = helper.tmpdir()
+    local r = experiment.run{quick = true, train_n = 2, test_n = 2, steps = 2, fine_steps = 2, batch = 4,
+                             samples = 3, figures = dir}
+    for _, m in ipairs({"prnet", "prnet/coarse", "prnet/fine", "prnet+ncc", "identity", "ncc", "ncc_window"}) do
+      assert.is_table(r.result.methods[m], m)
+      assert.are.equal(12, r.result.methods[m].pooled.n, m)
+    end
+    assert.are.equal(2, #r.history.dis)
+    assert.are.equal(2, #r.fine_history.rec)
+    assert.matches("prnet%+ncc", r.text)
+    for _, name in ipairs({"reconstructions", "landmarks", "latent"}) do
+      assert.is_string(helper.read_or_nil(r.figures[name]), name)
+    end
+    local ok, err = pcall(experiment.run, {quick = true, cohrt = "default"})
+    assert.is_false(ok)
+    assert.matches("unknown option 'cohrt'", err)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)

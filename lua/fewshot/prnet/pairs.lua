@@ -83,7 +83,7 @@ function M.prepare(op, images, pixel_mm)
   return out
 end
 
--- The flat row-major values of a tensor (H, W) as a Lua list.
+--- The flat row-major values of a tensor (H, W) as a Lua list.
 local function values(t)
   local rows, v = t:totable(), {}
   local W = #rows[1]
@@ -93,7 +93,7 @@ local function values(t)
   return v
 end
 
--- Bilinear sample of a flat image (zero outside) at (x, y), 1-based.
+--- Bilinear sample of a flat image (zero outside) at (x, y), 1-based.
 local function bilinear(v, H, W, x, y)
   local x0, y0 = math.floor(x), math.floor(y)
   local fx, fy = x - x0, y - y0
@@ -112,6 +112,8 @@ local function bilinear(v, H, W, x, y)
   end
   return s
 end
+
+M.values, M.bilinear = values, bilinear
 
 --- A sampler: function(generator) -> batch, drawing `batch` pairs each call.
 -- @tparam table images items (`image`, `pixel_mm`) or (H, W) tensors
