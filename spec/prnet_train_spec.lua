@@ -67,6 +67,12 @@ describe("fs.prnet.pairs", function()
     assert.are.same(off, again.offset_mm:totable())
     assert.are.same(vals(b.x1), vals(again.x1))
     assert.are_not.same(off, fs.prnet.pairs({im}, {patch = 8, batch = 6, seed = 4}).offset_mm:totable())
+    -- the sampler draws the same batch from a generator of that seed, then the next ones
+    local sample = fs.prnet.sampler({im}, {patch = 8, batch = 6})
+    local g = fs.generator(3)
+    assert.are.same(off, sample(g).offset_mm:totable())
+    assert.are_not.same(off, sample(g).offset_mm:totable())
+    assert.are.same(off, fs.prnet.pairs({im}, {patch = 8, batch = 6, generator = fs.generator(3)}).offset_mm:totable())
   end)
 
   it("keeps centres on the body, pads by half a patch and honours fine_range", function()
@@ -213,6 +219,9 @@ describe("fs.prnet.train, localize and evaluate", function()
     local b = fs.prnet.localize{coarse = coarse, r = 40, support = {item(0, 0)},
                                 query = item(3, -2).image, seed = 4}
     assert.are.same(a.landmarks, b.landmarks)
+    -- a localiser keeps the support's latents: the same answers query after query
+    local loc = fs.prnet.localizer{coarse = coarse, r = 40, support = {item(0, 0)}, seed = 4}
+    assert.are.same(a.landmarks, loc(item(3, -2)).landmarks)
   end)
 
   it("evaluates PRNet, its variants and stages beside the three baselines", function()

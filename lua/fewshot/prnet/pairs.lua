@@ -126,8 +126,8 @@ M.values, M.bilinear = values, bilinear
 --   augmented image's pixels)
 function M.sampler(images, opts, op)
   op = op or "prnet.pairs"
-  opts = args.options(op, opts, {"patch", "batch", "seed", "generator", "fine_range",
-                                 "body_threshold", "pixel_mm", "augment"})
+  opts = args.options(op, opts, {"patch", "batch", "fine_range", "body_threshold", "pixel_mm",
+                                 "augment"})
   if opts.patch == nil then error(op .. ": option 'patch' is required", 3) end
   local P = args.integer(op, "patch", opts.patch, 2)
   if P % 2 ~= 0 then error(("%s: option 'patch' must be even, got %d"):format(op, P), 3) end
