@@ -241,6 +241,11 @@ describe("fs.prnet.train, localize and evaluate", function()
     assert.matches("prnet/coarse", text)
     -- identity errs by the shift: |(3, -2)| and |(-1, 2)| px at 2 mm
     assert.near((math.sqrt(13) + math.sqrt(5)) * 2 / 2, r.methods.identity.pooled.mean, 1e-9)
+    -- without the baselines: PRNet's rows alone, the same numbers
+    local only = fs.prnet.evaluate{coarse = coarse, r = 40, fine = fine, fine_r = 12,
+      support = {item(0, 0)}, queries = {item(3, -2), item(-1, 2)}, baselines = false}
+    assert.is_nil(only.methods.identity)
+    assert.are.equal(r.methods.prnet.pooled.mean, only.methods.prnet.pooled.mean)
   end)
 
   it("rejects bad options", function()
