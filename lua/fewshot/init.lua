@@ -15,7 +15,7 @@ local lazy = {}
 lazy.spect = "fewshot.spect"; fs.spect = nil -- the Lua front re-exports core.spect
 lazy.data = "fewshot.data"
 lazy.protonet = "fewshot.protonet"
-lazy.prnet = "fewshot.prnet"; fs.prnet = nil -- baselines for now (the model comes later)
+lazy.prnet = "fewshot.prnet"; fs.prnet = nil -- training, localisation, baselines (fs.nn.prnet is C)
 lazy.image = "fewshot.image"; fs.image = nil -- the Lua front re-exports core.image
 lazy.plot = "fewshot.plot"
 lazy.report = "fewshot.report"

@@ -41,7 +41,7 @@ end
 local function usable(p) return p and p.inside ~= false end
 
 -- Names present (and inside) in every support and at least one query, sorted.
-local function common_names(support, query)
+function M.common_names(support, query)
   local names = {}
   for name, p in pairs(support[1].landmarks) do
     local ok = usable(p)
@@ -56,7 +56,7 @@ end
 
 -- The template around (x, y) (1-based pixels) of img, moved inside the image; returns the
 -- template and the offset (landmark - template centre) in pixels.
-local function template(img, x, y, size)
+function M.template(img, x, y, size)
   local shape = img:shape()
   local H, W, h = shape[1], shape[2], (size - 1) // 2
   local cx = math.max(h + 1, math.min(W - h, math.floor(x + 0.5)))
@@ -64,7 +64,9 @@ local function template(img, x, y, size)
   return img:narrow(1, cy - h, size):narrow(2, cx - h, size):contiguous(), x - cx, y - cy
 end
 
-local function stats(errors, pixel_mm, ms)
+--- Error statistics of a list of errors (mm): {n, mean, median, p95, within_pixel,
+-- within_10mm, ms_per_query}.
+function M.stats(errors, pixel_mm, ms)
   local n = #errors
   local s = {n = n, ms_per_query = ms}
   if n == 0 then return s end
@@ -118,7 +120,7 @@ function M.evaluate(support, query, opts)
       error(("%s: patch %d is larger than support[%d]'s image (%d, %d)"):format(op, size, i, s[1], s[2]), 2)
     end
   end
-  local names = opts.landmarks or common_names(support, query)
+  local names = opts.landmarks or M.common_names(support, query)
   if #names == 0 then error(op .. ": no landmark is marked in every support and some query", 2) end
   for _, name in ipairs(names) do
     for i, it in ipairs(support) do
@@ -133,7 +135,7 @@ function M.evaluate(support, query, opts)
     tpl[name] = {}
     for i, it in ipairs(support) do
       local p = it.landmarks[name]
-      local t, dx, dy = template(it.image, p.x, p.y, size)
+      local t, dx, dy = M.template(it.image, p.x, p.y, size)
       tpl[name][i] = {t = t, dx = dx, dy = dy, x = p.x, y = p.y}
     end
   end
@@ -193,8 +195,8 @@ function M.evaluate(support, query, opts)
       end
     end
     local ms = 1000 * seconds / #query
-    local m = {pooled = stats(pooled, pixel_mm, ms), by_landmark = {}}
-    for _, name in ipairs(names) do m.by_landmark[name] = stats(by[name], pixel_mm, nil) end
+    local m = {pooled = M.stats(pooled, pixel_mm, ms), by_landmark = {}}
+    for _, name in ipairs(names) do m.by_landmark[name] = M.stats(by[name], pixel_mm, nil) end
     result.methods[method] = m
   end
   return result
@@ -207,25 +209,28 @@ function M.format(result)
   end
   local lines = {("%d support(s) x %d queries; errors in mm"):format(result.n_support or 0,
     result.n_query or 0)}
-  local head = ("%-12s %-24s %5s %7s %7s %7s %7s %7s %9s"):format("method", "landmark", "n",
+  local head = ("%-18s %-24s %5s %7s %7s %7s %7s %7s %9s"):format("method", "landmark", "n",
     "mean", "median", "p95", "<=1px", "<=10mm", "ms/query")
   lines[#lines + 1] = head
   lines[#lines + 1] = string.rep("-", #head)
   local function row(method, name, s)
     if not s.mean then
-      return ("%-12s %-24s %5d %7s"):format(method, name, s.n or 0, "-")
+      return ("%-18s %-24s %5d %7s"):format(method, name, s.n or 0, "-")
     end
-    return ("%-12s %-24s %5d %7.1f %7.1f %7.1f %6.0f%% %6.0f%% %9s"):format(method, name, s.n,
+    return ("%-18s %-24s %5d %7.1f %7.1f %7.1f %6.0f%% %6.0f%% %9s"):format(method, name, s.n,
       s.mean, s.median, s.p95, 100 * s.within_pixel, 100 * s.within_10mm,
       s.ms_per_query and ("%.2f"):format(s.ms_per_query) or "")
   end
   local order = {}
   for _, m in ipairs(M.METHODS) do if result.methods[m] then order[#order + 1] = m end end
+  local extra = {}
   for name in pairs(result.methods) do
     local known = false
     for _, m in ipairs(M.METHODS) do known = known or m == name end
-    if not known then order[#order + 1] = name end
+    if not known then extra[#extra + 1] = name end
   end
+  table.sort(extra) -- other methods (PRNet and its variants) after the baselines, by name
+  for _, name in ipairs(extra) do order[#order + 1] = name end
   for _, method in ipairs(order) do
     local m = result.methods[method]
     lines[#lines + 1] = row(method, "(pooled)", m.pooled)
