@@ -35,7 +35,8 @@ describe("examples/demo.lua --quick", function()
     assert.are.equal(0, status, out)
     for _, stage in ipairs({"simulate cohorts", "train masked scratch, repeat 1",
                             "train masked scratch, repeat 2", "train crop scratch, repeat 1",
-                            "leave-one-patient-out", "figures", "report"}) do
+                            "leave-one-patient-out", "landmark localisation (PRNet)", "figures",
+                            "report"}) do
       assert.truthy(out:find("== " .. stage, 1, true), "no stage line for " .. stage .. "\n" .. out)
     end
     assert.truthy(out:find("episode 2/4 loss", 1, true), "the trainer's progress lines are missing")
@@ -55,6 +56,8 @@ describe("examples/demo.lua --quick", function()
       assert.truthy(text:find("pixel baseline", 1, true))
       assert.truthy(text:find("Leave-one-patient-out", 1, true))
       assert.truthy(text:find("perfusion defects", 1, true))
+      assert.truthy(text:find("Landmark localisation (PRNet-2D, one marked support)", 1, true))
+      assert.truthy(text:find("PRNet coarse, then windowed NCC around its estimate", 1, true))
     end
     -- the main table's rows carry numbers: "NN.NN ± N.NN%"
     -- the main table's rows carry numbers: "NN.NN ± N.NN%", then the pixel baseline and the
@@ -69,13 +72,14 @@ describe("examples/demo.lua --quick", function()
     for path in md:gmatch("!%[[^%]]*%]%(([^)]+)%)") do linked[#linked + 1] = path end
     local with_gnuplot = gnuplot_ok()
     if with_gnuplot then
-      assert.are.equal(4, #linked, md)
+      assert.are.equal(8, #linked, md)
     else
-      -- the tissue panel needs no gnuplot; the three charts are reported skipped
-      assert.are.equal(1, #linked, md)
+      -- the image panels (tissues, reconstructions, landmarks, latent) need no gnuplot; the
+      -- four charts are reported skipped
+      assert.are.equal(4, #linked, md)
       local n = 0
       for _ in md:gmatch("Figure skipped") do n = n + 1 end
-      assert.are.equal(3, n, md)
+      assert.are.equal(4, n, md)
     end
     for _, path in ipairs(linked) do
       local full = path:sub(1, 1) == "/" and path or dir .. "/" .. path
