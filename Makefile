@@ -20,9 +20,10 @@ LUA        ?= lua5.4
 PKG_CONFIG ?= pkg-config
 LUA_PC     ?= lua5.4
 CC         ?= cc
+CXX        ?= c++
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libopenblas-openmp-dev libpng-dev lua-busted \
-               luarocks pkg-config zlib1g-dev make gcc gnuplot-nox
+               luarocks pkg-config zlib1g-dev make gcc gnuplot-nox g++ libgdcm-dev
 
 # OpenBLAS's OpenMP build shares libgomp's thread pool with our own kernels, so GEMM and our
 # loops never spin on the cores at the same time (the pthread build's idle workers would).
@@ -37,16 +38,24 @@ BLAS_LIBS := $(shell $(PKG_CONFIG) --libs $(BLAS_PC) 2>/dev/null) \
 PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) $(BLAS_PC) libpng zlib 2>/dev/null)
 PC_LIBS   := $(BLAS_LIBS) $(shell $(PKG_CONFIG) --libs libpng zlib 2>/dev/null)
 
+# GDCM (DICOM, csrc/core/io/dicom_gdcm.cpp) ships no .pc file: its headers sit in a versioned
+# folder under /usr/include, its libraries in the default path. The C++ runtime comes with it.
+GDCM_INC  := $(firstword $(wildcard /usr/include/gdcm-3.*) /usr/include/gdcm-3.0)
+GDCM_LIBS  = -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++
+
 OPT        ?= -O3 -march=native
 FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp -fno-math-errno \
               -fvisibility=hidden $(OPT) -Icsrc/core -Icsrc/lua $(PC_CFLAGS) $(SAN)
-FS_LDLIBS   = $(PC_LIBS) -lm -fopenmp $(SAN)
+FS_LDLIBS   = $(PC_LIBS) $(GDCM_LIBS) -lm -fopenmp $(SAN)
+# The one C++ file of the core: no exceptions cross its extern "C" entry point.
+FS_CXXFLAGS = -std=c++17 -Wall -Wextra -fPIC -fvisibility=hidden $(OPT) -Icsrc/core -isystem $(GDCM_INC) $(SAN)
 
 # VARIANT names a separate build (build-san, build-vg) with its own core.so.
 BUILD       = build$(VARIANT)
 CORE_SRC    = $(sort $(wildcard csrc/core/*/*.c))
 LUA_SRC     = $(sort $(wildcard csrc/lua/*.c))
-CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
+CORE_CXX    = $(sort $(wildcard csrc/core/*/*.cpp))
+CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o) $(CORE_CXX:csrc/%.cpp=$(BUILD)/%.o)
 LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
 
 SO          = $(if $(VARIANT),$(BUILD)/fewshot/core.so,fewshot/core.so)
@@ -76,6 +85,10 @@ deps:
 $(BUILD)/%.o: csrc/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(FS_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: csrc/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(FS_CXXFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d)
 
