@@ -1,14 +1,30 @@
-/* dicom.c - the C side of the DICOM reader (io/dicom.h): reads the file, calls GDCM through
- * fs_dicom_decode (dicom_gdcm.cpp), and hands back a tensor or an fs_error() that names the
- * file. The tensor is allocated here, so the C++ file never sees fewshot's types. */
+/* dicom.c - the C side of the DICOM reader (io/dicom.h): reads the file, runs GDCM's decoding
+ * (fs_dicom_decode, dicom_gdcm.cpp) and hands back a tensor or an fs_error() naming the file.
+ *
+ * GDCM as Debian builds it keeps its assert()s, and some malformed files (a file cut inside its
+ * meta header, for one) reach an assertion, which aborts the process. So the decoding runs in a
+ * child process (fork): the child parses, decodes and writes the info and the float samples
+ * into a pipe; the parent reads them into the tensor. A child that dies (an assertion, a signal)
+ * becomes an error naming the file, with the last line GDCM printed. The child's stderr is
+ * captured, so decoder chatter (libjpeg, OpenJPEG) does not reach the user's terminal.
+ * FS_DICOM_IN_PROCESS=1 decodes in the calling process instead (to debug GDCM itself).
+ * The tensor is allocated here, so the C++ file never sees fewshot's types. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "base/fileio.h"
 #include "io/dicom.h"
 #include "tensor/tensor.h"
+
+#define ERR_LEN 512
 
 typedef struct {
     fs_tensor *t;
@@ -23,19 +39,222 @@ static float *alloc_tensor(void *ctx, int64_t frames, int64_t channels, int64_t 
     return c->t ? fs_data(c->t) : NULL;
 }
 
-static fs_tensor *parse(const char *name, const unsigned char *buf, size_t len,
-                        const int64_t *frames, int nframes, fs_dicom_info *info, int pixels)
+/* ---- the child: decode into a malloc'ed buffer, then write it all to the pipe ---- */
+
+typedef struct {
+    int32_t rc;
+    int32_t pad;
+    int64_t dims[4]; /* frames, channels, rows, cols of the samples that follow (0s: none) */
+    char err[ERR_LEN];
+    fs_dicom_info info;
+} child_header;
+
+typedef struct {
+    float *data;
+    int64_t dims[4];
+} child_buf;
+
+static float *alloc_child(void *ctx, int64_t frames, int64_t channels, int64_t rows, int64_t cols)
+{
+    child_buf *b = ctx;
+    b->dims[0] = frames; b->dims[1] = channels; b->dims[2] = rows; b->dims[3] = cols;
+    b->data = malloc((size_t)(frames * channels * rows * cols) * sizeof(float));
+    return b->data;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void child_main(int out_fd, const unsigned char *buf, size_t len, const int64_t *frames,
+                       int nframes, int pixels)
+{
+    static child_header h; /* large (the info): not on the stack */
+    child_buf b = {NULL, {0, 0, 0, 0}};
+    memset(&h, 0, sizeof h);
+    h.rc = fs_dicom_decode(buf, len, frames, nframes, &h.info, pixels ? alloc_child : NULL, &b,
+                           h.err, sizeof h.err);
+    if (h.rc == 0 && b.data)
+        memcpy(h.dims, b.dims, sizeof h.dims);
+    int bad = write_all(out_fd, &h, sizeof h);
+    if (!bad && h.rc == 0 && b.data)
+        bad = write_all(out_fd, b.data,
+                        (size_t)(b.dims[0] * b.dims[1] * b.dims[2] * b.dims[3]) * sizeof(float));
+    _exit(bad ? 3 : 0);
+}
+
+/* ---- the parent: read the header, then the samples straight into the tensor ---- */
+
+typedef struct {
+    int fd;
+    char *dst;       /* where the bytes go now */
+    size_t want;     /* bytes still expected into dst */
+} reader_state;
+
+/* The last non-empty line of what the child printed on stderr. */
+static void last_line(const char *log, size_t n, char *out, size_t outlen)
+{
+    while (n > 0 && (log[n - 1] == '\n' || log[n - 1] == '\r' || log[n - 1] == ' '))
+        n--;
+    size_t s = n;
+    while (s > 0 && log[s - 1] != '\n')
+        s--;
+    snprintf(out, outlen, "%.*s", (int)(n - s), log + s);
+}
+
+static int decode_isolated(const unsigned char *buf, size_t len, const int64_t *frames,
+                           int nframes, fs_dicom_info *info, int pixels, alloc_ctx *ctx,
+                           char *err, size_t errlen)
+{
+    int data_pipe[2], log_pipe[2];
+    if (pipe(data_pipe) != 0) {
+        snprintf(err, errlen, "cannot create a pipe (%s)", strerror(errno));
+        return -1;
+    }
+    if (pipe(log_pipe) != 0) {
+        snprintf(err, errlen, "cannot create a pipe (%s)", strerror(errno));
+        close(data_pipe[0]);
+        close(data_pipe[1]);
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot start the decoding process (%s)", strerror(errno));
+        close(data_pipe[0]); close(data_pipe[1]); close(log_pipe[0]); close(log_pipe[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(data_pipe[0]);
+        close(log_pipe[0]);
+        dup2(log_pipe[1], STDERR_FILENO);
+        dup2(log_pipe[1], STDOUT_FILENO);
+        close(log_pipe[1]);
+        signal(SIGPIPE, SIG_DFL);
+        child_main(data_pipe[1], buf, len, frames, nframes, pixels);
+    }
+    close(data_pipe[1]);
+    close(log_pipe[1]);
+    static _Thread_local child_header h;
+    char log[4096];
+    size_t log_n = 0;
+    size_t got_header = 0;
+    char *dst = NULL;
+    size_t want = 0, got = 0;
+    int data_open = 1, log_open = 1, short_data = 0, oom = 0;
+    char scratch[65536];
+    while (data_open || log_open) {
+        struct pollfd p[2] = {{data_open ? data_pipe[0] : -1, POLLIN, 0},
+                              {log_open ? log_pipe[0] : -1, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (log_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = log_n < sizeof log ? read(log_pipe[0], log + log_n, sizeof log - log_n)
+                                           : read(log_pipe[0], scratch, sizeof scratch);
+            if (r > 0 && log_n < sizeof log)
+                log_n += (size_t)r;
+            else if (r == 0 || (r < 0 && errno != EINTR))
+                log_open = 0;
+        }
+        if (data_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            char *to;
+            size_t room;
+            if (got_header < sizeof h) {
+                to = (char *)&h + got_header;
+                room = sizeof h - got_header;
+            } else if (dst && got < want) {
+                to = dst + got;
+                room = want - got;
+            } else {
+                to = scratch; /* nothing more expected: drain */
+                room = sizeof scratch;
+            }
+            ssize_t r = read(data_pipe[0], to, room);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                data_open = 0;
+                continue;
+            }
+            if (got_header < sizeof h) {
+                got_header += (size_t)r;
+                if (got_header == sizeof h && h.rc == 0 && pixels && h.dims[0] > 0) {
+                    float *f = alloc_tensor(ctx, h.dims[0], h.dims[1], h.dims[2], h.dims[3]);
+                    if (!f)
+                        oom = 1;
+                    dst = (char *)f;
+                    want = dst ? (size_t)fs_numel(ctx->t) * sizeof(float) : 0;
+                }
+            } else if (dst && to != scratch) {
+                got += (size_t)r;
+            }
+        }
+    }
+    close(data_pipe[0]);
+    close(log_pipe[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    short_data = got_header < sizeof h || (h.rc == 0 && pixels && got < want);
+    char line[300];
+    last_line(log, log_n, line, sizeof line);
+    if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0) || short_data) {
+        if (WIFSIGNALED(status))
+            snprintf(err, errlen, "malformed: GDCM stopped on it (signal %d%s%s)",
+                     WTERMSIG(status), line[0] ? ": " : "", line);
+        else
+            snprintf(err, errlen, "the decoding process ended early (exit status %d%s%s)",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1, line[0] ? ": " : "", line);
+        return -1;
+    }
+    if (oom) {
+        snprintf(err, errlen, "out of memory for the decoded image");
+        return -1;
+    }
+    *info = h.info;
+    if (h.rc != 0) {
+        snprintf(err, errlen, "%s", h.err);
+        return -1;
+    }
+    return 0;
+}
+
+static fs_tensor *parse(const char *op, const char *name, const unsigned char *buf, size_t len,
+                        const int64_t *frames, int nframes, fs_dicom_info *info, int pixels,
+                        int *rc_out)
 {
     fs_dicom_info local;
     if (!info)
         info = &local;
-    char err[512];
+    memset(info, 0, sizeof *info);
+    char err[ERR_LEN];
     alloc_ctx ctx = {NULL};
-    int rc = fs_dicom_decode(buf, len, frames, nframes, info, pixels ? alloc_tensor : NULL, &ctx,
+    const char *inproc = getenv("FS_DICOM_IN_PROCESS");
+    int rc;
+    if (inproc && inproc[0] == '1')
+        rc = fs_dicom_decode(buf, len, frames, nframes, info, pixels ? alloc_tensor : NULL, &ctx,
                              err, sizeof err);
+    else
+        rc = decode_isolated(buf, len, frames, nframes, info, pixels, &ctx, err, sizeof err);
+    *rc_out = rc;
     if (rc != 0) {
         fs_tensor_release(ctx.t);
-        fs_set_error("load_dicom: %s: %s", name, err);
+        fs_set_error("%s: %s: %s", op, name, err);
         return NULL;
     }
     return ctx.t;
@@ -44,7 +263,8 @@ static fs_tensor *parse(const char *name, const unsigned char *buf, size_t len,
 fs_tensor *fs_dicom_parse(const char *name, const unsigned char *buf, size_t len,
                           const int64_t *frames, int nframes, fs_dicom_info *info)
 {
-    return parse(name, buf, len, frames, nframes, info, 1);
+    int rc;
+    return parse("load_dicom", name, buf, len, frames, nframes, info, 1, &rc);
 }
 
 fs_tensor *fs_dicom_read(const char *path, const int64_t *frames, int nframes,
@@ -54,7 +274,8 @@ fs_tensor *fs_dicom_read(const char *path, const int64_t *frames, int nframes,
     size_t len = 0;
     if (fs_file_read_all("load_dicom", path, &buf, &len))
         return NULL;
-    fs_tensor *t = parse(path, buf, len, frames, nframes, info, 1);
+    int rc;
+    fs_tensor *t = parse("load_dicom", path, buf, len, frames, nframes, info, 1, &rc);
     free(buf);
     return t;
 }
@@ -65,10 +286,8 @@ int fs_dicom_read_info(const char *path, fs_dicom_info *info)
     size_t len = 0;
     if (fs_file_read_all("dicom_info", path, &buf, &len))
         return -1;
-    char err[512];
-    int rc = fs_dicom_decode(buf, len, NULL, 0, info, NULL, NULL, err, sizeof err);
+    int rc;
+    parse("dicom_info", path, buf, len, NULL, 0, info, 0, &rc);
     free(buf);
-    if (rc != 0)
-        return fs_set_error("dicom_info: %s: %s", path, err);
-    return 0;
+    return rc;
 }

@@ -28,7 +28,7 @@ extern "C" {
 
 typedef struct fs_dicom_energy_window {
     char name[FS_DICOM_STR];        /* (0054,0018) Energy Window Name, "" when absent */
-    double lower_kev, upper_kev;    /* (0054,0013) > (0054,0014) / (0054,0015); 0 when absent */
+    double lower_kev, upper_kev;    /* (0054,0012) > (0054,0013) > (0054,0014) / (0054,0015) */
 } fs_dicom_energy_window;
 
 typedef struct fs_dicom_detector {
