@@ -40,7 +40,6 @@ PYDICOM_DIR = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_file
 # committed copies (< 60 KB together)
 COMMITTED = [
     "MR_small.dcm",              # explicit VR little endian, 64 x 64 int16
-    "MR_small_implicit.dcm",     # implicit VR little endian
     "MR_small_bigendian.dcm",    # explicit VR big endian
     "MR_small_RLE.dcm",          # RLE lossless
     "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless (compared with MR_small)
@@ -53,7 +52,7 @@ COMMITTED = [
 ]
 # read from pydicom's folder when the package is installed (not committed)
 LARGER = [
-    "CT_small.dcm", "MR_small_expb.dcm", "MR_small_padded.dcm", "JPEG2000.dcm",
+    "CT_small.dcm", "MR_small_implicit.dcm", "MR_small_expb.dcm", "MR_small_padded.dcm", "JPEG2000.dcm",
     "J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm", "rtdose.dcm", "rtdose_expb.dcm",
     "rtdose_rle.dcm", "rtdose_rle_1frame.dcm", "rtdose_expb_1frame.dcm", "ExplVR_BigEnd.dcm",
     "SC_rgb_rle.dcm", "SC_rgb_rle_2frame.dcm",
@@ -164,6 +163,62 @@ def write_nm(path, vol, spacing=(3.5, 4.2, 4.2), position=(-21.0, -25.2, 30.0),
     ds.save_as(path, write_like_original=False)
 
 
+def write_ct_slice(path, img, z, series, description, instance, position_z=None,
+                   orientation=(1, 0, 0, 0, 1, 0)):
+    """One CT slice of a series: int16 stored, rescale -1024 (HU)."""
+    ds = base_dataset(path, "1.2.840.10008.5.1.4.1.1.2", "CT")
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["series", series])
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", "series-fixtures"])
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=["for", "series-fixtures"])
+    ds.SeriesDescription = description
+    ds.SeriesNumber = 7 if series == "ct" else 8
+    ds.InstanceNumber = instance
+    ds.Rows, ds.Columns = img.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = [0.8, 0.7]
+    ds.SliceThickness = 2.5
+    ds.ImageOrientationPatient = list(orientation)
+    ds.ImagePositionPatient = [-2.8, -3.2, 2.5 * z if position_z is None else position_z]
+    ds.RescaleSlope = 1
+    ds.RescaleIntercept = -1024
+    ds.PixelData = img.astype("<u2").tobytes()
+    ds.save_as(path, write_like_original=False)
+
+
+def ct_slice(z):
+    y, x = np.mgrid[0:6, 0:5]
+    return (1000 + 100 * z + 10 * y + x).astype(np.uint16)
+
+
+def write_series(out):
+    """series/: 4 CT slices whose file names run against their positions and whose Instance
+    Numbers are scrambled; mixed/: those plus 2 files of another series; gap/: slice 3 left out;
+    tilted/: 3 slices on an oblique plane (normal not along z)."""
+    for sub in ("series", "mixed", "gap", "tilted"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    instance = [3, 1, 4, 2]
+    for z in range(4):
+        name = "IM%04d" % (9 - z)  # no extension: found by the DICM preamble
+        write_ct_slice(os.path.join(out, "series", name), ct_slice(z), z, "ct", "CT 2.5 mm", instance[z])
+        write_ct_slice(os.path.join(out, "mixed", name), ct_slice(z), z, "ct", "CT 2.5 mm", instance[z])
+        if z != 2:
+            write_ct_slice(os.path.join(out, "gap", name + ".dcm"), ct_slice(z), z, "ct", "CT 2.5 mm", instance[z])
+    for z in range(2):
+        write_ct_slice(os.path.join(out, "mixed", "other%d.dcm" % z), ct_slice(z), z, "scout", "scout", z + 1)
+    c, s_ = np.cos(0.3), np.sin(0.3)
+    ori = (1, 0, 0, 0, c, s_)  # normal = (0, -sin, cos)
+    for z in range(3):
+        # positions along the normal 0, 3, 6 mm, written with a shuffled order of names
+        p = [0.0, 3.0 * -s_ * z, 3.0 * c * z]
+        ds_path = os.path.join(out, "tilted", "s%d.dcm" % ((z * 2) % 3))
+        write_ct_slice(ds_path, ct_slice(z), z, "ct", "tilted", z + 1, orientation=ori)
+        d = pydicom.dcmread(ds_path)
+        d.ImagePositionPatient = p
+        d.save_as(ds_path, write_like_original=False)
+
+
 def write_special(out):
     src = pydicom.dcmread(os.path.join(PYDICOM_DIR, "MR_small.dcm"))
     # MPEG2: a syntax GDCM names but fewshot refuses
@@ -259,6 +314,7 @@ def main():
     write_nm(os.path.join(OUT, "nm_tomo.dcm"), nm_phantom())
     np.save(os.path.join(OUT, "nm_tomo.npy"), nm_phantom().astype(np.float32))
     write_special(OUT)
+    write_series(OUT)
     lines = ["-- expected.lua - what pydicom %s reads from the DICOM fixtures (made by" % pydicom.__version__,
              "-- tools/make_fixtures_dicom.py; do not edit). committed = false: a file of pydicom's",
              "-- test folder, read from there when python3-pydicom is installed. Values: the modality",
@@ -289,8 +345,8 @@ def main():
     lines.append("}")
     with open(os.path.join(OUT, "expected.lua"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
-    print("wrote %s (%d files, %d bytes)" % (OUT, len(os.listdir(OUT)), total))
+    sizes = [os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs]
+    print("wrote %s (%d files, %d bytes)" % (OUT, len(sizes), sum(sizes)))
 
 
 if __name__ == "__main__":
