@@ -50,7 +50,7 @@ function M.load_series(folder, opts)
   local series, order = {}, {}
   for _, n in ipairs(names) do
     local path = folder .. "/" .. n
-    if M.is_dicom(path) then
+    if n:upper() ~= "DICOMDIR" and M.is_dicom(path) then
       local info = core.io.dicom_info(path) -- raises naming the file when it is broken
       local uid = info.series_uid ~= "" and info.series_uid or "(no Series Instance UID)"
       local s = series[uid]
