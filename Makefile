@@ -41,7 +41,7 @@ PC_LIBS   := $(BLAS_LIBS) $(shell $(PKG_CONFIG) --libs libpng zlib 2>/dev/null)
 # GDCM (DICOM, csrc/core/io/dicom_gdcm.cpp) ships no .pc file: its headers sit in a versioned
 # folder under /usr/include, its libraries in the default path. The C++ runtime comes with it.
 GDCM_INC  := $(firstword $(wildcard /usr/include/gdcm-3.*) /usr/include/gdcm-3.0)
-GDCM_LIBS  = -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++
+GDCM_LIBS  = -lgdcmMSFF -lgdcmDICT -lgdcmDSED -lgdcmCommon -lstdc++
 
 OPT        ?= -O3 -march=native
 FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp -fno-math-errno \
@@ -249,21 +249,29 @@ tsan: deps
 #                  fuzz/seeds; findings land in build-fuzz/findings/<reader>/.
 # make fuzz-smoke  the same, 10 seconds each.
 FUZZ_CC       ?= clang
+FUZZ_CXX      ?= clang++
 FUZZ_SECONDS  ?= 60
-FUZZ_READERS   = safetensors npy png nifti interfile idx spec
+FUZZ_READERS   = safetensors npy png nifti interfile idx spec dicom
 FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS    = -std=c11 -D_DEFAULT_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wall -Wextra \
                  -Wpedantic -O1 -g -fopenmp -Icsrc/core $(PC_CFLAGS) $(FUZZ_SAN)
 FUZZ_CORE_SRC  = $(sort $(wildcard csrc/core/*/*.c))
-FUZZ_CORE_OBJ  = $(FUZZ_CORE_SRC:csrc/%.c=build-fuzz/%.o)
+FUZZ_CORE_OBJ  = $(FUZZ_CORE_SRC:csrc/%.c=build-fuzz/%.o) $(CORE_CXX:csrc/%.cpp=build-fuzz/%.o)
+FUZZ_CXXFLAGS  = -std=c++17 -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wall -Wextra -O1 -g -Icsrc/core \
+                 -isystem $(GDCM_INC) $(FUZZ_SAN)
 FUZZ_BINS      = $(FUZZ_READERS:%=build-fuzz/fuzz_%)
 
 build-fuzz/%.o: csrc/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
+build-fuzz/%.o: csrc/%.cpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
 build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_CORE_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJ) -o $@ $(PC_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -c $< -o $@.o
+	$(FUZZ_CXX) $(FUZZ_SAN) -fopenmp -fsanitize=fuzzer $@.o $(FUZZ_CORE_OBJ) -o $@ $(PC_LIBS) $(GDCM_LIBS) -lm
 
 -include $(FUZZ_CORE_OBJ:.o=.d)
 .SECONDARY: $(FUZZ_CORE_OBJ)

@@ -15,9 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include "base/error.h"
 #include "base/fileio.h"
@@ -25,6 +30,7 @@
 #include "tensor/tensor.h"
 
 #define ERR_LEN 512
+#define CHILD_SECONDS 600
 
 typedef struct {
     fs_tensor *t;
@@ -77,6 +83,44 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+/* GDCM allocates an element's declared length before reading it, so 9 KB claiming a 4 GB
+ * element would take 4 GB: the child's address space is capped at what it has plus 2 GB plus
+ * 8 times the file (the decoded image and GDCM's copies fit; a claim beyond that fails as an
+ * allocation, which fs_dicom_decode reports). Not under ASan (its shadow memory needs the
+ * address space; the fuzz harness caps allocations through ASAN_OPTIONS instead) or valgrind. */
+static void limit_child_memory(size_t len)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    (void)len;
+#else
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    (void)len;
+    return;
+#endif
+#endif
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload"))
+        return;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (!f)
+        return;
+    int ok = fscanf(f, "%llu", &pages) == 1;
+    fclose(f);
+    if (!ok)
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    rlim_t cap = (rlim_t)(pages * (unsigned long long)(page > 0 ? page : 4096)) +
+                 ((rlim_t)2 << 30) + (rlim_t)len * 8;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && (rl.rlim_max == RLIM_INFINITY || cap < rl.rlim_max)) {
+        rl.rlim_cur = cap;
+        setrlimit(RLIMIT_AS, &rl);
+    }
+#endif
+}
+
 static void child_main(int out_fd, const unsigned char *buf, size_t len, const int64_t *frames,
                        int nframes, int pixels)
 {
@@ -113,6 +157,27 @@ static void last_line(const char *log, size_t n, char *out, size_t outlen)
     snprintf(out, outlen, "%.*s", (int)(n - s), log + s);
 }
 
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+/* Fuzzing: a sanitizer report from the child that names our own sources (a bug in
+ * dicom_gdcm.cpp or here) aborts the parent, so libFuzzer keeps the input. Reports of
+ * allocations GDCM made for a declared length (out of memory, allocation size too big) and
+ * deaths inside GDCM alone are the errors production reports, not findings. */
+static void fuzz_judge_child(const char *log, size_t n)
+{
+    char buf[16385];
+    memcpy(buf, log, n);
+    buf[n] = 0;
+    int report = strstr(buf, "ERROR: AddressSanitizer") || strstr(buf, "runtime error:");
+    int oom = strstr(buf, "out-of-memory") || strstr(buf, "allocation-size-too-big") ||
+              strstr(buf, "out of memory");
+    int ours = strstr(buf, "dicom_gdcm.cpp") || strstr(buf, "io/dicom.c");
+    if (report && ours && !oom) {
+        fprintf(stderr, "fuzz: the decoding child reported an error in fewshot's code:\n%s\n", buf);
+        abort();
+    }
+}
+#endif
+
 static int decode_isolated(const unsigned char *buf, size_t len, const int64_t *frames,
                            int nframes, fs_dicom_info *info, int pixels, alloc_ctx *ctx,
                            char *err, size_t errlen)
@@ -142,13 +207,27 @@ static int decode_isolated(const unsigned char *buf, size_t len, const int64_t *
         dup2(log_pipe[1], STDERR_FILENO);
         dup2(log_pipe[1], STDOUT_FILENO);
         close(log_pipe[1]);
+        /* the host's (or a fuzzer's, or a sanitizer's) handlers would treat GDCM's death as
+         * their own: the child dies of the signal and the parent reports it */
         signal(SIGPIPE, SIG_DFL);
+        signal(SIGABRT, SIG_DFL);
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGFPE, SIG_DFL);
+        signal(SIGILL, SIG_DFL);
+        alarm(CHILD_SECONDS); /* a decoder caught in a loop ends as SIGALRM */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+        /* libFuzzer's death callback would write the child's death as a finding of its own;
+         * the parent judges the child's sanitizer report instead (fuzz_judge_child) */
+        __sanitizer_set_death_callback(NULL);
+#endif
+        limit_child_memory(len);
         child_main(data_pipe[1], buf, len, frames, nframes, pixels);
     }
     close(data_pipe[1]);
     close(log_pipe[1]);
     static _Thread_local child_header h;
-    char log[4096];
+    char log[16384];
     size_t log_n = 0;
     size_t got_header = 0;
     char *dst = NULL;
@@ -213,8 +292,13 @@ static int decode_isolated(const unsigned char *buf, size_t len, const int64_t *
     short_data = got_header < sizeof h || (h.rc == 0 && pixels && got < want);
     char line[300];
     last_line(log, log_n, line, sizeof line);
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    fuzz_judge_child(log, log_n);
+#endif
     if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0) || short_data) {
-        if (WIFSIGNALED(status))
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+            snprintf(err, errlen, "GDCM did not finish decoding it in %d s", CHILD_SECONDS);
+        else if (WIFSIGNALED(status))
             snprintf(err, errlen, "malformed: GDCM stopped on it (signal %d%s%s)",
                      WTERMSIG(status), line[0] ? ": " : "", line);
         else

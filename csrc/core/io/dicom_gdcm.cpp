@@ -7,6 +7,7 @@
  * with the modality rescale applied. Nothing throws past extern "C": every GDCM call runs
  * inside one try block, and failures come back as a message in err.
  */
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -427,6 +428,17 @@ int decode(const unsigned char *buf, size_t len, const int64_t *frames, int nfra
              std::to_string(spp) + " samples of " + std::to_string(bps) + " bytes)");
     int64_t frame_bytes = plane * spp * bps;
     int64_t need = frame_bytes * info->frames;
+    if (plane * spp * info->frames > ((int64_t)1 << 30))
+        fail("image too large: " + std::to_string(plane * spp * info->frames) +
+             " samples (at most 2^30, 4 GB of float32)");
+    /* Compressed data: a header may claim any size for a few bytes of fragments, and GDCM
+     * allocates the decoded size before decoding. Real images compress far less than 2000:1
+     * (a constant image in RLE: 64:1), so more than that (beyond 64 MB) is refused. */
+    if (pde.GetSequenceOfFragments() &&
+        need > std::max<int64_t>((int64_t)64 << 20, (int64_t)2000 * (int64_t)len))
+        fail("pixel data of " + std::to_string(len) + " bytes cannot hold " +
+             std::to_string(info->frames) + " frame(s) of " + std::to_string(info->rows) + " x " +
+             std::to_string(info->columns) + " (" + std::to_string(need) + " bytes decoded)");
     unsigned long have = img.GetBufferLength();
     if ((int64_t)have < need)
         fail("pixel data holds " + std::to_string(have) + " bytes where " +
