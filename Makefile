@@ -161,14 +161,15 @@ $(BUILD)/bench-cblas: bench/cblas_matmul.c
 	$(CC) -std=c11 -D_DEFAULT_SOURCE -O2 $(PC_CFLAGS) $< -o $@ $(PC_LIBS)
 
 # Sanitizers: a separate build in build-san/ (its own core.so, found first on LUA_CPATH); the
-# .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
+# .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded, and libstdc++
+# after it: ASan finds the real __cxa_throw at start-up, and the DICOM reader's C++ throws.
 SAN_FLAGS = VARIANT=-san SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
 SAN_C_TESTS = $(C_TEST_SRC:tests/c/%.c=build-san/tests/%)
 sanitize: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_C_TESTS) $(SAN_FLAGS)
 	@{ ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" FS_SANITIZE=1 \
 	  FS_CPATH="./build-san/?.so" \
 	  $(LUA) /usr/bin/busted -o TAP spec 2>&1; \
 	  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
@@ -179,7 +180,7 @@ sanitize: deps
 # the direct convolution kernels run there in their AVX2 form.
 VG_FLAGS = VARIANT=-vg OPT="-O1 -g -march=x86-64-v3"
 VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua spec/nn_functional_spec.lua \
-           spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua
+           spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua spec/dicom_spec.lua
 valgrind: deps
 	@$(MAKE) --no-print-directory build-vg/fewshot/core.so $(VG_FLAGS)
 	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 FS_VALGRIND=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
