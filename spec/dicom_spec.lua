@@ -111,6 +111,11 @@ describe("load_dicom against pydicom (pydicom's own folder)", function()
       n = n + 1
     end
     assert.truthy(n >= 20, n)
+    for name, other in pairs(expected.same_as_larger) do
+      local a, ia = fs.io.load_dicom(PYDICOM .. name)
+      assert.tensor_near(a, fs.io.load_dicom(PYDICOM .. other), 0)
+      assert.equal("1.2.840.10008.1.2.4.70", ia.transfer_syntax_uid)
+    end
   end)
   it("refuses its broken and unsupported files with the reason", function()
     if not have then return pending("python3-pydicom is not installed") end
