@@ -328,8 +328,9 @@ int decode(const unsigned char *buf, size_t len, const int64_t *frames, int nfra
         if (!read_ok)
             fail("truncated or malformed: GDCM stopped before the pixel data (7FE0,0010)");
         std::string what = info->modality[0] ? std::string(info->modality) + " object" : "object";
-        fail("no pixel data (7FE0,0010) element: a DICOM " + what + " without an image (SOP class " +
-             std::string(info->sop_class_uid) + ")");
+        fail("no pixel data (7FE0,0010) element: a DICOM " + what + " without an image, or a " +
+             "file cut short at an element boundary (SOP class " +
+             std::string(info->sop_class_uid) + ", " + std::to_string(len) + " bytes)");
     }
     const gdcm::DataElement &pde = ds.GetDataElement(pixel_tag);
     if (!read_ok)
