@@ -20,9 +20,10 @@ LUA        ?= lua5.4
 PKG_CONFIG ?= pkg-config
 LUA_PC     ?= lua5.4
 CC         ?= cc
+CXX        ?= c++
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev libopenblas-dev libopenblas-openmp-dev libpng-dev lua-busted \
-               luarocks pkg-config zlib1g-dev make gcc gnuplot-nox
+               luarocks pkg-config zlib1g-dev make gcc gnuplot-nox g++ libgdcm-dev
 
 # OpenBLAS's OpenMP build shares libgomp's thread pool with our own kernels, so GEMM and our
 # loops never spin on the cores at the same time (the pthread build's idle workers would).
@@ -37,16 +38,24 @@ BLAS_LIBS := $(shell $(PKG_CONFIG) --libs $(BLAS_PC) 2>/dev/null) \
 PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) $(BLAS_PC) libpng zlib 2>/dev/null)
 PC_LIBS   := $(BLAS_LIBS) $(shell $(PKG_CONFIG) --libs libpng zlib 2>/dev/null)
 
+# GDCM (DICOM, csrc/core/io/dicom_gdcm.cpp) ships no .pc file: its headers sit in a versioned
+# folder under /usr/include, its libraries in the default path. The C++ runtime comes with it.
+GDCM_INC  := $(firstword $(wildcard /usr/include/gdcm-3.*) /usr/include/gdcm-3.0)
+GDCM_LIBS  = -lgdcmMSFF -lgdcmDICT -lgdcmDSED -lgdcmCommon -lstdc++
+
 OPT        ?= -O3 -march=native
 FS_CFLAGS   = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow -fPIC -fopenmp -fno-math-errno \
               -fvisibility=hidden $(OPT) -Icsrc/core -Icsrc/lua $(PC_CFLAGS) $(SAN)
-FS_LDLIBS   = $(PC_LIBS) -lm -fopenmp $(SAN)
+FS_LDLIBS   = $(PC_LIBS) $(GDCM_LIBS) -lm -fopenmp $(SAN)
+# The one C++ file of the core: no exceptions cross its extern "C" entry point.
+FS_CXXFLAGS = -std=c++17 -Wall -Wextra -fPIC -fvisibility=hidden $(OPT) -Icsrc/core -isystem $(GDCM_INC) $(SAN)
 
 # VARIANT names a separate build (build-san, build-vg) with its own core.so.
 BUILD       = build$(VARIANT)
 CORE_SRC    = $(sort $(wildcard csrc/core/*/*.c))
 LUA_SRC     = $(sort $(wildcard csrc/lua/*.c))
-CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o)
+CORE_CXX    = $(sort $(wildcard csrc/core/*/*.cpp))
+CORE_OBJ    = $(CORE_SRC:csrc/%.c=$(BUILD)/%.o) $(CORE_CXX:csrc/%.cpp=$(BUILD)/%.o)
 LUA_OBJ     = $(LUA_SRC:csrc/%.c=$(BUILD)/%.o)
 
 SO          = $(if $(VARIANT),$(BUILD)/fewshot/core.so,fewshot/core.so)
@@ -76,6 +85,10 @@ deps:
 $(BUILD)/%.o: csrc/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(FS_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: csrc/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(FS_CXXFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d)
 
@@ -148,14 +161,15 @@ $(BUILD)/bench-cblas: bench/cblas_matmul.c
 	$(CC) -std=c11 -D_DEFAULT_SOURCE -O2 $(PC_CFLAGS) $< -o $@ $(PC_LIBS)
 
 # Sanitizers: a separate build in build-san/ (its own core.so, found first on LUA_CPATH); the
-# .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded.
+# .so is loaded into an uninstrumented lua5.4, so the ASan runtime is preloaded, and libstdc++
+# after it: ASan finds the real __cxa_throw at start-up, and the DICOM reader's C++ throws.
 SAN_FLAGS = VARIANT=-san SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g"
 SAN_C_TESTS = $(C_TEST_SRC:tests/c/%.c=build-san/tests/%)
 sanitize: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory build-san/fewshot/core.so $(SAN_C_TESTS) $(SAN_FLAGS)
 	@{ ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" FS_SANITIZE=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" FS_SANITIZE=1 \
 	  FS_CPATH="./build-san/?.so" \
 	  $(LUA) /usr/bin/busted -o TAP spec 2>&1; \
 	  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
@@ -166,7 +180,7 @@ sanitize: deps
 # the direct convolution kernels run there in their AVX2 form.
 VG_FLAGS = VARIANT=-vg OPT="-O1 -g -march=x86-64-v3"
 VG_SPECS = spec/tensor_spec.lua spec/autograd_spec.lua spec/memory_spec.lua spec/nn_functional_spec.lua \
-           spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua
+           spec/image_io_spec.lua spec/volume_io_spec.lua spec/data_spec.lua spec/dicom_spec.lua
 valgrind: deps
 	@$(MAKE) --no-print-directory build-vg/fewshot/core.so $(VG_FLAGS)
 	FS_CPATH="./build-vg/?.so" FS_SANITIZE=1 FS_VALGRIND=1 OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell valgrind --leak-check=full --errors-for-leak-kinds=definite \
@@ -236,21 +250,29 @@ tsan: deps
 #                  fuzz/seeds; findings land in build-fuzz/findings/<reader>/.
 # make fuzz-smoke  the same, 10 seconds each.
 FUZZ_CC       ?= clang
+FUZZ_CXX      ?= clang++
 FUZZ_SECONDS  ?= 60
-FUZZ_READERS   = safetensors npy png nifti interfile idx spec
+FUZZ_READERS   = safetensors npy png nifti interfile idx spec dicom
 FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS    = -std=c11 -D_DEFAULT_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wall -Wextra \
                  -Wpedantic -O1 -g -fopenmp -Icsrc/core $(PC_CFLAGS) $(FUZZ_SAN)
 FUZZ_CORE_SRC  = $(sort $(wildcard csrc/core/*/*.c))
-FUZZ_CORE_OBJ  = $(FUZZ_CORE_SRC:csrc/%.c=build-fuzz/%.o)
+FUZZ_CORE_OBJ  = $(FUZZ_CORE_SRC:csrc/%.c=build-fuzz/%.o) $(CORE_CXX:csrc/%.cpp=build-fuzz/%.o)
+FUZZ_CXXFLAGS  = -std=c++17 -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wall -Wextra -O1 -g -Icsrc/core \
+                 -isystem $(GDCM_INC) $(FUZZ_SAN)
 FUZZ_BINS      = $(FUZZ_READERS:%=build-fuzz/fuzz_%)
 
 build-fuzz/%.o: csrc/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
+build-fuzz/%.o: csrc/%.cpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
 build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_CORE_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJ) -o $@ $(PC_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -c $< -o $@.o
+	$(FUZZ_CXX) $(FUZZ_SAN) -fopenmp -fsanitize=fuzzer $@.o $(FUZZ_CORE_OBJ) -o $@ $(PC_LIBS) $(GDCM_LIBS) -lm
 
 -include $(FUZZ_CORE_OBJ:.o=.d)
 .SECONDARY: $(FUZZ_CORE_OBJ)

@@ -25,14 +25,16 @@ I/O, a SPECT simulator); Lua owns every decision.
 dependencies = {
   "lua >= 5.4, < 5.5",
 }
--- Outside luarocks: a C compiler, make, pkg-config and the development files of Lua 5.4,
--- OpenBLAS (the OpenMP build is preferred), libpng and zlib (README "Install").
+-- Outside luarocks: a C and a C++ compiler (gcc, g++), make, pkg-config and the development
+-- files of Lua 5.4, OpenBLAS (the OpenMP build is preferred), libpng, zlib and GDCM
+-- (libgdcm-dev: DICOM; its headers in /usr/include/gdcm-3.*) (README "Install").
 build = {
   type = "make",
   makefile = "Makefile",
   build_target = "all",
   install_target = "install",
-  -- The Makefile finds Lua, OpenBLAS and libpng through pkg-config and sets its own flags.
+  -- The Makefile finds Lua, OpenBLAS and libpng through pkg-config, GDCM by its include
+  -- folder, and sets its own flags (core.so links GDCM and libstdc++).
   install_variables = {
     LIBDIR = "$(LIBDIR)",
     LUADIR = "$(LUADIR)",

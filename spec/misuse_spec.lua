@@ -173,6 +173,13 @@ local CASES = {
   {"fs.image.slice(fs.zeros({2, 4, 4}), {axis = 'axial', index = 3})", "image.slice: index 3 outside 1..2"},
   {"fs.image.slice(fs.zeros({2, 4, 4}), {axes = 'axial'})", "image.slice: unknown option 'axes' (did you mean 'axis'?)"},
   {"fs.image.read('/nonexistent.png')", "/nonexistent.png"},
+  -- DICOM
+  {"fs.io.load_dicom({})", "bad argument #1 to 'load_dicom' (string expected, got table)"},
+  {"fs.io.load_dicom('/nonexistent.dcm')", "load_dicom: cannot open '/nonexistent.dcm'"},
+  {"fs.io.load_dicom('spec/fixtures/dicom/MR_small.dcm', {frames = {1.5}})", "option 'frames' entry 1 must be a frame number >= 1"},
+  {"fs.io.load_dicom_series(42)", "load_dicom_series: folder must be a string, got number"},
+  {"fs.data.mps(42)", "data.mps: root must be a string, got number"},
+  {"fs.data.mps('spec/fixtures/mps', {min_mask_pixels = 0})", "data.mps: option 'min_mask_pixels' must be >= 1, got 0"},
 }
 
 local function run_case(code)

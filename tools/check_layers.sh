@@ -23,7 +23,7 @@ allowed() {
 }
 
 bad=0
-for f in */*.c */*.h; do
+for f in */*.c */*.h */*.cpp; do
     area=${f%%/*}
     ok=$(allowed "$area")
     if [ -z "$ok" ]; then

@@ -17,6 +17,7 @@ int luaopen_fewshot_core(lua_State *L)
     fs_lua_open_spect(L);
     fs_lua_open_match(L);
     fs_lua_open_image(L);
+    fs_lua_open_dicom(L);
     fs_lua_open_nn(L);
     fs_lua_open_options(L);
     fs_lua_open_stats(L);

@@ -94,6 +94,7 @@ void fs_lua_open_optim(lua_State *L);
 void fs_lua_open_spect(lua_State *L);
 void fs_lua_open_match(lua_State *L);
 void fs_lua_open_image(lua_State *L);
+void fs_lua_open_dicom(lua_State *L);   /* after fs_lua_open_image (adds to fs.io) */
 void fs_lua_open_nn(lua_State *L);
 void fs_lua_open_options(lua_State *L);
 void fs_lua_open_stats(lua_State *L);

@@ -20,6 +20,12 @@ lazy.image = "fewshot.image"; fs.image = nil -- the Lua front re-exports core.im
 lazy.plot = "fewshot.plot"
 lazy.report = "fewshot.report"
 
+--- fs.io.load_dicom_series(folder, opts): written in Lua (fewshot.dicom), added to the C
+-- module's io table so it sits beside fs.io.load_dicom; fewshot.dicom loads on first call.
+core.io.load_dicom_series = core.io.load_dicom_series or function(...)
+  return require("fewshot.dicom").load_series(...)
+end
+
 setmetatable(fs, {
   __index = function(t, k)
     local name = lazy[k]

@@ -4,7 +4,9 @@
 -- Folder layout (names match by file stem):
 --
 --     mydata/
---       images/patient01.png ...            16-bit (raw counts) or 8-bit gray PNG
+--       images/patient01.png ...            16-bit (raw counts) or 8-bit gray PNG, or a
+--                                           single-frame DICOM image (.dcm/.dicom/.ima, or no
+--                                           extension and a DICM preamble: a clinic's export)
 --       masks/ventricle/patient01.png ...   0 = outside, anything > 0 = inside
 --       masks/myocardium/patient01.png ...
 --       masks/liver/patient01.png ...
@@ -13,6 +15,7 @@
 -- @module fewshot.data.folder
 local core = require "fewshot.core"
 local args = require "fewshot.args"
+local dicom = require "fewshot.dicom"
 
 local M = {}
 
@@ -20,6 +23,14 @@ local DEFAULT_CLASSES = {"ventricle", "myocardium", "liver"}
 
 local function stem(name)
   return name:match("^(.*)%.[pP][nN][gG]$")
+end
+
+-- The stem of a DICOM image name (its extension dropped), or nil.
+local function dicom_stem(dir, name)
+  if name:sub(1, 1) == "." or name:upper() == "DICOMDIR" or not dicom.is_dicom(dir .. "/" .. name) then
+    return nil
+  end
+  return name:match("^(.*)%.[^.]+$") or name
 end
 
 local function fail(fmt, ...)
@@ -35,27 +46,46 @@ end
 
 local function shape_str(t) return table.concat(t:shape(), "x") end
 
+-- A DICOM image as a 2D slice (rescale applied) and its info.
+local function read_dicom(path)
+  local ok, t, info = pcall(core.io.load_dicom, path)
+  if not ok then fail("%s: cannot read image (%s)", path, tostring(t)) end
+  local shape = t:shape()
+  if #shape ~= 3 then fail("%s: image must be gray (it has %d samples per pixel)", path, info.samples_per_pixel) end
+  if shape[1] ~= 1 then
+    fail("%s: image has %d frames; fs.data.folder takes one slice a file (fs.io.load_dicom reads volumes)", path, shape[1])
+  end
+  return t:view(shape[2], shape[3]), info
+end
+
 --- Loads a folder of images with tissue masks and optional landmarks.
 -- @tparam string path the folder
 -- @tparam table opts `classes` (default {"ventricle", "myocardium", "liver"}; labels are
---   their positions 1, 2, 3, ...), `pixel_mm=6.4`, `allow_missing=false` (true: a missing
---   mask is all zero instead of an error)
--- @treturn table a list of items `{name, path, image, labels, masks, landmarks, pixel_mm}`
+--   their positions 1, 2, 3, ...), `pixel_mm` (default 6.4 for PNG; a DICOM image's own
+--   column spacing unless given), `allow_missing=false` (true: a missing mask is all zero
+--   instead of an error)
+-- @treturn table a list of items `{name, path, image, labels, masks, landmarks, pixel_mm}`;
+--   a DICOM image's item also has `patient_id` and `dicom` (fs.io.load_dicom's info)
 -- @usage local data = fs.data.folder("mydata", {pixel_mm = 6.8})
 function M.folder(path, opts)
   opts = args.options("data.folder", opts, {"classes", "pixel_mm", "allow_missing"})
   if type(path) ~= "string" then error(("data.folder: path must be a string, got %s"):format(type(path)), 2) end
   local classes = opts.classes or DEFAULT_CLASSES
-  local pixel_mm = args.number("data.folder", "pixel_mm", opts.pixel_mm or 6.4, 0, nil, true)
+  local default_mm = args.number("data.folder", "pixel_mm", opts.pixel_mm or 6.4, 0, nil, true)
   local known = {}
   for i, c in ipairs(classes) do known[c] = i end
   local ok, names = pcall(core.io.listdir, path .. "/images")
   if not ok then fail("%s/images: cannot list the images folder (%s)", path, tostring(names)) end
-  local images = {}
+  local images, stems = {}, {}
   for _, n in ipairs(names) do
-    if stem(n) then images[#images + 1] = n end
+    local s = stem(n) or dicom_stem(path .. "/images", n)
+    if s then
+      if stems[s] then fail("%s/images: %s and %s have the same name stem '%s'", path, stems[s], n, s) end
+      images[#images + 1] = n
+      stems[s] = n
+    end
   end
-  if #images == 0 then fail("%s/images: no .png images", path) end
+  if #images == 0 then fail("%s/images: no .png or DICOM images", path) end
   -- every masks/<class> folder must be a known class
   local ok2, mdirs = pcall(core.io.listdir, path .. "/masks")
   if not ok2 then fail("%s/masks: cannot list the masks folder (%s)", path, tostring(mdirs)) end
@@ -67,9 +97,17 @@ function M.folder(path, opts)
   end
   local items, by_stem = {}, {}
   for _, n in ipairs(images) do
-    local s = stem(n)
     local ipath = path .. "/images/" .. n
-    local image = read_png(ipath, "image")
+    local s = stem(n)
+    local image, info
+    local pixel_mm = default_mm
+    if s then
+      image = read_png(ipath, "image")
+    else
+      s = dicom_stem(path .. "/images", n)
+      image, info = read_dicom(ipath)
+      if not opts.pixel_mm and info.pixel_spacing_mm then pixel_mm = info.pixel_spacing_mm[2] end
+    end
     local h, w = image:shape()[1], image:shape()[2]
     local labels = core.zeros(h, w)
     local masks = {}
@@ -95,6 +133,10 @@ function M.folder(path, opts)
     end
     local item = {name = s, path = ipath, image = image, labels = labels, masks = masks,
                   landmarks = {}, pixel_mm = pixel_mm}
+    if info then
+      item.dicom = info
+      item.patient_id = info.patient_id
+    end
     items[#items + 1] = item
     by_stem[s] = item
   end
@@ -126,7 +168,7 @@ function M.folder(path, opts)
                .. "y in [0.5, %g])", lpath, lineno, name, tostring(x), tostring(y), img, h, w,
                w + 0.5, h + 0.5)
         end
-        item.landmarks[name] = {x = x, y = y, x_mm = (x - 1) * pixel_mm, y_mm = (y - 1) * pixel_mm}
+        item.landmarks[name] = {x = x, y = y, x_mm = (x - 1) * item.pixel_mm, y_mm = (y - 1) * item.pixel_mm}
       end
     end
     f:close()

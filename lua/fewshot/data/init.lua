@@ -4,6 +4,8 @@
 -- * `fs.data.tissues` / `fs.data.augment`: one sample per tissue of each item, cropped,
 --   resized and normalised (fewshot.data.tissues);
 -- * `fs.data.episodes` / `fs.data.episode_iter`: N-way K-shot episodes (fewshot.data.episodes);
+-- * `fs.data.mps(root, opts)`: PhysioNet's myocardial perfusion SPECT database (DICOM NM volumes,
+--   NIfTI wall masks) as items, one per slice (fewshot.data.mps);
 -- * `fs.data.idx(path)`: an IDX file (MNIST's format, .gz too) as a float32 tensor of its
 --   stored values, header checked against the data (C: fs.io.load_idx).
 -- @module fewshot.data
@@ -18,7 +20,8 @@ function M.idx(path)
   return core.io.load_idx(path)
 end
 
-for _, name in ipairs({"fewshot.data.folder", "fewshot.data.tissues", "fewshot.data.episodes"}) do
+for _, name in ipairs({"fewshot.data.folder", "fewshot.data.tissues", "fewshot.data.episodes",
+                       "fewshot.data.mps"}) do
   for k, v in pairs(require(name)) do M[k] = v end
 end
 
