@@ -6,6 +6,9 @@
 #   make test-c     the C tests alone (tests/c/test_*.c, linked against the static core library)
 #   make demo       install missing Debian packages, build, run the main job (examples/demo.lua;
 #                   ARGS=--quick for the reduced run, ARGS="--out DIR" elsewhere than out/)
+#   make fashion    also install dataset-fashion-mnist, then run examples/fashion_fewshot.lua
+#                   (ARGS=--quick, --seeds N, --episodes N, --out DIR); make pretrain-compare:
+#                   examples/pretrain_compare.lua (scratch vs Fashion-MNIST vs SPECT pre-training)
 #   make check-layers  fails when an area of csrc/core includes a higher one (run by make test)
 #   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
 #   make sanitize   ASan + UBSan build, then the specs under it
@@ -69,9 +72,13 @@ BUSTED      = $(LUA_ENV) $(LUA) /usr/bin/busted
 
 all: $(SO) $(CORE_LIB) $(HOST)
 
-# Installs what is missing (and only then runs apt-get update); quiet when all is there.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# The data set of examples/fashion_fewshot.lua (make fashion): a package list of its own, so
+# that make demo and make test never need it.
+FASHION_PACKAGES = dataset-fashion-mnist
+
+# $(call install_missing,PACKAGES): installs the Debian packages of the list that are missing
+# (and only then runs apt-get update); quiet when all are there.
+install_missing = missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -80,6 +87,13 @@ deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+
+deps:
+	@$(call install_missing,$(DEB_PACKAGES))
+
+.PHONY: deps-fashion fashion pretrain-compare
+deps-fashion:
+	@$(call install_missing,$(FASHION_PACKAGES))
 
 # The compiler writes each object's header dependencies (-MMD -MP) beside it.
 $(BUILD)/%.o: csrc/%.c
@@ -150,6 +164,18 @@ test-c: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	$(LUA_ENV) $(LUA) examples/demo.lua $(ARGS)
+
+# Few-shot on Fashion-MNIST (README "Fashion-MNIST"): installs dataset-fashion-mnist, builds,
+# runs examples/fashion_fewshot.lua (ARGS=--quick for the reduced run, ARGS="--seeds 5" ...).
+fashion: deps deps-fashion
+	@$(MAKE) --no-print-directory all
+	$(LUA_ENV) $(LUA) examples/fashion_fewshot.lua $(ARGS)
+
+# Pre-trained vs from scratch on the SPECT tissue task (README "Pre-training"): Fashion-MNIST
+# and simulated-SPECT pre-training beside a backbone from scratch.
+pretrain-compare: deps deps-fashion
+	@$(MAKE) --no-print-directory all
+	$(LUA_ENV) $(LUA) examples/pretrain_compare.lua $(ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench-cblas

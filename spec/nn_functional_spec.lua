@@ -312,6 +312,35 @@ describe("conv2d", function()
     ok, err = pcall(F.conv2d, fs.zeros({2, 4, 8, 8}), fs.zeros({3, 2, 3, 3}), nil, {groups = 2})
     assert.matches("not divisible by groups=2", err, 1, true)
   end)
+
+  -- im2col's unit-stride path left the rows of a tap with no valid column unwritten (inputs no
+  -- wider than the padding: ResNet-18's layer4 at 32x32 inputs is 1x1), so the weight gradient
+  -- of those taps read whatever the block cache held last.
+  it("weight gradient with inputs no wider than the padding: the batch's is the sum of the samples'", function()
+    local junk = {}
+    for i = 1, 8 do junk[i] = fs.ones({9 * 64 * 9}) * 7 end -- stale non-zero blocks in the cache
+    junk = nil
+    collectgarbage()
+    local function wgrad(x, w0)
+      local w = w0:clone():requires_grad(true)
+      F.conv2d(x, w, nil, {padding = 1}):sum():backward()
+      return w.grad
+    end
+    for _, hw in ipairs({{1, 1}, {3, 1}, {1, 2}}) do
+      for _, c in ipairs({4, 64}) do
+        local x = fs.randn({9, c, hw[1], hw[2]}, {generator = fs.generator(1)})
+        local w0 = fs.randn({c, c, 3, 3}, {generator = fs.generator(2)})
+        local g = wgrad(x, w0)
+        local ref = wgrad(x:narrow(1, 1, 1):contiguous(), w0)
+        for i = 2, 9 do ref = ref + wgrad(x:narrow(1, i, 1):contiguous(), w0) end
+        assert.tensor_near(g, ref, 1e-3 * ref:abs():max():item())
+        if hw[2] == 1 then -- a 1-wide input: the left and right columns of taps see only padding
+          assert.equal(0, g:narrow(4, 1, 1):abs():max():item())
+          assert.equal(0, g:narrow(4, 3, 1):abs():max():item())
+        end
+      end
+    end
+  end)
 end)
 
 describe("conv_transpose2d", function()

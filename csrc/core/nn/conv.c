@@ -305,8 +305,13 @@ static void im2col_rows(float *col, int64_t ld, const float *x, const fs_conv2d_
                     memset(d, 0, (size_t)(a * OW) * sizeof(float));
                 if (e < OH)
                     memset(d + e * OW, 0, (size_t)((OH - e) * OW) * sizeof(float));
-                if (e == a || hi == lo)
+                if (e == a)
                     continue;
+                if (hi == lo) { /* no valid column (W <= padding, e.g. 1x1 inputs at pad 1):
+                                 * the rows a..e-1 are all padding */
+                    memset(d + a * OW, 0, (size_t)((e - a) * OW) * sizeof(float));
+                    continue;
+                }
                 int64_t j0 = a * OW + lo, j1 = (e - 1) * OW + hi;
                 memcpy(d + j0, xp + j0 + shift * W + off, (size_t)(j1 - j0) * sizeof(float));
                 /* columns outer, rows inner: a strided store the compiler keeps inline (row by
