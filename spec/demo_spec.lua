@@ -33,7 +33,8 @@ describe("examples/demo.lua --quick", function()
 
   it("runs every stage and exits 0 with a summary naming the report", function()
     assert.are.equal(0, status, out)
-    for _, stage in ipairs({"simulate cohorts", "train masked scratch, repeat 1",
+    for _, stage in ipairs({"simulate cohorts", "pre-train on simulated patients",
+                            "train masked scratch, repeat 1", "train masked pretrained, repeat 2",
                             "train masked scratch, repeat 2", "train crop scratch, repeat 1",
                             "leave-one-patient-out", "landmark localisation (PRNet)", "figures",
                             "report"}) do
@@ -53,6 +54,7 @@ describe("examples/demo.lua --quick", function()
       assert.truthy(text:find("93.33%", 1, true))
       assert.truthy(text:find("ProtoNet, masked input, scratch", 1, true))
       assert.truthy(text:find("ProtoNet, crop input, scratch", 1, true))
+      assert.truthy(text:find("ProtoNet, masked input, pretrained", 1, true))
       assert.truthy(text:find("pixel baseline", 1, true))
       assert.truthy(text:find("Leave-one-patient-out", 1, true))
       assert.truthy(text:find("perfusion defects", 1, true))
