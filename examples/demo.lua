@@ -86,8 +86,8 @@ local function settings(o)
     way = 3, shot = 3, query = 6, lr = 1e-3,
     episodes = 100, repeats = 5, test_episodes = 300, eval_seed = 7,
     val_every = 20, val_episodes = 30, log_every = 50,
-    modes = {"masked", "crop"}, pretrain = true, prnet = true,
-    loocv = true, loocv_episodes = 40, loocv_test_episodes = 20,
+    modes = {"masked", "crop", "mask"}, pretrain = true, prnet = true,
+    loocv = true, loocv_episodes = nil, loocv_test_episodes = 20,
     pretrain_patients = 36, pretrain_steps = 100,
     tsne_iterations = 500,
   }
@@ -105,6 +105,7 @@ local function settings(o)
   s.size = o.size or s.size
   s.episodes = o.episodes or s.episodes
   s.repeats = o.repeats or s.repeats
+  s.loocv_episodes = s.loocv_episodes or s.episodes -- a full LOOCV: each fold trains as a repeat does
   s.modes = o.modes or s.modes
   if o.no_loocv then s.loocv = false end
   if o.no_pretrain then s.pretrain = false end
@@ -185,22 +186,36 @@ local function figures(S, tmpfig, results, cache)
     end
     return out
   end
+  -- per configuration, the mean over repeats of the per-episode training loss and accuracy
+  -- (then a moving mean), and the mean validation accuracy at each validation point
   local w = math.max(1, S.episodes // 20)
   local loss_series, acc_series = {}, {}
-  for _, R in ipairs(results) do
-    for _, run in ipairs(R.runs) do
-      local ls = smooth(run.hist.loss, w)
-      for i, v in ipairs(ls) do ls[i] = math.max(v, 1e-7) end -- float32 losses reach exact 0
-      loss_series[#loss_series + 1] = {y = ls, title = ("%s r%d"):format(R.cfg.name, run.repeat_)}
-      acc_series[#acc_series + 1] = {y = smooth(run.hist.accuracy, w),
-                                     title = ("%s r%d train"):format(R.cfg.name, run.repeat_)}
+  local function mean_over_runs(R, get)
+    local out = {}
+    for i = 1, #get(R.runs[1]) do
+      local sum = 0
+      for _, run in ipairs(R.runs) do sum = sum + get(run)[i] end
+      out[i] = sum / #R.runs
     end
+    return out
   end
-  local R1 = results[1]
-  for _, run in ipairs(R1.runs) do
+  for _, R in ipairs(results) do
+    local ls = smooth(mean_over_runs(R, function(run) return run.hist.loss end), w)
+    for i, v in ipairs(ls) do ls[i] = math.max(v, 1e-7) end -- float32 losses reach exact 0
+    loss_series[#loss_series + 1] = {y = ls, title = R.cfg.name}
+    acc_series[#acc_series + 1] = {y = smooth(mean_over_runs(R, function(run) return run.hist.accuracy end), w),
+                                   title = R.cfg.name .. " train"}
+  end
+  for _, R in ipairs(results) do
     local vx, vy = {}, {}
-    for i, v in ipairs(run.val) do vx[i], vy[i] = v.episode, v.accuracy end
-    acc_series[#acc_series + 1] = {x = vx, y = vy, title = ("%s r%d validation"):format(R1.cfg.name, run.repeat_)}
+    for i, v in ipairs(R.runs[1].val) do vx[i] = v.episode end
+    local acc = mean_over_runs(R, function(run)
+      local a = {}
+      for i, v in ipairs(run.val) do a[i] = v.accuracy end
+      return a
+    end)
+    for i = 1, #vx do vy[i] = acc[i] end
+    acc_series[#acc_series + 1] = {x = vx, y = vy, title = R.cfg.name .. " validation"}
   end
   local function plot(kind, name, opts)
     local path, err = fs.plot[kind](tmpfig .. "/" .. name, opts)
@@ -208,9 +223,11 @@ local function figures(S, tmpfig, results, cache)
     if not path then print(("  %s skipped: %s"):format(name, tostring(err))) end
   end
   plot("lines", "loss.png", {series = loss_series, xlabel = "episode", logy = true,
-    ylabel = ("loss (moving mean of %d, floor 1e-7)"):format(w), title = "ProtoNet training loss"})
+    ylabel = ("loss (moving mean of %d, floor 1e-7)"):format(w),
+    title = ("ProtoNet training loss, mean over %d repeats"):format(S.repeats)})
   plot("lines", "accuracy.png", {series = acc_series, xlabel = "episode", ylabel = "accuracy",
-    title = ("train accuracy (moving mean of %d) and validation"):format(w)})
+    title = ("train accuracy (moving mean of %d) and validation, mean over %d repeats"):format(w, S.repeats)})
+  local R1 = results[1]
   local run1 = R1.runs[1]
   local n = run1.emb:shape()[1]
   local y = fs.tsne(run1.emb, {seed = 1, perplexity = math.max(2, math.min(10, (n - 1) / 3)),
@@ -407,9 +424,9 @@ local function report(S, results, loocv, cohorts, figs, figdir, loc)
   end
   if loc then localisation_report(r, loc, fig) end
   r:heading("Figures")
-  fig("loss.png", "Training loss per episode (moving mean), every configuration and repeat")
-  fig("accuracy.png", "Training accuracy per episode (moving mean) and validation points "
-    .. ("(%d validation patients, seed %d)"):format(S.val_n, S.val_seed))
+  fig("loss.png", "Training loss per episode (moving mean), each configuration's mean over its repeats")
+  fig("accuracy.png", "Training accuracy per episode (moving mean) and validation accuracy "
+    .. ("(%d validation patients, seed %d), each configuration's mean over its repeats"):format(S.val_n, S.val_seed))
   fig("tsne.png", "t-SNE of the held-out patients' embeddings (first configuration, repeat 1), coloured by class")
   fig("tissues.png", "Sample tissues (first 6 per class), rows from the top: "
     .. table.concat(figs["tissues.png"].rows or {}, "; "))

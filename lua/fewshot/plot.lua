@@ -211,7 +211,7 @@ function M.lines(path, opts)
     local script = head(o, out_lit)
     if opts.logy then script[#script + 1] = "set logscale y" end
     if opts.legend == false then script[#script + 1] = "unset key"
-    else script[#script + 1] = "set key top right" end
+    else script[#script + 1] = "set key outside right top box Left reverse" end
     local items = {}
     for i, pl in ipairs(plots) do items[i] = data_lit .. " " .. pl end
     script[#script + 1] = "plot " .. table.concat(items, ", \\\n  ")
