@@ -14,6 +14,8 @@
  * per-plane sums in double are vectorised (omp simd: lane-wise partial sums, then added).
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "nn/nn_internal.h"
 
@@ -46,7 +48,12 @@ static int instance_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_ten
         if (yp) {
 #pragma omp simd reduction(+ : sg, sgx)
             for (int64_t s = 0; s < S; s++) {
-                float g = yp[s] > 0.0f ? gp[s] : 0.0f;
+                /* dy where y > 0, else 0, as a bit mask: gcc keeps a select here scalar */
+                float g = gp[s];
+                uint32_t bits;
+                memcpy(&bits, &g, sizeof bits);
+                bits &= 0u - (uint32_t)(yp[s] > 0.0f);
+                memcpy(&g, &bits, sizeof g);
                 sg += (double)g;
                 sgx += (double)g * (double)(xp[s] - mu);
             }
