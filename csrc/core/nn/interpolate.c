@@ -8,9 +8,11 @@
  *     bilinear: src = max((i + 0.5) r - 0.5, 0); h0 = floor(src), h1 = min(h0 + 1, H - 1),
  *               weights (1 - l, l) with l = src - h0 (and likewise for columns).
  * Backward adds each output gradient to its sources with the same weights (OpenMP over planes).
- * The source indices and weights of every output row and column are tabled once per call.
+ * The source indices and weights of every output row and column are tabled once per call;
+ * bilinear backward spreads each output row over the columns, then over its two source rows.
  */
 #include <math.h>
+#include <string.h>
 
 #include "nn/nn_internal.h"
 
@@ -69,7 +71,14 @@ static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **d
     const interp_shape *s = n->ctx;
     fs_tensor *dx = fs_tensor_zeros(n->inputs[0]->ndim, n->inputs[0]->size);
     coord *t = dx ? coord_tables(s) : NULL;
-    if (!t) {
+    /* bilinear: per output row, its gradient spread over the columns first (a row of W), then
+     * that row added to the two source rows with their weights: 2 scattered adds a pixel
+     * rather than 4. One row of W per plane, so that threads share nothing. */
+    float *rowbuf = t && s->mode != FS_INTERP_NEAREST ? fs_alloc((size_t)(s->planes * s->w) *
+                                                                 sizeof(float))
+                                                       : NULL;
+    if (!t || (s->mode != FS_INTERP_NEAREST && !rowbuf)) {
+        fs_free(t);
         fs_tensor_release(dx);
         return -1;
     }
@@ -91,16 +100,20 @@ static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **d
                     d0[cols[ow].i0] += gr[ow];
                 continue;
             }
+            float *row = rowbuf + p * W;
+            memset(row, 0, (size_t)W * sizeof(float));
             for (int64_t ow = 0; ow < OW; ow++) {
                 const coord c = cols[ow];
-                float v = gr[ow];
-                d0[c.i0] += r.l0 * c.l0 * v;
-                d0[c.i1] += r.l0 * c.l1 * v;
-                d1[c.i0] += r.l1 * c.l0 * v;
-                d1[c.i1] += r.l1 * c.l1 * v;
+                row[c.i0] += c.l0 * gr[ow];
+                row[c.i1] += c.l1 * gr[ow];
+            }
+            for (int64_t w = 0; w < W; w++) {
+                d0[w] += r.l0 * row[w];
+                d1[w] += r.l1 * row[w];
             }
         }
     }
+    fs_free(rowbuf);
     fs_free(t);
     dinputs[0] = dx;
     return 0;
