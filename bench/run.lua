@@ -7,8 +7,9 @@
 -- over ROUNDS rounds, and the load average (/proc/loadavg) before each workload's rounds.
 -- Peak RSS is VmHWM of the process (the lowest over the rounds: it varies little).
 --
--- Usage: lua5.4 bench/run.lua [--group all|protonet|prnet|resnet] [--rounds N] [--no-torch]
---        (make bench BENCH=protonet passes --group protonet)
+-- Usage: lua5.4 bench/run.lua [--group all|protonet|prnet|resnet] [--only name,name] [--rounds N]
+--                             [--no-torch]
+--        (make bench BENCH=protonet passes --group protonet; --only: those workloads alone)
 local fs = require "fewshot"
 
 local args = {}
@@ -16,12 +17,17 @@ do
   local i = 1
   while arg and arg[i] do
     local a = arg[i]
-    if a == "--group" or a == "--rounds" then args[a:sub(3)] = arg[i + 1]; i = i + 2
+    if a == "--group" or a == "--rounds" or a == "--only" then args[a:sub(3)] = arg[i + 1]; i = i + 2
     else args[a:sub(3)] = true; i = i + 1 end
   end
 end
 local GROUP = args.group or "all"
 local ROUNDS = tonumber(args.rounds) or 3
+local ONLY
+if args.only then
+  ONLY = {}
+  for n in args.only:gmatch("[^,]+") do ONLY[n] = true end
+end
 
 -- unit: what one timed unit is; per: images (or patches) per unit, for the throughput column;
 -- target = {time ratio, RSS ratio} against PyTorch, or ms = an absolute bound on our time
@@ -99,7 +105,7 @@ print(head)
 print(("-"):rep(#head))
 local rows = {}
 for _, w in ipairs(WORKLOADS) do
-  if GROUP == "all" or GROUP == w.group then
+  if (ONLY and ONLY[w.name]) or (not ONLY and (GROUP == "all" or GROUP == w.group)) then
     local la = loadavg()
     local ms, rss, tms, trss, why
     for _ = 1, w.rounds or ROUNDS do
