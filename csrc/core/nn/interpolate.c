@@ -9,7 +9,8 @@
  *               weights (1 - l, l) with l = src - h0 (and likewise for columns).
  * Backward adds each output gradient to its sources with the same weights (OpenMP over planes).
  * The source indices and weights of every output row and column are tabled once per call;
- * bilinear backward spreads each output row over the columns, then over its two source rows.
+ * bilinear backward gathers each output row per source column (the columns' table inverted),
+ * then adds it to its two source rows.
  */
 #include <math.h>
 #include <string.h>
@@ -66,25 +67,54 @@ static coord *coord_tables(const interp_shape *s)
     return t;
 }
 
+/* One output column's share of a source column's gradient. */
+typedef struct tap {
+    int32_t ow;
+    float l;
+} tap;
+
+/* The columns' table (ow entries) inverted, by a counting sort: first (w + 1), taps (2 ow). */
+static void invert_columns(int32_t *first, tap *taps, const coord *cols, int64_t ow, int64_t w)
+{
+    memset(first, 0, (size_t)(w + 1) * sizeof *first);
+    for (int64_t i = 0; i < ow; i++) {
+        first[cols[i].i0 + 1]++;
+        first[cols[i].i1 + 1]++;
+    }
+    for (int64_t j = 0; j < w; j++)
+        first[j + 1] += first[j];
+    for (int64_t i = 0; i < ow; i++) { /* fill in ascending i: i0's entry before i1's */
+        taps[first[cols[i].i0]++] = (tap){(int32_t)i, cols[i].l0};
+        taps[first[cols[i].i1]++] = (tap){(int32_t)i, cols[i].l1};
+    }
+    for (int64_t j = w; j > 0; j--) /* each first[j] moved to the next column's start */
+        first[j] = first[j - 1];
+    first[0] = 0;
+}
+
 static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const interp_shape *s = n->ctx;
     fs_tensor *dx = fs_tensor_zeros(n->inputs[0]->ndim, n->inputs[0]->size);
     coord *t = dx ? coord_tables(s) : NULL;
-    /* bilinear: per output row, its gradient spread over the columns first (a row of W), then
-     * that row added to the two source rows with their weights: 2 scattered adds a pixel
-     * rather than 4. One row of W per plane, so that threads share nothing. */
-    float *rowbuf = t && s->mode != FS_INTERP_NEAREST ? fs_alloc((size_t)(s->planes * s->w) *
-                                                                 sizeof(float))
-                                                       : NULL;
-    if (!t || (s->mode != FS_INTERP_NEAREST && !rowbuf)) {
+    /* bilinear: per output row, its gradient gathered per source column first (a row of W),
+     * then added to the two source rows with their weights. The gather reads the columns'
+     * table inverted (CSR: for column j, the entries first[j] .. first[j+1]-1 of taps, in
+     * ascending output column, i0's before i1's), so each value sums its outputs in the order
+     * the scatter it replaces did, without the scatter's chains through memory. */
+    const bool nearest = s->mode == FS_INTERP_NEAREST;
+    int32_t *first = t && !nearest ? fs_alloc((size_t)(s->w + 1) * sizeof *first) : NULL;
+    tap *taps = first ? fs_alloc((size_t)(2 * s->ow) * sizeof *taps) : NULL;
+    if (!t || (!nearest && !taps)) {
+        fs_free(first);
         fs_free(t);
         fs_tensor_release(dx);
         return -1;
     }
+    if (!nearest)
+        invert_columns(first, taps, t + s->oh, s->ow, s->w);
     const coord *rows = t, *cols = t + s->oh;
     const int64_t HW = s->h * s->w, OP = s->oh * s->ow, W = s->w, OW = s->ow;
-    const bool nearest = s->mode == FS_INTERP_NEAREST;
     const float *dy = fs_data(dout);
     float *d = fs_data(dx);
 #pragma omp parallel for schedule(static) if (s->planes * OP > FS_PARALLEL_MIN)
@@ -100,20 +130,17 @@ static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **d
                     d0[cols[ow].i0] += gr[ow];
                 continue;
             }
-            float *row = rowbuf + p * W;
-            memset(row, 0, (size_t)W * sizeof(float));
-            for (int64_t ow = 0; ow < OW; ow++) {
-                const coord c = cols[ow];
-                row[c.i0] += c.l0 * gr[ow];
-                row[c.i1] += c.l1 * gr[ow];
-            }
             for (int64_t w = 0; w < W; w++) {
-                d0[w] += r.l0 * row[w];
-                d1[w] += r.l1 * row[w];
+                float v = 0.0f;
+                for (int32_t k = first[w]; k < first[w + 1]; k++)
+                    v += taps[k].l * gr[taps[k].ow];
+                d0[w] += r.l0 * v;
+                d1[w] += r.l1 * v;
             }
         }
     }
-    fs_free(rowbuf);
+    fs_free(taps);
+    fs_free(first);
     fs_free(t);
     dinputs[0] = dx;
     return 0;
