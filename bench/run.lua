@@ -108,7 +108,7 @@ for _, w in ipairs(WORKLOADS) do
   if (ONLY and ONLY[w.name]) or (not ONLY and (GROUP == "all" or GROUP == w.group)) then
     local la = loadavg()
     local ms, rss, tms, trss, why
-    for _ = 1, w.rounds or ROUNDS do
+    for _ = 1, math.min(w.rounds or ROUNDS, ROUNDS) do
       local m, r = run_child(string.format("%s %s %s %d", sh_quote(lua),
         sh_quote(dir .. "/workloads.lua"), w.name, w.reps))
       if not m then why = r; break end
