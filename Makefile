@@ -10,7 +10,7 @@
 #                   (ARGS=--quick, --seeds N, --episodes N, --out DIR); make pretrain-compare:
 #                   examples/pretrain_compare.lua (scratch vs Fashion-MNIST vs SPECT pre-training)
 #   make check-layers  fails when an area of csrc/core includes a higher one (run by make test)
-#   make bench      benchmarks (ms/step, images/s, peak memory; PyTorch alongside when installed)
+#   make bench      benchmarks against PyTorch (ms, images/s, peak RSS); BENCH=protonet|prnet|resnet|tensor
 #   make sanitize   ASan + UBSan build, then the specs under it
 #   make valgrind   memcheck over the core specs (no definite leaks, no invalid access)
 #   make tsan       ThreadSanitizer build; the embedding host with 2 and 4 Lua states in threads
@@ -177,10 +177,13 @@ pretrain-compare: deps deps-fashion
 	@$(MAKE) --no-print-directory all
 	$(LUA_ENV) $(LUA) examples/pretrain_compare.lua $(ARGS)
 
+# BENCH=protonet | prnet | resnet runs that group of bench/run.lua alone; BENCH=tensor the
+# matmul and elementwise figures alone; unset: everything.
+BENCH ?= all
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench-cblas
-	$(LUA_ENV) $(LUA) bench/tensor_bench.lua
-	$(LUA_ENV) $(LUA) bench/run.lua
+	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = tensor ]; then $(LUA_ENV) $(LUA) bench/tensor_bench.lua; fi
+	@if [ "$(BENCH)" != tensor ]; then $(LUA_ENV) $(LUA) bench/run.lua --group $(BENCH); fi
 
 $(BUILD)/bench-cblas: bench/cblas_matmul.c
 	@mkdir -p $(BUILD)

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch's times for bench/layers.lua's shapes (conv2d forward / backward, batch 27).
-Usage: /usr/bin/python3 bench/layers_torch.py [threads] [reps] [dw]
-("dw": no input needs a gradient, so backward is the weight gradient alone)"""
+Usage: /usr/bin/python3 bench/layers_torch.py [threads] [reps] [dw|prnet32|prnet64]
+("dw": no input needs a gradient, so backward is the weight gradient alone; prnet32/64: PRNet's
+shapes, as bench/layers.lua)"""
 import sys
 import time
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 dw_only = len(sys.argv) > 3 and sys.argv[3] == "dw"
+prnet = int(sys.argv[3][5:]) if len(sys.argv) > 3 and sys.argv[3].startswith("prnet") else None
 torch.set_num_threads(threads)
 N = 27
 shapes = [
@@ -26,11 +28,27 @@ shapes = [
     ("layer4 3x3  512->512   2", 3, 512, 2, 512, 3, 1, 1),
     ("layer4 ds1x1/2 256->512 4", 1, 256, 4, 512, 1, 2, 0),
 ]
+if prnet:
+    p = prnet
+    N = 64
+    shapes = [
+        ("enc0 3x3   1->16   %d" % p, 1, 1, p, 16, 3, 1, 1),
+        ("enc1 3x3  16->32   %d" % (p // 2), 1, 16, p // 2, 32, 3, 1, 1),
+        ("enc2 3x3  32->64   %d" % (p // 4), 1, 32, p // 4, 64, 3, 1, 1),
+        ("enc3 3x3  64->128  %d" % (p // 8), 1, 64, p // 8, 128, 3, 1, 1),
+        ("bott 3x3 128->256  %d" % (p // 16), 1, 128, p // 16, 256, 3, 1, 1),
+        ("dec0 3x3 384->128  %d" % (p // 8), 1, 384, p // 8, 128, 3, 1, 1),
+        ("dec1 3x3 192->64   %d" % (p // 4), 1, 192, p // 4, 64, 3, 1, 1),
+        ("dec2 3x3  96->32   %d" % (p // 2), 1, 96, p // 2, 32, 3, 1, 1),
+        ("dec3 3x3  48->16   %d" % p, 1, 48, p, 16, 3, 1, 1),
+        ("head 1x1  16->1    %d" % p, 1, 16, p, 1, 1, 1, 0),
+    ]
+torch.set_flush_denormal(True)
 print("torch %s conv2d, batch %d, %d thread(s), median of %d runs" % (torch.__version__, N, threads, reps))
 print("%-27s %5s %9s %9s %9s" % ("shape", "count", "fwd ms", "bwd ms", "total ms"))
 sf = sb = 0.0
 for name, count, C, H, O, k, s, p in shapes:
-    x = torch.randn(N, C, H, H, requires_grad=(C != 3 and not dw_only))
+    x = torch.randn(N, C, H, H, requires_grad=(C not in (1, 3) and not dw_only))
     w = torch.randn(O, C, k, k, requires_grad=True)
     tf, tb = [], []
     for r in range(reps + 1):

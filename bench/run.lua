@@ -1,21 +1,15 @@
---- bench/run.lua - `make bench`: ResNet-18 workloads, ours and (when /usr/bin/python3 has
--- torch) PyTorch's from bench/compare_torch.py, each workload in its own process so that the
--- peak RSS (VmHWM) belongs to that workload alone.
+--- bench/run.lua - `make bench`: each workload of bench/workloads.lua in fresh processes, ours
+-- and PyTorch's (bench/compare_torch.py, when /usr/bin/python3 has torch) alternating, and a
+-- table of the best per-process figures with the ratio ours / PyTorch next to its target.
 --
---   train2   ProtoNet training step, 2 threads: 27 images 3x64x64 (3-way, 3 support + 6 query),
---            forward (train mode), prototypes = class means of the support embeddings, squared
---            distances (fs.cdist2), log-softmax NLL (cross_entropy of -distances), backward,
---            Adam step
---   train1   the same at 1 thread
---   infer27  inference (eval mode, no grad), batch 27 at 64x64, 2 threads
---   lat1     batch-1 latency at 64x64, 1 thread
+-- On a shared machine other jobs only ever add time, and at 2 threads a busy core stalls every
+-- OpenMP barrier (ours and PyTorch's alike), so the table shows the lowest per-process median
+-- over ROUNDS rounds, and the load average (/proc/loadavg) before each workload's rounds.
+-- Peak RSS is VmHWM of the process (the lowest over the rounds: it varies little).
 --
--- Each workload runs in ROUNDS fresh processes, ours and PyTorch's alternating, and the table
--- shows the lowest of the per-process medians: on a shared machine other jobs only ever add
--- time, and at 2 threads a busy core stalls every OpenMP barrier.
---
--- Usage: lua5.4 bench/run.lua [--reps N] [--rounds N] [--no-torch]
---        lua5.4 bench/run.lua --only train2 [--reps N]   (one workload; prints a RESULT line)
+-- Usage: lua5.4 bench/run.lua [--group all|protonet|prnet|resnet] [--only name,name] [--rounds N]
+--                             [--no-torch]
+--        (make bench BENCH=protonet passes --group protonet; --only: those workloads alone)
 local fs = require "fewshot"
 
 local args = {}
@@ -23,193 +17,140 @@ do
   local i = 1
   while arg and arg[i] do
     local a = arg[i]
-    if a == "--only" or a == "--reps" then args[a:sub(3)] = arg[i + 1]; i = i + 2
+    if a == "--group" or a == "--rounds" or a == "--only" then args[a:sub(3)] = arg[i + 1]; i = i + 2
     else args[a:sub(3)] = true; i = i + 1 end
   end
 end
-local REPS = tonumber(args.reps) or 10
+local GROUP = args.group or "all"
 local ROUNDS = tonumber(args.rounds) or 3
-
-local WORKLOADS = {
-  {name = "train2", threads = 2, batch = 27, train = true, desc = "ProtoNet train step, batch 27, 2 thr"},
-  {name = "train1", threads = 1, batch = 27, train = true, desc = "ProtoNet train step, batch 27, 1 thr"},
-  {name = "infer27", threads = 2, batch = 27, train = false, desc = "inference batch 27, 2 thr"},
-  {name = "lat1", threads = 1, batch = 1, train = false, desc = "latency batch 1, 1 thr"},
-}
-local BY_NAME = {}
-for _, w in ipairs(WORKLOADS) do BY_NAME[w.name] = w end
-
---- Forward FLOPs of ResNet-18 (embedding) for one HxW image: 2 * MACs of every conv, plus the
--- small elementwise work ignored. Training counts 3x (forward, dx, dw) minus conv1's dx.
-local function resnet18_flops(h, w, cin)
-  local total = 0
-  local function conv(c, o, k, s, p)
-    local oh = (h + 2 * p - k) // s + 1
-    local ow = (w + 2 * p - k) // s + 1
-    total = total + 2.0 * c * o * k * k * oh * ow
-    h, w = oh, ow
-  end
-  conv(cin, 64, 7, 2, 3)
-  local conv1_flops = total
-  h, w = (h + 2 - 3) // 2 + 1, (w + 2 - 3) // 2 + 1 -- maxpool
-  local c = 64
-  for l = 1, 4 do
-    local o = 64 * 2 ^ (l - 1) // 1
-    for b = 1, 2 do
-      local s = (l > 1 and b == 1) and 2 or 1
-      if s ~= 1 or c ~= o then -- downsample 1x1/2 on the block input
-        local hh, ww = h, w
-        conv(c, o, 1, s, 0)
-        h, w = hh, ww
-      end
-      conv(c, o, 3, s, 1)
-      conv(o, o, 3, 1, 1)
-      c = o
-    end
-  end
-  return total, conv1_flops
-end
-
-local function peak_gflops(threads)
-  -- cores * FMA units (2) * lanes * 2 flops * GHz; lanes 16 with AVX-512, 8 with AVX2
-  local f = io.open("/proc/cpuinfo")
-  local info = f and f:read("a") or ""
-  if f then f:close() end
-  local mhz = tonumber(info:match("cpu MHz%s*:%s*([%d%.]+)")) or 2000
-  local lanes = info:find(" avx512f") and 16 or (info:find(" avx2") and 8 or 4)
-  return threads * 2 * lanes * 2 * mhz / 1000, mhz, lanes
-end
-
-local function vmhwm_kb()
-  local f = io.open("/proc/self/status")
-  if not f then return 0 end
-  local s = f:read("a")
-  f:close()
-  return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
-end
-
-local function median(t)
-  local c = {}
-  for i, v in ipairs(t) do c[i] = v end
-  table.sort(c)
-  local n = #c
-  return n % 2 == 1 and c[(n + 1) // 2] or (c[n // 2] + c[n // 2 + 1]) / 2
-end
-
-local function run_one(w)
-  fs.set_num_threads(w.threads)
-  local g = fs.generator(1)
-  local model = fs.nn.resnet18{in_channels = 3, seed = 1}
-  local x = fs.randn({w.batch, 3, 64, 64}, {generator = g})
-  local times = {}
-  if w.train then
-    local opt = fs.optim.adam(model, {lr = 1e-3})
-    local labels = {}
-    for i = 1, 18 do labels[i] = (i - 1) // 6 + 1 end -- query: 6 per class, class-major
-    model:train()
-    local function step()
-      opt:zero_grad()
-      local emb = model(x)                                       -- (27, 512)
-      local protos = emb:narrow(1, 1, 9):view(3, 3, 512):mean(2) -- (3, 512)
-      local query = emb:narrow(1, 10, 18)                        -- (18, 512)
-      local logits = -fs.cdist2(query, protos)                   -- (18, 3)
-      local loss = fs.nn.functional.cross_entropy(logits, labels)
-      loss:backward()
-      opt:step()
-      return loss
-    end
-    for r = 0, REPS do
-      local t0 = fs.clock()
-      step()
-      local t1 = fs.clock()
-      if r > 0 then times[#times + 1] = (t1 - t0) * 1000 end
-    end
-  else
-    model:eval()
-    fs.no_grad(function()
-      for r = 0, REPS do
-        local t0 = fs.clock()
-        local y = model(x)
-        local t1 = fs.clock()
-        y:close()
-        if r > 0 then times[#times + 1] = (t1 - t0) * 1000 end
-      end
-    end)
-  end
-  return median(times), vmhwm_kb()
-end
-
+local ONLY
 if args.only then
-  local w = assert(BY_NAME[args.only], "unknown workload " .. tostring(args.only))
-  local ms, rss = run_one(w)
-  print(string.format("RESULT %s %.3f %d", w.name, ms, rss))
-  return
+  ONLY = {}
+  for n in args.only:gmatch("[^,]+") do ONLY[n] = true end
 end
 
--- ---- driver ----
+-- unit: what one timed unit is; per: images (or patches) per unit, for the throughput column;
+-- target = {time ratio, RSS ratio} against PyTorch, or ms = an absolute bound on our time
+local WORKLOADS = {
+  {group = "protonet", name = "proto_episode", reps = 10, per = 27, unit = "episode",
+   desc = "ProtoNet episode 27x1x32x32, 2 thr", target = {0.8, 0.6}},
+  {group = "protonet", name = "proto_episode1", reps = 10, per = 27, unit = "episode",
+   desc = "ProtoNet episode 27x1x32x32, 1 thr", target = {0.8, 0.6}},
+  {group = "protonet", name = "proto_eval1000", reps = 10, per = 27, unit = "episode", rounds = 2,
+   desc = "ProtoNet eval 1000 ep., per episode, 2 thr", target = {0.8, 0.6}},
+  {group = "protonet", name = "proto_eval1000_cached", reps = 10, per = 27, unit = "episode", rounds = 2,
+   desc = "ProtoNet eval 1000 ep., embed once, 2 thr", target = {0.8, 0.6}},
+  {group = "prnet", name = "prnet32_t2", reps = 6, per = 64, unit = "step",
+   desc = "PRNet step 32 pairs 32x32, 2 thr", target = {0.8, 0.5}},
+  {group = "prnet", name = "prnet32_t1", reps = 6, per = 64, unit = "step",
+   desc = "PRNet step 32 pairs 32x32, 1 thr", target = {0.8, 0.5}},
+  {group = "prnet", name = "prnet64_t2", reps = 4, per = 64, unit = "step",
+   desc = "PRNet step 32 pairs 64x64, 2 thr", target = {0.8, 0.5}},
+  {group = "prnet", name = "prnet64_t1", reps = 4, per = 64, unit = "step",
+   desc = "PRNet step 32 pairs 64x64, 1 thr", target = {0.8, 0.5}},
+  {group = "prnet", name = "localize", reps = 10, per = 30, unit = "query",
+   desc = "localize 6 landmarks, 2x15 patches, 1 thr", ms = 5},
+  {group = "prnet", name = "localize_per_landmark", reps = 4, per = 105, unit = "query",
+   desc = "localize, 15 fine patches per landmark", ms = nil},
+  {group = "prnet", name = "localize_api", reps = 10, per = 30, unit = "query",
+   desc = "fs.prnet.localize, 6 landmarks, 1 thr", ms = 5},
+  {group = "resnet", name = "resnet64_train2", reps = 6, per = 27, unit = "step",
+   desc = "ResNet-18 3x64x64 step, batch 27, 2 thr"},
+  {group = "resnet", name = "resnet64_infer27", reps = 10, per = 27, unit = "batch",
+   desc = "ResNet-18 3x64x64 inference 27, 2 thr"},
+  {group = "resnet", name = "resnet64_lat1", reps = 20, per = 1, unit = "image",
+   desc = "ResNet-18 3x64x64 latency 1, 1 thr"},
+}
+
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return "?" end
+  local s = f:read("l"):match("^(%S+ %S+ %S+)")
+  f:close()
+  return s
+end
+
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local lua = arg[-1] or "lua5.4"
-local script = arg[0]
+local dir = (arg[0]:match("^(.*)/[^/]*$") or ".")
 
+-- runs one child; returns ms, rss_kb or nil, reason
 local function run_child(cmd)
   local p = io.popen(cmd .. " 2>&1")
   local out = p:read("a")
   p:close()
-  local name, ms, rss = out:match("RESULT (%S+) ([%d%.]+) (%d+)")
-  if not name then return nil, out end
-  return tonumber(ms), tonumber(rss)
+  local ms, rss = out:match("RESULT %S+ ([%d%.]+) (%d+)")
+  if ms then return tonumber(ms), tonumber(rss) end
+  local why = out:match("MISSING %S+ ([^\n]*)")
+  return nil, why or ("failed: " .. out:sub(-400))
 end
 
 local has_torch = false
 if not args["no-torch"] then
-  local p = io.popen("/usr/bin/python3 -c 'import torch' 2>/dev/null && echo yes")
-  has_torch = p and p:read("a"):find("yes") ~= nil
+  local p = io.popen("/usr/bin/python3 -c 'import torch; print(torch.__version__)' 2>/dev/null")
+  local v = p and p:read("a") or ""
   if p then p:close() end
+  has_torch = v:match("%d") ~= nil
+  if has_torch then has_torch = v:match("^%s*(.-)%s*$") end
 end
 
-local flops_fwd, conv1 = resnet18_flops(64, 64, 3)
-local mhz_peak, mhz, lanes = peak_gflops(1)
-print(string.format("fewshot %s bench: ResNet-18 at 64x64; per process the median of %d runs after "
-  .. "1 warm-up, best of %d processes", fs._VERSION, REPS, ROUNDS))
-print(string.format("peak %.0f GFLOP/s per core (%.0f MHz, %d-lane FMA)", mhz_peak, mhz, lanes))
-print(string.format("forward %.3f GFLOP/image; a training step of 27 images %.1f GFLOP", flops_fwd / 1e9,
-  27 * (3 * flops_fwd - conv1) / 1e9))
-do -- timings on a shared machine depend on what else runs: say so
-  local f = io.open("/proc/loadavg")
-  if f then
-    print("load average before the run: " .. f:read("l"):match("^(%S+ %S+ %S+)"))
-    f:close()
-  end
-end
+local t_start = fs.clock()
+print(string.format("fewshot %s bench, group %s: per process the median of its runs after a "
+  .. "warm-up; best of %d processes (ours and PyTorch %s alternating)", fs._VERSION, GROUP, ROUNDS,
+  has_torch or "(not installed)"))
+print(string.format("%s, load average at start %s", os.date("!%Y-%m-%d %H:%M UTC"), loadavg()))
 print()
-print(string.format("%-38s %9s %8s %7s %6s %8s | %9s %8s | %6s %6s",
-  "workload", "ms", "img/s", "GFLOP/s", "%peak", "RSS MB", "torch ms", "torch MB", "ratio", "RSS"))
+local head = string.format("%-42s %9s %8s %7s | %9s %7s | %6s %6s %6s %6s | %-14s",
+  "workload", "ms/unit", "img/s", "RSS MB", "torch ms", "RSS MB", "time", "target", "RSS", "target",
+  "load before")
+print(head)
+print(("-"):rep(#head))
+local rows = {}
 for _, w in ipairs(WORKLOADS) do
-  local ms, rss, tms, trss, err
-  for _ = 1, ROUNDS do
-    local m, r = run_child(string.format("%s %s --only %s --reps %d", sh_quote(lua),
-      sh_quote(script), w.name, REPS))
-    if not m then err = r; break end
-    if not ms or m < ms then ms = m end
-    if not rss or r > rss then rss = r end
-    if has_torch then
-      local tm, tr = run_child(string.format("/usr/bin/python3 bench/compare_torch.py %s %d",
-        w.name, REPS))
-      if tm and (not tms or tm < tms) then tms = tm end
-      if tr and (not trss or tr > trss) then trss = tr end
+  if (ONLY and ONLY[w.name]) or (not ONLY and (GROUP == "all" or GROUP == w.group)) then
+    local la = loadavg()
+    local ms, rss, tms, trss, why
+    for _ = 1, math.min(w.rounds or ROUNDS, ROUNDS) do
+      local m, r = run_child(string.format("%s %s %s %d", sh_quote(lua),
+        sh_quote(dir .. "/workloads.lua"), w.name, w.reps))
+      if not m then why = r; break end
+      if not ms or m < ms then ms = m end
+      if not rss or r < rss then rss = r end
+      if has_torch then
+        local tm, tr = run_child(string.format("/usr/bin/python3 %s %s %d",
+          sh_quote(dir .. "/compare_torch.py"), w.name, w.reps))
+        if tm and (not tms or tm < tms) then tms = tm end
+        if tm and (not trss or tr < trss) then trss = tr end
+      end
     end
-  end
-  if not ms then
-    print(w.name .. " failed: " .. tostring(err))
-  else
-    local flops = w.batch * (w.train and (3 * flops_fwd - conv1) or flops_fwd)
-    local gfs = flops / (ms / 1000) / 1e9
-    print(string.format("%-38s %9.1f %8.1f %7.1f %5.0f%% %8.0f | %9s %8s | %6s %6s",
-      w.desc, ms, w.batch / (ms / 1000), gfs, 100 * gfs / (mhz_peak * w.threads), rss / 1024,
-      tms and string.format("%.1f", tms) or "-", trss and string.format("%.0f", trss / 1024) or "-",
-      tms and string.format("%.2fx", ms / tms) or "-",
-      trss and string.format("%.2fx", rss / trss) or "-"))
+    if not ms then
+      print(string.format("%-42s %s", w.desc, why))
+    else
+      local tr = tms and ms / tms
+      local rr = trss and rss / trss
+      local tt, rt = "-", "-"
+      local ok = true
+      if w.target then
+        tt, rt = string.format("<=%.1fx", w.target[1]), string.format("<=%.1fx", w.target[2])
+        if tr and tr > w.target[1] then ok = false end
+        if rr and rr > w.target[2] then ok = false end
+      elseif w.ms then
+        tt = string.format("<%gms", w.ms)
+        ok = ms < w.ms
+      end
+      local verdict = (w.target or w.ms) and (ok and "" or "  MISSED") or ""
+      print(string.format("%-42s %9.2f %8.0f %7.0f | %9s %7s | %6s %6s %6s %6s | %-14s%s",
+        w.desc, ms, w.per / (ms / 1000), rss / 1024,
+        tms and string.format("%.2f", tms) or "-", trss and string.format("%.0f", trss / 1024) or "-",
+        tr and string.format("%.2fx", tr) or "-", tt, rr and string.format("%.2fx", rr) or "-", rt,
+        la, verdict))
+      rows[#rows + 1] = w
+    end
+    io.stdout:flush()
   end
 end
 print()
-print("ratio = ours / PyTorch (lower is better); RSS = peak resident set (VmHWM) of the process")
+print("ms/unit: per episode, step or query; img/s: images (patches) through the network per second;")
+print("time, RSS = ours / PyTorch (lower is better); RSS = peak resident set (VmHWM) of the process;")
+print(string.format("load average at the end %s; the whole bench took %.0f s", loadavg(),
+  fs.clock() - t_start))

@@ -538,6 +538,26 @@ describe("pooling", function()
     end
   end)
 
+  it("max_pool2d 2x2 stride 2 (its one-loop form) equals a reshape-and-max, values and gradients", function()
+    -- planes from 2x2 to 40x34 (short rows take the scalar loop, long ones the vector loop);
+    -- odd sides drop their last row or column, as floor mode does
+    for i, hw in ipairs({{2, 2}, {4, 6}, {8, 8}, {5, 7}, {16, 16}, {40, 34}}) do
+      local h, w = hw[1], hw[2]
+      local x = randn({2, 3, h, w}, 90 + i):requires_grad(true)
+      local y = F.max_pool2d(x, {kernel = 2})
+      local oh, ow = h // 2, w // 2
+      local even = x:narrow(3, 1, 2 * oh):narrow(4, 1, 2 * ow)
+      local ref = even:reshape(2, 3, oh, 2, ow, 2):max(6):max(4)
+      assert.same({2, 3, oh, ow}, y:shape())
+      assert.tensor_near(y, ref, 0)
+      y:sum():backward()
+      local dx = x.grad
+      x.grad = nil
+      ref:sum():backward()
+      assert.tensor_near(dx, x.grad, 0)
+    end
+  end)
+
   it("max_pool2d sends the gradient to the argmax only", function()
     local x = fs.tensor({{{{1, 5}, {3, 2}}}}):requires_grad(true)
     F.max_pool2d(x, {kernel = 2}):sum():backward()

@@ -7,7 +7,7 @@
 #include "base/error.h"
 #include "base/memory.h"
 
-static _Atomic int64_t bytes_total, bytes_live;
+static _Atomic int64_t bytes_total, bytes_live, bytes_live_peak;
 
 int64_t fs_bytes_allocated_total(void) { return atomic_load(&bytes_total); }
 int64_t fs_bytes_live(void) { return atomic_load(&bytes_live); }
@@ -33,7 +33,14 @@ void *fs_alloc(size_t bytes)
     ((size_t *)p)[0] = bytes;
     ((size_t *)p)[1] = cap;
     atomic_fetch_add(&bytes_total, (int64_t)bytes);
-    atomic_fetch_add(&bytes_live, (int64_t)bytes);
+    int64_t live = atomic_fetch_add(&bytes_live, (int64_t)bytes) + (int64_t)bytes;
+    int64_t peak = atomic_load(&bytes_live_peak);
+    while (live > peak && !atomic_compare_exchange_weak(&bytes_live_peak, &peak, live))
+        ;
+    /* a new high-water mark: the block cache may keep 1.5 times that much (freed blocks whose
+     * sizes the next step asks for only later, blockcache.c) */
+    if (live > peak && cap)
+        fs_block_cache_expect((size_t)(live + live / 2));
     return (char *)p + 64;
 }
 

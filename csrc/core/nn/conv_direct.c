@@ -524,11 +524,14 @@ static int64_t dw_images(const dshape *d)
     return g < 1 ? 1 : g;
 }
 
-/* Images of fewer than DW_PIXELS / 2 pixels make passes of many short segments, and OpenBLAS
- * is faster there (ResNet-18 at 64x64: layer3's 4x4, layer4's 2x2). */
+/* Images of fewer than DW_PIXELS / 2 pixels make passes of many short segments, and with
+ * several threads OpenBLAS is faster there (conv.c's splits; ResNet-18 at 64x64: layer3's 4x4,
+ * layer4's 2x2). On one thread conv.c's fallback is one im2col GEMM over the batch, which
+ * these passes beat (best of 20, 1 thread: PRNet's 384->128 at 4x4, batch 64, 10.3 -> 6.0 ms;
+ * ResNet-18's 256->256 at 4x4, batch 27, 5.2 -> 3.4 ms; 512->512 at 2x2, 5.5 -> 4.8 ms). */
 bool fs_conv_direct_backward_weight_ok(const fs_conv2d_shape *s)
 {
-    if (!plain(s) || s->oh * s->ow < DW_PIXELS / 2)
+    if (!plain(s) || (s->oh * s->ow < DW_PIXELS / 2 && fs_get_num_threads() > 1))
         return false;
     dshape d = forward_shape(s);
     return fits_offsets(&d);

@@ -8,8 +8,12 @@
  *     bilinear: src = max((i + 0.5) r - 0.5, 0); h0 = floor(src), h1 = min(h0 + 1, H - 1),
  *               weights (1 - l, l) with l = src - h0 (and likewise for columns).
  * Backward adds each output gradient to its sources with the same weights (OpenMP over planes).
+ * The source indices and weights of every output row and column are tabled once per call;
+ * bilinear backward gathers each output row per source column (the columns' table inverted),
+ * then adds it to its two source rows.
  */
 #include <math.h>
+#include <string.h>
 
 #include "nn/nn_internal.h"
 
@@ -42,13 +46,75 @@ static inline void src_coord(const interp_shape *s, int64_t i, float r, int64_t 
     *l0 = 1.0f - *l1;
 }
 
+/* One output coordinate's two sources and their weights (src_coord's results). */
+typedef struct coord {
+    int64_t i0, i1;
+    float l0, l1;
+} coord;
+
+/* The rows' table (oh entries) then the columns' (ow entries), computed once per call rather
+ * than once per output pixel and plane; NULL when out of memory. */
+static coord *coord_tables(const interp_shape *s)
+{
+    coord *t = fs_alloc((size_t)(s->oh + s->ow) * sizeof *t);
+    if (!t)
+        return NULL;
+    for (int64_t i = 0; i < s->oh; i++)
+        src_coord(s, i, s->rh, s->h, &t[i].i0, &t[i].i1, &t[i].l0, &t[i].l1);
+    for (int64_t i = 0; i < s->ow; i++)
+        src_coord(s, i, s->rw, s->w, &t[s->oh + i].i0, &t[s->oh + i].i1, &t[s->oh + i].l0,
+                  &t[s->oh + i].l1);
+    return t;
+}
+
+/* One output column's share of a source column's gradient. */
+typedef struct tap {
+    int32_t ow;
+    float l;
+} tap;
+
+/* The columns' table (ow entries) inverted, by a counting sort: first (w + 1), taps (2 ow). */
+static void invert_columns(int32_t *first, tap *taps, const coord *cols, int64_t ow, int64_t w)
+{
+    memset(first, 0, (size_t)(w + 1) * sizeof *first);
+    for (int64_t i = 0; i < ow; i++) {
+        first[cols[i].i0 + 1]++;
+        first[cols[i].i1 + 1]++;
+    }
+    for (int64_t j = 0; j < w; j++)
+        first[j + 1] += first[j];
+    for (int64_t i = 0; i < ow; i++) { /* fill in ascending i: i0's entry before i1's */
+        taps[first[cols[i].i0]++] = (tap){(int32_t)i, cols[i].l0};
+        taps[first[cols[i].i1]++] = (tap){(int32_t)i, cols[i].l1};
+    }
+    for (int64_t j = w; j > 0; j--) /* each first[j] moved to the next column's start */
+        first[j] = first[j - 1];
+    first[0] = 0;
+}
+
 static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const interp_shape *s = n->ctx;
     fs_tensor *dx = fs_tensor_zeros(n->inputs[0]->ndim, n->inputs[0]->size);
-    if (!dx)
+    coord *t = dx ? coord_tables(s) : NULL;
+    /* bilinear: per output row, its gradient gathered per source column first (a row of W),
+     * then added to the two source rows with their weights. The gather reads the columns'
+     * table inverted (CSR: for column j, the entries first[j] .. first[j+1]-1 of taps, in
+     * ascending output column, i0's before i1's), so each value sums its outputs in the order
+     * the scatter it replaces did, without the scatter's chains through memory. */
+    const bool nearest = s->mode == FS_INTERP_NEAREST;
+    int32_t *first = t && !nearest ? fs_alloc((size_t)(s->w + 1) * sizeof *first) : NULL;
+    tap *taps = first ? fs_alloc((size_t)(2 * s->ow) * sizeof *taps) : NULL;
+    if (!t || (!nearest && !taps)) {
+        fs_free(first);
+        fs_free(t);
+        fs_tensor_release(dx);
         return -1;
-    const int64_t HW = s->h * s->w, OP = s->oh * s->ow;
+    }
+    if (!nearest)
+        invert_columns(first, taps, t + s->oh, s->ow, s->w);
+    const coord *rows = t, *cols = t + s->oh;
+    const int64_t HW = s->h * s->w, OP = s->oh * s->ow, W = s->w, OW = s->ow;
     const float *dy = fs_data(dout);
     float *d = fs_data(dx);
 #pragma omp parallel for schedule(static) if (s->planes * OP > FS_PARALLEL_MIN)
@@ -56,25 +122,26 @@ static int interp_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **d
         float *dp = d + p * HW;
         const float *g = dy + p * OP;
         for (int64_t oh = 0; oh < s->oh; oh++) {
-            int64_t h0, h1;
-            float a0, a1;
-            src_coord(s, oh, s->rh, s->h, &h0, &h1, &a0, &a1);
-            for (int64_t ow = 0; ow < s->ow; ow++) {
-                int64_t w0, w1;
-                float b0, b1;
-                src_coord(s, ow, s->rw, s->w, &w0, &w1, &b0, &b1);
-                float v = g[oh * s->ow + ow];
-                if (s->mode == FS_INTERP_NEAREST) {
-                    dp[h0 * s->w + w0] += v;
-                    continue;
-                }
-                dp[h0 * s->w + w0] += a0 * b0 * v;
-                dp[h0 * s->w + w1] += a0 * b1 * v;
-                dp[h1 * s->w + w0] += a1 * b0 * v;
-                dp[h1 * s->w + w1] += a1 * b1 * v;
+            const coord r = rows[oh];
+            float *d0 = dp + r.i0 * W, *d1 = dp + r.i1 * W;
+            const float *gr = g + oh * OW;
+            if (nearest) {
+                for (int64_t ow = 0; ow < OW; ow++)
+                    d0[cols[ow].i0] += gr[ow];
+                continue;
+            }
+            for (int64_t w = 0; w < W; w++) {
+                float v = 0.0f;
+                for (int32_t k = first[w]; k < first[w + 1]; k++)
+                    v += taps[k].l * gr[taps[k].ow];
+                d0[w] += r.l0 * v;
+                d1[w] += r.l1 * v;
             }
         }
     }
+    fs_free(taps);
+    fs_free(first);
+    fs_free(t);
     dinputs[0] = dx;
     return 0;
 }
@@ -102,11 +169,14 @@ static fs_tensor *interpolate(const char *op, fs_tensor *x, int64_t out_h, int64
     ysize[x->ndim - 2] = s.oh;
     ysize[x->ndim - 1] = s.ow;
     fs_tensor *xc = fs_nn_contig(x), *y = xc ? fs_tensor_new(x->ndim, ysize) : NULL;
-    if (!y) {
-        fs_tensor_release(xc);
+    coord *t = y ? coord_tables(&s) : NULL;
+    if (!t) {
+        fs_nn_release_all(2, (fs_tensor *[]){xc, y});
         return NULL;
     }
-    const int64_t HW = s.h * s.w, OP = s.oh * s.ow;
+    const coord *rows = t, *cols = t + s.oh;
+    const int64_t HW = s.h * s.w, OP = s.oh * s.ow, W = s.w, OW = s.ow;
+    const bool nearest = s.mode == FS_INTERP_NEAREST;
     const float *xd = fs_data(xc);
     float *yd = fs_data(y);
 #pragma omp parallel for schedule(static) if (s.planes * OP > FS_PARALLEL_MIN)
@@ -114,21 +184,22 @@ static fs_tensor *interpolate(const char *op, fs_tensor *x, int64_t out_h, int64
         const float *xp = xd + p * HW;
         float *yp = yd + p * OP;
         for (int64_t oh = 0; oh < s.oh; oh++) {
-            int64_t h0, h1;
-            float a0, a1;
-            src_coord(&s, oh, s.rh, s.h, &h0, &h1, &a0, &a1);
-            for (int64_t ow = 0; ow < s.ow; ow++) {
-                int64_t w0, w1;
-                float b0, b1;
-                src_coord(&s, ow, s.rw, s.w, &w0, &w1, &b0, &b1);
-                if (s.mode == FS_INTERP_NEAREST)
-                    yp[oh * s.ow + ow] = xp[h0 * s.w + w0];
-                else
-                    yp[oh * s.ow + ow] = a0 * (b0 * xp[h0 * s.w + w0] + b1 * xp[h0 * s.w + w1]) +
-                                         a1 * (b0 * xp[h1 * s.w + w0] + b1 * xp[h1 * s.w + w1]);
+            const coord r = rows[oh];
+            const float *x0 = xp + r.i0 * W, *x1 = xp + r.i1 * W;
+            float *yr = yp + oh * OW;
+            if (nearest) {
+                for (int64_t ow = 0; ow < OW; ow++)
+                    yr[ow] = x0[cols[ow].i0];
+                continue;
+            }
+            for (int64_t ow = 0; ow < OW; ow++) {
+                const coord c = cols[ow];
+                yr[ow] = r.l0 * (c.l0 * x0[c.i0] + c.l1 * x0[c.i1]) +
+                         r.l1 * (c.l0 * x1[c.i0] + c.l1 * x1[c.i1]);
             }
         }
     }
+    fs_free(t);
     fs_tensor_release(xc);
     if (!fs_any_requires_grad(1, &x))
         return y;

@@ -10,6 +10,8 @@
  *   adaptive_avg_pool2d: bin i covers [floor(i H / OH), ceil((i+1) H / OH)).
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "nn/nn_internal.h"
 
@@ -120,6 +122,65 @@ static void max_row(float *mx, const float *src, int64_t lo, int64_t hi, int64_t
     }
 }
 
+/* v replaces m when v > m or v is a NaN (the rule of max_row), as a bit mask: gcc compiles
+ * the select of a short, unvectorised loop into a branch per comparison, which random data
+ * mispredicts half of the time. */
+static inline uint32_t take_mask(float v, float m)
+{
+    return 0u - (uint32_t)((v > m) | (v != v));
+}
+
+static inline float select_float(uint32_t mask, float v, float m)
+{
+    uint32_t vb, mb;
+    memcpy(&vb, &v, sizeof vb);
+    memcpy(&mb, &m, sizeof mb);
+    mb = (vb & mask) | (mb & ~mask);
+    memcpy(&m, &mb, sizeof m);
+    return m;
+}
+
+/* One plane pooled by 2x2 windows of stride 2 that lie inside it: y (OH, OW) from x (H, W),
+ * at (OH, OW) the flat index of each max in x (or NULL). The general loop's scan order
+ * ((0,0), (0,1), (1,0), (1,1)) and rule, but none of its per-row bounds or calls: on small
+ * planes (PRNet's encoder pools down to 2x2) those cost ~20 cycles an output. */
+static void max_plane_2x2(float *restrict y, int32_t *restrict at, const float *restrict x,
+                          int64_t W, int64_t OH, int64_t OW)
+{
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        float *yr = y + oh * OW;
+        const int32_t i0 = (int32_t)(2 * oh * W), i1 = i0 + (int32_t)W;
+        if (!at) {
+            for (int64_t ow = 0; ow < OW; ow++) {
+                float m = r0[2 * ow], v = r0[2 * ow + 1];
+                m = select_float(take_mask(v, m), v, m);
+                v = r1[2 * ow];
+                m = select_float(take_mask(v, m), v, m);
+                v = r1[2 * ow + 1];
+                yr[ow] = select_float(take_mask(v, m), v, m);
+            }
+            continue;
+        }
+        int32_t *ar = at + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            const int32_t c = (int32_t)(2 * ow);
+            float m = r0[2 * ow], v = r0[2 * ow + 1];
+            uint32_t a = (uint32_t)(i0 + c), t = take_mask(v, m);
+            m = select_float(t, v, m);
+            a = ((uint32_t)(i0 + c + 1) & t) | (a & ~t);
+            v = r1[2 * ow];
+            t = take_mask(v, m);
+            m = select_float(t, v, m);
+            a = ((uint32_t)(i1 + c) & t) | (a & ~t);
+            v = r1[2 * ow + 1];
+            t = take_mask(v, m);
+            yr[ow] = select_float(t, v, m);
+            ar[ow] = (int32_t)(((uint32_t)(i1 + c + 1) & t) | (a & ~t));
+        }
+    }
+}
+
 /* max_row, also keeping in at[ow] where the max came from (base + ow*sw in the plane). A
  * function of its own, this loop vectorises: 27x64x32x32 at 2 threads, 1.73 -> 1.58 ms. */
 static void max_row_at(float *mx, int32_t *at, const float *src, int64_t lo, int64_t hi,
@@ -155,12 +216,19 @@ fs_tensor *fs_max_pool2d(fs_tensor *x, const fs_pool2d_args *a)
     }
     const float *xd = fs_data(xc);
     float *yd = fs_data(y);
+    /* 2x2 windows of stride 2 inside the plane: max_plane_2x2 */
+    const bool two_by_two = s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 &&
+                            s.pw == 0 && 2 * s.oh <= s.h && 2 * s.ow <= s.w;
     /* One output row at a time, the window offsets (ki, kj) outermost and the output columns
      * innermost: a branch-free running max (a NaN wins, then sticks since v > NaN is false)
      * that the compiler vectorises over ow. */
 #pragma omp parallel for schedule(static) if (s.planes * OP * s.kh * s.kw > FS_PARALLEL_MIN)
     for (int64_t p = 0; p < s.planes; p++) {
         const float *xp = xd + p * HW;
+        if (two_by_two) {
+            max_plane_2x2(yd + p * OP, am ? am + p * OP : NULL, xp, s.w, s.oh, s.ow);
+            continue;
+        }
         for (int64_t oh = 0; oh < s.oh; oh++) {
             float *mx = yd + p * OP + oh * s.ow;
             int32_t *at = am ? am + p * OP + oh * s.ow : NULL;
