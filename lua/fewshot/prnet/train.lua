@@ -1,6 +1,6 @@
 --- fewshot.prnet.train: self-supervised training of PRNet-2D on random pairs of patches
 -- (fewshot.prnet.pairs) with Adam, the loss of fewshot.prnet.loss, validation error in mm on
--- held-out images with landmarks, atomic checkpoints (fewshot.prnet.checkpoint) and a resume
+-- held-out images with landmarks, atomic checkpoints (fewshot.checkpoint) and a resume
 -- that continues bit-identically. Reached as `fs.prnet.train`.
 --
 -- A coarse model trains on pairs anywhere on the body (r should exceed the largest offset, or
@@ -12,7 +12,8 @@ local args = require "fewshot.args"
 local Pairs = require "fewshot.prnet.pairs"
 local Loss = require "fewshot.prnet.loss"
 local Loc = require "fewshot.prnet.localize"
-local Ckpt = require "fewshot.prnet.checkpoint"
+local Ckpt = require "fewshot.checkpoint"
+local CKPT = {op = "prnet.train", format = "fewshot.prnet.checkpoint/1", counter = "step"}
 
 local M = {}
 
@@ -116,7 +117,7 @@ function M.train(opts)
   local history = {loss = {}, dis = {}, rec = {}, val = {}}
   local start = 0
   if opts.resume then
-    local ok, state, dir = pcall(Ckpt.read, opts.resume)
+    local ok, state, dir = pcall(Ckpt.read, opts.resume, CKPT.op, CKPT.format)
     if not ok then error(state, 2) end
     for k, now in pairs(config) do
       if state.config[k] ~= now then
@@ -163,7 +164,7 @@ function M.train(opts)
     if opts.checkpoint and (step % ckpt_every == 0 or step == steps) then
       Ckpt.save(opts.checkpoint, "last", model, opt,
         {step = step, generator = g:get_state(), default_generator = core.get_rng_state(),
-         config = config, history = history})
+         config = config, history = history}, CKPT)
     end
     if progress == "bar" then
       local w, rate = 24, (step - start) / math.max(core.clock() - t0, 1e-9)

@@ -18,102 +18,20 @@ local args = require "fewshot.args"
 local P = require "fewshot.protonet.loss"
 local E = require "fewshot.protonet.evaluate"
 local data = require "fewshot.data"
+local Ckpt = require "fewshot.checkpoint"
 
 local M = {}
 
--- ---- a small exact serializer for the state file (numbers as hex floats) ----
+-- ---- checkpoints (fewshot.checkpoint: the state file renamed into place last) ----
 
-local function ser(v, out, indent)
-  local t = type(v)
-  if t == "number" then
-    if math.type(v) == "integer" then out[#out + 1] = tostring(v)
-    elseif v ~= v then out[#out + 1] = "0/0"
-    elseif v == math.huge then out[#out + 1] = "1/0"
-    elseif v == -math.huge then out[#out + 1] = "-1/0"
-    else out[#out + 1] = ("%a"):format(v) end
-  elseif t == "string" then out[#out + 1] = ("%q"):format(v)
-  elseif t == "boolean" then out[#out + 1] = tostring(v)
-  elseif t == "table" then
-    out[#out + 1] = "{"
-    local n = #v
-    for i = 1, n do ser(v[i], out, indent); out[#out + 1] = "," end
-    local keys = {}
-    for k in pairs(v) do
-      if not (math.type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
-    end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    for _, k in ipairs(keys) do
-      out[#out + 1] = "\n" .. indent .. "  ["
-      ser(k, out, indent)
-      out[#out + 1] = "] = "
-      ser(v[k], out, indent .. "  ")
-      out[#out + 1] = ","
-    end
-    out[#out + 1] = "}"
-  else
-    error("protonet.train: cannot save a " .. t .. " in a checkpoint state", 0)
-  end
-end
+local CKPT = {op = "protonet.train", format = "fewshot.protonet.checkpoint/1", counter = "episode"}
 
-local function write_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
-  if not f then error(("protonet.train: cannot write %s (%s)"):format(tmp, err), 0) end
-  f:write(text)
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then error(("protonet.train: cannot rename %s to %s (%s)"):format(tmp, path, rerr), 0) end
-end
-
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a") -- nil for a directory
-  f:close()
-  return text
-end
-
-local function read_state(path)
-  local text = read_text(path)
-  if not text then
-    text = read_text(path .. "/last.lua")
-    if not text then error(("protonet.train: resume: no checkpoint state at %s"):format(path), 0) end
-    path = path .. "/last.lua"
-  end
-  local chunk, err = load(text, "=" .. path, "t", {})
-  if not chunk then error(("protonet.train: resume: %s is not a checkpoint state (%s)"):format(path, err), 0) end
-  local ok, state = pcall(chunk)
-  if not ok or type(state) ~= "table" or state.format ~= "fewshot.protonet.checkpoint/1" then
-    error(("protonet.train: resume: %s is not a checkpoint state"):format(path), 0)
-  end
-  return state, path:match("^(.*)/[^/]*$") or "."
-end
+local function read_state(path) return Ckpt.read(path, CKPT.op, CKPT.format) end
 
 local function dirname_join(dir, name) return dir .. "/" .. name end
 
 local function save_checkpoint(dir, tag, model, opt, state)
-  local stem = ("%s-%06d"):format(tag, state.episode)
-  state.model_file, state.optim_file = stem .. ".model.safetensors", stem .. ".optim.safetensors"
-  model:save(dirname_join(dir, state.model_file))
-  opt:save(dirname_join(dir, state.optim_file))
-  local out = {"-- fewshot.protonet checkpoint state (the weights are in the files it names)\nreturn "}
-  ser(state, out, "")
-  out[#out + 1] = "\n"
-  local spath = dirname_join(dir, tag .. ".lua")
-  local old = io.open(spath, "r")
-  local previous
-  if old then
-    local chunk = load(old:read("a"), "=" .. spath, "t", {})
-    old:close()
-    local ok, st = pcall(chunk or function() end)
-    if ok and type(st) == "table" then previous = st end
-  end
-  write_atomic(spath, table.concat(out))
-  if previous then -- the files the replaced state named, unless this one names them too
-    for _, k in ipairs({"model_file", "optim_file"}) do
-      if previous[k] and previous[k] ~= state[k] then os.remove(dirname_join(dir, previous[k])) end
-    end
-  end
+  Ckpt.save(dir, tag, model, opt, state, CKPT)
 end
 
 -- ---- progress ----
