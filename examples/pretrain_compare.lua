@@ -65,14 +65,7 @@ if o.quick then
 end
 local CLASSES = {"ventricle", "myocardium", "liver"}
 
-local function mean_std(xs)
-  local n, s = #xs, 0
-  for _, x in ipairs(xs) do s = s + x end
-  local m = s / n
-  local v = 0
-  for _, x in ipairs(xs) do v = v + (x - m) ^ 2 end
-  return m, n > 1 and math.sqrt(v / (n - 1)) or 0
-end
+local mean_std = fs.protonet.mean_std -- mean and sample std (n - 1)
 
 -- Fashion-MNIST's training file, `per` images of each of the 10 classes, as (N, 1, 32, 32) and
 -- 1-based labels.

@@ -19,14 +19,7 @@ local M = {}
 
 M.CLASSES = {"ventricle", "myocardium", "liver"}
 
-local function mean_std(xs) -- mean and sample standard deviation (n - 1; 0 for one value)
-  local n, s = #xs, 0
-  for _, x in ipairs(xs) do s = s + x end
-  local m = s / n
-  local v = 0
-  for _, x in ipairs(xs) do v = v + (x - m) ^ 2 end
-  return m, n > 1 and math.sqrt(v / (n - 1)) or 0
-end
+local mean_std = fs.protonet.mean_std -- mean and sample std (n - 1)
 M.mean_std = mean_std
 
 -- The patient split of repeat r: a permutation of 1..pool_n by seed 500 + r.

@@ -29,6 +29,23 @@ function M.ci95(accs)
   return mean, 1.96 * std / math.sqrt(n), std
 end
 
+--- Mean and sample standard deviation (divisor n - 1; 0 for one value) of a list of numbers:
+-- the spread over training seeds, repeats or folds that a headline number carries.
+-- @tparam table xs a non-empty list of numbers
+-- @treturn number mean
+-- @treturn number sample std
+-- @usage local m, sd = fs.protonet.mean_std({0.97, 1.0, 0.96})
+function M.mean_std(xs)
+  local n = #xs
+  if n == 0 then error("protonet.mean_std: no values", 2) end
+  local s = 0
+  for _, x in ipairs(xs) do s = s + x end
+  local m = s / n
+  local v = 0
+  for _, x in ipairs(xs) do v = v + (x - m) ^ 2 end
+  return m, n > 1 and math.sqrt(v / (n - 1)) or 0
+end
+
 --- Embeddings of images (N, C, H, W) without the tape: the model's output in eval mode (its
 -- training mode is restored afterwards), or with embed="pixels" the flattened images (N, C*H*W).
 -- @tparam Module|nil model
