@@ -108,12 +108,10 @@ function M.run(S, cohorts, stage)
                      val = val_hist, test = res, pixel = pix, train_acc = acc / n, robust = robust,
                      diff = res.accuracy - pix.accuracy}
         if r == 1 then -- kept for the t-SNE: the held-out embeddings of repeat 1
-          run.emb = fs.protonet.embed(net, fs.stack((function()
-            local imgs = {}
-            for i, s in ipairs(test) do imgs[i] = s.image end
-            return imgs end)(), 1))
+          local imgs = {}
           run.emb_labels = {}
-          for i, s in ipairs(test) do run.emb_labels[i] = s.label end
+          for i, s in ipairs(test) do imgs[i], run.emb_labels[i] = s.image, s.label end
+          run.emb = fs.protonet.embed(net, fs.stack(imgs, 1))
         end
         R.runs[r] = run
         net:close()
