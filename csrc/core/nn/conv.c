@@ -33,6 +33,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,18 @@ static inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const
 static _Thread_local float *ws_buf;
 static _Thread_local size_t ws_cap; /* floats */
 
+/* A thread that made a workspace frees it when it exits (a host's Lua threads come and go;
+ * each kept up to 32 MB): a thread-specific key whose destructor releases it. glibc runs key
+ * destructors before it tears the thread's _Thread_local storage down. */
+static pthread_key_t ws_key;
+static pthread_once_t ws_key_once = PTHREAD_ONCE_INIT;
+static void ws_at_thread_exit(void *unused)
+{
+    (void)unused;
+    fs_conv_workspace_release();
+}
+static void ws_key_create(void) { (void)pthread_key_create(&ws_key, ws_at_thread_exit); }
+
 static float *workspace(size_t nfloats)
 {
     if (nfloats <= ws_cap)
@@ -61,6 +74,8 @@ static float *workspace(size_t nfloats)
     fs_free(ws_buf);
     ws_buf = fs_alloc(nfloats * sizeof(float));
     ws_cap = ws_buf ? nfloats : 0;
+    if (ws_buf && pthread_once(&ws_key_once, ws_key_create) == 0)
+        (void)pthread_setspecific(ws_key, (void *)1); /* non-NULL: the destructor runs */
     return ws_buf;
 }
 
