@@ -66,6 +66,22 @@ void fs_lua_account(lua_State *L)
 
 int fs_lua_error(lua_State *L) { return luaL_error(L, "%s", fs_error()); }
 
+void fs_lua_set_number(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void fs_lua_set_numbers(lua_State *L, const char *k, const double *v, int n)
+{
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushnumber(L, v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, k);
+}
+
 int fs_lua_return(lua_State *L, fs_tensor **box, fs_tensor *t)
 {
     if (!t)

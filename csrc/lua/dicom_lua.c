@@ -20,26 +20,11 @@ static void set_str(lua_State *L, const char *k, const char *v)
     lua_pushstring(L, v);
     lua_setfield(L, -2, k);
 }
-static void set_num(lua_State *L, const char *k, double v)
-{
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
 static void set_int(lua_State *L, const char *k, int64_t v)
 {
     lua_pushinteger(L, (lua_Integer)v);
     lua_setfield(L, -2, k);
 }
-static void set_list(lua_State *L, const char *k, const double *v, int n)
-{
-    lua_createtable(L, n, 0);
-    for (int i = 0; i < n; i++) {
-        lua_pushnumber(L, v[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-    lua_setfield(L, -2, k);
-}
-
 static void push_info(lua_State *L, const fs_dicom_info *in)
 {
     lua_createtable(L, 0, 48);
@@ -65,16 +50,16 @@ static void push_info(lua_State *L, const fs_dicom_info *in)
     set_int(L, "bits_allocated", in->bits_allocated);
     set_int(L, "bits_stored", in->bits_stored);
     set_int(L, "pixel_representation", in->pixel_representation);
-    set_num(L, "rescale_slope", in->rescale_slope);
-    set_num(L, "rescale_intercept", in->rescale_intercept);
+    fs_lua_set_number(L, "rescale_slope", in->rescale_slope);
+    fs_lua_set_number(L, "rescale_intercept", in->rescale_intercept);
     if (in->has_dose_grid_scaling)
-        set_num(L, "dose_grid_scaling", in->dose_grid_scaling);
+        fs_lua_set_number(L, "dose_grid_scaling", in->dose_grid_scaling);
     if (in->has_pixel_spacing)
-        set_list(L, "pixel_spacing_mm", in->pixel_spacing, 2);
+        fs_lua_set_numbers(L, "pixel_spacing_mm", in->pixel_spacing, 2);
     if (in->has_slice_spacing)
-        set_num(L, "slice_spacing_mm", in->slice_spacing);
+        fs_lua_set_number(L, "slice_spacing_mm", in->slice_spacing);
     if (in->has_slice_thickness)
-        set_num(L, "slice_thickness_mm", in->slice_thickness);
+        fs_lua_set_number(L, "slice_thickness_mm", in->slice_thickness);
     /* spacing_mm: the slice step is Spacing Between Slices (or the RT grid offsets), else the
      * slice thickness; slice_spacing_source says which ("none": 1 mm written, not known) */
     if (in->has_pixel_spacing) {
@@ -88,25 +73,25 @@ static void push_info(lua_State *L, const fs_dicom_info *in)
             src = "slice_thickness";
         }
         double sp[3] = {z, in->pixel_spacing[0], in->pixel_spacing[1]};
-        set_list(L, "spacing_mm", sp, 3);
+        fs_lua_set_numbers(L, "spacing_mm", sp, 3);
         set_str(L, "slice_spacing_source", src);
     }
     if (in->has_position)
-        set_list(L, "image_position", in->position, 3);
+        fs_lua_set_numbers(L, "image_position", in->position, 3);
     if (in->has_orientation) {
         const double *o = in->orientation;
-        set_list(L, "image_orientation", o, 6);
+        fs_lua_set_numbers(L, "image_orientation", o, 6);
         double nrm[3] = {o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5],
                          o[0] * o[4] - o[1] * o[3]};
-        set_list(L, "slice_normal", nrm, 3);
+        fs_lua_set_numbers(L, "slice_normal", nrm, 3);
     }
     lua_createtable(L, in->n_energy_windows, 0);
     for (int i = 0; i < in->n_energy_windows; i++) {
         const fs_dicom_energy_window *w = &in->energy_windows[i];
         lua_createtable(L, 0, 3);
         set_str(L, "name", w->name);
-        set_num(L, "lower_kev", w->lower_kev);
-        set_num(L, "upper_kev", w->upper_kev);
+        fs_lua_set_number(L, "lower_kev", w->lower_kev);
+        fs_lua_set_number(L, "upper_kev", w->upper_kev);
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "energy_windows");
@@ -117,11 +102,11 @@ static void push_info(lua_State *L, const fs_dicom_info *in)
         lua_createtable(L, 0, 5);
         set_str(L, "collimator", d->collimator);
         set_str(L, "collimator_type", d->collimator_type);
-        set_num(L, "radial_position_mm", d->radial_position_mm);
+        fs_lua_set_number(L, "radial_position_mm", d->radial_position_mm);
         if (d->has_position)
-            set_list(L, "image_position", d->position, 3);
+            fs_lua_set_numbers(L, "image_position", d->position, 3);
         if (d->has_orientation)
-            set_list(L, "image_orientation", d->orientation, 6);
+            fs_lua_set_numbers(L, "image_orientation", d->orientation, 6);
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "detectors");

@@ -43,22 +43,6 @@ static int l_image_write(lua_State *L)
     return 0;
 }
 
-static void set_num(lua_State *L, const char *k, double v)
-{
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_list(lua_State *L, const char *k, const double *v, int n)
-{
-    lua_createtable(L, n, 0);
-    for (int i = 0; i < n; i++) {
-        lua_pushnumber(L, v[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-    lua_setfield(L, -2, k);
-}
-
 /* Reads up to n numbers from field k of the table at idx into v; returns how many. */
 static int get_list(lua_State *L, int idx, const char *k, double *v, int n)
 {
@@ -93,28 +77,28 @@ static int l_load_nifti(lua_State *L)
     double sp[7];
     for (int i = 0; i < info.ndim; i++)
         sp[i] = info.pixdim[info.ndim - i];
-    set_list(L, "spacing_mm", sp, info.ndim);
+    fs_lua_set_numbers(L, "spacing_mm", sp, info.ndim);
     double dim[7], pd[7];
     for (int i = 0; i < info.ndim; i++) {
         dim[i] = (double)info.dim[i];
         pd[i] = info.pixdim[i + 1];
     }
-    set_list(L, "dim", dim, info.ndim);
-    set_list(L, "pixdim", pd, info.ndim);
-    set_num(L, "qfac", info.pixdim[0]);
-    set_num(L, "datatype", info.datatype);
-    set_num(L, "scl_slope", info.scl_slope);
-    set_num(L, "scl_inter", info.scl_inter);
-    set_num(L, "qform_code", info.qform_code);
-    set_num(L, "sform_code", info.sform_code);
+    fs_lua_set_numbers(L, "dim", dim, info.ndim);
+    fs_lua_set_numbers(L, "pixdim", pd, info.ndim);
+    fs_lua_set_number(L, "qfac", info.pixdim[0]);
+    fs_lua_set_number(L, "datatype", info.datatype);
+    fs_lua_set_number(L, "scl_slope", info.scl_slope);
+    fs_lua_set_number(L, "scl_inter", info.scl_inter);
+    fs_lua_set_number(L, "qform_code", info.qform_code);
+    fs_lua_set_number(L, "sform_code", info.sform_code);
     double q[3] = {info.quatern_b, info.quatern_c, info.quatern_d};
     double qo[3] = {info.qoffset_x, info.qoffset_y, info.qoffset_z};
-    set_list(L, "quatern", q, 3);
-    set_list(L, "qoffset", qo, 3);
-    set_list(L, "srow_x", info.srow_x, 4);
-    set_list(L, "srow_y", info.srow_y, 4);
-    set_list(L, "srow_z", info.srow_z, 4);
-    set_num(L, "xyzt_units", info.xyzt_units);
+    fs_lua_set_numbers(L, "quatern", q, 3);
+    fs_lua_set_numbers(L, "qoffset", qo, 3);
+    fs_lua_set_numbers(L, "srow_x", info.srow_x, 4);
+    fs_lua_set_numbers(L, "srow_y", info.srow_y, 4);
+    fs_lua_set_numbers(L, "srow_z", info.srow_z, 4);
+    fs_lua_set_number(L, "xyzt_units", info.xyzt_units);
     lua_pushstring(L, info.descrip);
     lua_setfield(L, -2, "descrip");
     return 2;
@@ -171,19 +155,19 @@ static int l_load_interfile(lua_State *L)
     fs_lua_return(L, box, fs_interfile_read(path, &info));
     lua_newtable(L);
     double sp[3] = {info.spacing_mm[2], info.spacing_mm[1], info.spacing_mm[0]};
-    set_list(L, "spacing_mm", info.ndim == 3 ? sp : sp + 1, info.ndim);
+    fs_lua_set_numbers(L, "spacing_mm", info.ndim == 3 ? sp : sp + 1, info.ndim);
     double dim[3] = {(double)info.dim[0], (double)info.dim[1], (double)info.dim[2]};
-    set_list(L, "matrix_size", dim, 3);
+    fs_lua_set_numbers(L, "matrix_size", dim, 3);
     lua_pushstring(L, info.number_format);
     lua_setfield(L, -2, "number_format");
-    set_num(L, "bytes_per_pixel", info.bytes_per_pixel);
+    fs_lua_set_number(L, "bytes_per_pixel", info.bytes_per_pixel);
     lua_pushstring(L, info.big_endian ? "BIGENDIAN" : "LITTLEENDIAN");
     lua_setfield(L, -2, "byte_order");
-    set_num(L, "data_offset", (double)info.data_offset);
+    fs_lua_set_number(L, "data_offset", (double)info.data_offset);
     lua_pushstring(L, info.data_file);
     lua_setfield(L, -2, "data_file");
-    set_num(L, "rescale_slope", info.rescale_slope);
-    set_num(L, "rescale_offset", info.rescale_offset);
+    fs_lua_set_number(L, "rescale_slope", info.rescale_slope);
+    fs_lua_set_number(L, "rescale_offset", info.rescale_offset);
     return 2;
 }
 

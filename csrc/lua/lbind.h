@@ -56,6 +56,9 @@ fs_tensor *fs_lua_test_tensor(lua_State *L, int idx); /* NULL when not a Tensor 
 /* A Tensor, or a number turned into a 0-d tensor (pushed in place of the number). */
 fs_tensor *fs_lua_to_tensor(lua_State *L, int idx);
 int fs_lua_error(lua_State *L);                      /* raises fs_error() */
+/* t[k] = v and t[k] = {v[1], ..., v[n]} on the table at the top of the stack (info tables). */
+void fs_lua_set_number(lua_State *L, const char *k, double v);
+void fs_lua_set_numbers(lua_State *L, const char *k, const double *v, int n);
 void fs_lua_account(lua_State *L);                   /* report new core bytes to the GC */
 
 /* Arguments */
