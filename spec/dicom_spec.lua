@@ -14,15 +14,7 @@ local function exists(path)
   return f ~= nil
 end
 
-local function raises_with(fn, ...)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  err = tostring(err)
-  for _, words in ipairs({...}) do
-    assert.truthy(err:find(words, 1, true), ("'%s' not in: %s"):format(words, err))
-  end
-  return err
-end
+local raises_with = helper.raises_with
 
 local function near(a, b, tol)
   return math.abs(a - b) <= tol * (1 + math.abs(b))

@@ -206,4 +206,16 @@ function helper.write_bytes(p, s)
   f:close()
 end
 
+--- Calls fn, which must raise; each further argument must appear in the message (plain
+-- text). Returns the message.
+function helper.raises_with(fn, ...)
+  local ok, err = pcall(fn)
+  luassert.is_false(ok, "expected an error")
+  err = tostring(err)
+  for _, words in ipairs({...}) do
+    luassert.truthy(err:find(words, 1, true), ("'%s' not in: %s"):format(words, err))
+  end
+  return err
+end
+
 return helper

@@ -7,15 +7,7 @@ local helper = require "helper"
 local ROOT = "spec/fixtures/mps"
 local LEVELS = {0.05, 0.35, 0.65, 0.95} -- what tools/export_phantom_volumes.lua used (4 slices)
 
-local function raises_with(fn, ...)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  err = tostring(err)
-  for _, words in ipairs({...}) do
-    assert.truthy(err:find(words, 1, true), ("'%s' not in: %s"):format(words, err))
-  end
-  return err
-end
+local raises_with = helper.raises_with
 
 local function copy_tree(src, dst)
   assert(os.execute(("cp -r '%s' '%s'"):format(src, dst)))

@@ -3,6 +3,7 @@
 --   (H, W) gray or (3, H, W) RGB, raw values (0-255, 0-65535) unless normalize asks for [0, 1].
 -- `fs.image.write(path, t, {bits=8, normalize=true})`: t (H, W), (1, H, W) or (3, H, W).
 -- `fs.image.affine(x, {angle=, scale=, shift=})`: rotate / zoom / shift images in pixel space.
+-- `fs.image.flip(x, dim)`: x reversed along dim (a copy).
 -- @module fewshot.image
 local core = require "fewshot.core"
 local args = require "fewshot.args"
@@ -39,6 +40,17 @@ function M.slice(volume, opts)
   local rest = {}
   for d = 1, 3 do if d ~= dim then rest[#rest + 1] = sp[d] end end
   return volume:select(dim, index):contiguous():clone(), rest
+end
+
+--- x reversed along dim (1-based; a new tensor).
+-- @tparam Tensor x
+-- @tparam integer dim
+-- @treturn Tensor
+function M.flip(x, dim)
+  local n = x:shape()[dim]
+  local idx = {}
+  for i = 1, n do idx[i] = n + 1 - i end
+  return x:index_select(dim, idx)
 end
 
 --- Rotates, zooms and shifts images about their centre (bilinear, zeros outside), in pixel

@@ -126,12 +126,7 @@ local function enclosed(wall, h, w)
   return out, n
 end
 
-local function flip(t, dim)
-  local n = t:shape()[dim]
-  local idx = {}
-  for i = 1, n do idx[i] = n + 1 - i end
-  return t:index_select(dim, idx)
-end
+local flip = require("fewshot.image").flip
 
 --- Reads the database (or a copy in its layout) as dataset items, one per slice.
 -- @tparam string root the folder holding demographics.csv and the patient folders

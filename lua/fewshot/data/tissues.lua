@@ -12,12 +12,7 @@ local F = core.F
 local DEFAULT_CLASSES = {"ventricle", "myocardium", "liver"}
 local INPUTS = {"masked", "mask", "crop", "patch"}
 
-local function flip(x, dim)
-  local n = x:shape()[dim]
-  local idx = {}
-  for i = 1, n do idx[i] = n + 1 - i end
-  return x:index_select(dim, idx)
-end
+local flip = image_lib.flip
 
 --- Augments one image with seeded random flips, 90-degree rotations, a small rotation, an
 -- intensity scale and Poisson-like noise (in that order). Runs without the tape.

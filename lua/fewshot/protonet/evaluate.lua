@@ -10,6 +10,16 @@ local data = require "fewshot.data"
 
 local M = {}
 
+-- The mean of a non-empty list and its sum of squared deviations from it.
+local function moments(xs)
+  local s = 0
+  for _, x in ipairs(xs) do s = s + x end
+  local mean = s / #xs
+  local ss = 0
+  for _, x in ipairs(xs) do ss = ss + (x - mean) ^ 2 end
+  return mean, ss
+end
+
 --- Mean and 95% confidence half-width of per-episode accuracies: 1.96 * std / sqrt(n), std the
 -- population standard deviation (divisor n, as numpy.std in the usual few-shot code).
 -- @tparam table accs a list of numbers
@@ -20,12 +30,8 @@ local M = {}
 function M.ci95(accs)
   local n = #accs
   if n == 0 then error("protonet.ci95: no values", 2) end
-  local s = 0
-  for _, a in ipairs(accs) do s = s + a end
-  local mean = s / n
-  local v = 0
-  for _, a in ipairs(accs) do v = v + (a - mean) ^ 2 end
-  local std = math.sqrt(v / n)
+  local mean, ss = moments(accs)
+  local std = math.sqrt(ss / n)
   return mean, 1.96 * std / math.sqrt(n), std
 end
 
@@ -38,12 +44,8 @@ end
 function M.mean_std(xs)
   local n = #xs
   if n == 0 then error("protonet.mean_std: no values", 2) end
-  local s = 0
-  for _, x in ipairs(xs) do s = s + x end
-  local m = s / n
-  local v = 0
-  for _, x in ipairs(xs) do v = v + (x - m) ^ 2 end
-  return m, n > 1 and math.sqrt(v / (n - 1)) or 0
+  local m, ss = moments(xs)
+  return m, n > 1 and math.sqrt(ss / (n - 1)) or 0
 end
 
 --- Embeddings of images (N, C, H, W) without the tape: the model's output in eval mode (its
