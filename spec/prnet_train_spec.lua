@@ -107,11 +107,53 @@ describe("fs.prnet.pairs", function()
                                     augment = {rotate = 20, zoom = 0.1, translate = 2}})
     assert.are.same(vals(a.x0), vals(a2.x0))
     local off = a.offset_mm:totable()
-    for i = 1, 8 do -- offsets are those of the (possibly fractional) centres in the new image
+    for i = 1, 8 do -- offsets are those of the centres, whole pixels of the new image
       assert.near((a.centres0[i][1] - a.centres1[i][1]) * 2, off[i][1], 1e-4)
       local x, y = a.centres0[i][1], a.centres0[i][2]
+      assert.equal(math.floor(x), x)
       assert.is_true(x >= 1 and x <= 32 and y >= 1 and y <= 32)
     end
+    -- a translation alone moves the anatomy by whole pixels: each patch is the original image's
+    -- patch at the centre moved back by some (tx, ty) within +/- 2, exactly, inside the frame
+    local t = fs.prnet.pairs(ims, {patch = 8, batch = 8, seed = 5, augment = {translate = 2}})
+    local moved = 0
+    for i = 1, 8 do
+      local P_ = require "fewshot.prnet.pairs"
+      local src = P_.pad(P_.normalize(ims[t.index[i]].image), 4)
+      local got, found = vals(t.x0:select(1, i):select(1, 1)), nil
+      for ty = -2, 2 do
+        for tx = -2, 2 do
+          local cx, cy = t.centres0[i][1] - tx, t.centres0[i][2] - ty
+          if cx >= 1 and cx <= 32 and cy >= 1 and cy <= 32 then
+            local want = vals(src:narrow(1, cy, 8):narrow(2, cx, 8))
+            local same = true
+            for k = 1, 64 do -- the new image is 0 outside its own frame
+              local px = t.centres0[i][1] + (k - 1) % 8 - 4
+              local py = t.centres0[i][2] + (k - 1) // 8 - 4
+              local inside = px >= 1 and px <= 32 and py >= 1 and py <= 32
+              if math.abs((inside and want[k] or 0) - got[k]) > 1e-6 then same = false; break end
+            end
+            if same then found = {tx, ty} end
+          end
+        end
+      end
+      assert.is_truthy(found, "pair " .. i .. ": no whole-pixel translation gives its patch")
+      if found[1] ~= 0 or found[2] ~= 0 then moved = moved + 1 end
+    end
+    assert.is_true(moved >= 4, "translated patches " .. moved)
+    -- and the centres follow the anatomy: on an image whose only body is one bright pixel, every
+    -- translated pair's patches are centred on it
+    local dot = fs.zeros({32, 32})
+    dot:narrow(1, 16, 1):narrow(2, 13, 1):fill(1)
+    local d = fs.prnet.pairs({dot}, {patch = 8, batch = 8, seed = 3, augment = {translate = 3}})
+    for i = 1, 8 do
+      assert.near(1, d.x0:get(i, 1, 5, 5), 1e-6)
+      assert.near(1, d.x1:get(i, 1, 5, 5), 1e-6)
+    end
+    -- turned and zoomed too: the nearest pixel to the dot's new place holds part of it
+    d = fs.prnet.pairs({dot}, {patch = 8, batch = 8, seed = 3,
+                               augment = {rotate = 20, zoom = 0.1, translate = 3}})
+    for i = 1, 8 do assert.is_true(d.x0:get(i, 1, 5, 5) > 0.15, "pair " .. i) end
     -- intensity: both patches of a pair times one factor within 1 +/- 0.3
     local plain = fs.prnet.pairs(ims, {patch = 8, batch = 8, seed = 6})
     local scaled = fs.prnet.pairs(ims, {patch = 8, batch = 8, seed = 6, augment = {intensity = 0.3}})

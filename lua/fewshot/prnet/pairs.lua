@@ -18,7 +18,9 @@
 --   rotate = degrees (uniform in +/-), translate = pixels (per axis, uniform in +/-),
 --   zoom = fraction (1 +/- it), intensity = fraction (both patches of a pair times one factor
 --   1 +/- it), boxes = n (per patch, n rectangles of side 1 .. box * P set to 0), box = 0.5.
--- Centres are drawn on the body of the original image and mapped into the augmented one.
+-- The augmented image is made in C (F.affine: bilinear, zeros outside), once per pair; centres
+-- are drawn on the body of the original image, mapped into the augmented one and rounded to its
+-- nearest pixel, so both patches are views of it and the offsets are whole pixels.
 -- @module fewshot.prnet.pairs
 local core = require "fewshot.core"
 local args = require "fewshot.args"
@@ -93,27 +95,6 @@ local function values(t)
   return v
 end
 
---- Bilinear sample of a flat image (zero outside) at (x, y), 1-based.
-local function bilinear(v, H, W, x, y)
-  local x0, y0 = math.floor(x), math.floor(y)
-  local fx, fy = x - x0, y - y0
-  local s = 0
-  for dy = 0, 1 do
-    local yy = y0 + dy
-    if yy >= 1 and yy <= H then
-      local wy = dy == 0 and 1 - fy or fy
-      for dx = 0, 1 do
-        local xx = x0 + dx
-        if xx >= 1 and xx <= W then
-          s = s + wy * (dx == 0 and 1 - fx or fx) * v[(yy - 1) * W + xx]
-        end
-      end
-    end
-  end
-  return s
-end
-
-M.values, M.bilinear = values, bilinear
 
 --- A sampler: function(generator) -> batch, drawing `batch` pairs each call.
 -- @tparam table images items (`image`, `pixel_mm`) or (H, W) tensors
@@ -148,8 +129,7 @@ function M.sampler(images, opts, op)
   local imgs = M.prepare(op, images, mm)
   for i, im in ipairs(imgs) do
     im.padded = M.pad(im.image, P // 2)
-    if geometric then im.values = values(im.image) end
-    local body, v = {}, im.values or values(im.image)
+    local body, v = {}, values(im.image)
     for k = 1, im.H * im.W do
       if v[k] > thr then body[#body + 1] = k end
     end
@@ -161,25 +141,17 @@ function M.sampler(images, opts, op)
   end
   local half = P // 2
 
-  -- one pair from generator g: two patches as flat lists or tensors, centres, offset
-  local function geometric_patch(im, T, px, py)
-    -- T = {a, b, c, d, tx, ty, cx, cy}: source = c + Minv (p - c - t)
-    local out, n = {}, 0
-    for j = 1, P do
-      local y = py + j - half - 1
-      for i = 1, P do
-        local x = px + i - half - 1
-        n = n + 1
-        if x < 0.5 or x > im.W + 0.5 or y < 0.5 or y > im.H + 0.5 then
-          out[n] = 0
-        else
-          local ux, uy = x - T.cx - T.tx, y - T.cy - T.ty
-          out[n] = bilinear(im.values, im.H, im.W, T.cx + T.a * ux + T.b * uy,
-                            T.cy + T.c * ux + T.d * uy)
-        end
-      end
-    end
-    return core.tensor(out):view({P, P})
+  -- the augmented image of one pair, padded: F.affine (C) with the inverse map T in
+  -- normalised coordinates (see F.affine: pixel x is xn = (2 (x - 1) + 1) / W - 1, so the
+  -- centre c = (W + 1) / 2 is xn = 0 and one pixel is 2 / W)
+  local function warped_padded(im, T)
+    local W, H = im.W, im.H
+    local theta = {
+      {T.a, T.b * H / W, -2 * (T.a * T.tx + T.b * T.ty) / W},
+      {T.c * W / H, T.d, -2 * (T.c * T.tx + T.d * T.ty) / H},
+    }
+    local warped = core.no_grad(function() return core.F.affine(im.image, theta) end)
+    return M.pad(warped, half)
   end
 
   return function(g)
@@ -204,12 +176,13 @@ function M.sampler(images, opts, op)
         local ux, uy = x - T.cx, y - T.cy
         return T.cx + T.m[1] * ux + T.m[2] * uy + T.tx, T.cy + T.m[3] * ux + T.m[4] * uy + T.ty
       end
-      local function body_centre()
+      local function body_centre() -- rounded to the augmented image's nearest pixel
         for _ = 1, 100 do
           local x, y = forward_map(im.body[g:randint(#im.body)])
+          x, y = math.floor(x + 0.5), math.floor(y + 0.5)
           if x >= 1 and x <= im.W and y >= 1 and y <= im.H then return x, y end
         end
-        return (im.W + 1) / 2, (im.H + 1) / 2
+        return (im.W + 1) // 2, (im.H + 1) // 2
       end
       local x0, y0 = body_centre()
       local x1, y1
@@ -219,14 +192,12 @@ function M.sampler(images, opts, op)
       else
         x1, y1 = body_centre()
       end
-      if T then
-        p0[b], p1[b] = geometric_patch(im, T, x0, y0), geometric_patch(im, T, x1, y1)
-      else -- integer centres: views of the padded image (range keeps x1 integer too)
-        x1 = math.max(1, math.min(im.W, x1))
-        y1 = math.max(1, math.min(im.H, y1))
-        p0[b] = M.crop(im.padded, x0, y0, P, im.H, im.W)
-        p1[b] = M.crop(im.padded, x1, y1, P, im.H, im.W)
-      end
+      -- integer centres (range keeps x1 integer too): views of the padded (augmented) image
+      x1 = math.max(1, math.min(im.W, x1))
+      y1 = math.max(1, math.min(im.H, y1))
+      local padded = T and warped_padded(im, T) or im.padded
+      p0[b] = M.crop(padded, x0, y0, P, im.H, im.W)
+      p1[b] = M.crop(padded, x1, y1, P, im.H, im.W)
       c0s[b], c1s[b], index[b] = {x0, y0}, {x1, y1}, ii
       off[b] = {(x0 - x1) * im.pixel_mm, (y0 - y1) * im.pixel_mm}
     end
