@@ -18,9 +18,10 @@
 --   rotate = degrees (uniform in +/-), translate = pixels (per axis, uniform in +/-),
 --   zoom = fraction (1 +/- it), intensity = fraction (both patches of a pair times one factor
 --   1 +/- it), boxes = n (per patch, n rectangles of side 1 .. box * P set to 0), box = 0.5.
--- The augmented image is made in C (F.affine: bilinear, zeros outside), once per pair; centres
--- are drawn on the body of the original image, mapped into the augmented one and rounded to its
--- nearest pixel, so both patches are views of it and the offsets are whole pixels.
+-- Centres are drawn on the body of the original image and mapped into the augmented one, where
+-- they are fractional; each patch is cut from the augmented image resampled in C (F.affine:
+-- bilinear, zeros outside) so that its centre falls on a whole pixel (the subpixel positions
+-- matter: rounding the centres instead made the coarse model 2-4 mm worse).
 -- @module fewshot.prnet.pairs
 local core = require "fewshot.core"
 local args = require "fewshot.args"
@@ -141,17 +142,25 @@ function M.sampler(images, opts, op)
   end
   local half = P // 2
 
-  -- the augmented image of one pair, padded: F.affine (C) with the inverse map T in
-  -- normalised coordinates (see F.affine: pixel x is xn = (2 (x - 1) + 1) / W - 1, so the
-  -- centre c = (W + 1) / 2 is xn = 0 and one pixel is 2 / W)
-  local function warped_padded(im, T)
+  -- The augmented image seen from (fx, fy) px off the pixel grid, padded: F.affine (C) with
+  -- the inverse map T in normalised coordinates (see F.affine: pixel x is xn = (2 (x - 1) + 1)
+  -- / W - 1, so the centre c = (W + 1) / 2 is xn = 0 and one pixel is 2 / W). Its pixel p holds
+  -- the augmented image at p + f, so a fractional centre becomes a whole pixel of it.
+  local function warped_padded(im, T, fx, fy)
     local W, H = im.W, im.H
+    local tx, ty = T.tx - fx, T.ty - fy
     local theta = {
-      {T.a, T.b * H / W, -2 * (T.a * T.tx + T.b * T.ty) / W},
-      {T.c * W / H, T.d, -2 * (T.c * T.tx + T.d * T.ty) / H},
+      {T.a, T.b * H / W, -2 * (T.a * tx + T.b * ty) / W},
+      {T.c * W / H, T.d, -2 * (T.c * tx + T.d * ty) / H},
     }
     local warped = core.no_grad(function() return core.F.affine(im.image, theta) end)
     return M.pad(warped, half)
+  end
+
+  -- the patch of the augmented image centred on (x, y), fractional or not
+  local function geometric_patch(im, T, x, y)
+    local rx, ry = math.floor(x + 0.5), math.floor(y + 0.5)
+    return M.crop(warped_padded(im, T, x - rx, y - ry), rx, ry, P, im.H, im.W)
   end
 
   return function(g)
@@ -176,13 +185,12 @@ function M.sampler(images, opts, op)
         local ux, uy = x - T.cx, y - T.cy
         return T.cx + T.m[1] * ux + T.m[2] * uy + T.tx, T.cy + T.m[3] * ux + T.m[4] * uy + T.ty
       end
-      local function body_centre() -- rounded to the augmented image's nearest pixel
+      local function body_centre()
         for _ = 1, 100 do
           local x, y = forward_map(im.body[g:randint(#im.body)])
-          x, y = math.floor(x + 0.5), math.floor(y + 0.5)
           if x >= 1 and x <= im.W and y >= 1 and y <= im.H then return x, y end
         end
-        return (im.W + 1) // 2, (im.H + 1) // 2
+        return (im.W + 1) / 2, (im.H + 1) / 2
       end
       local x0, y0 = body_centre()
       local x1, y1
@@ -192,12 +200,14 @@ function M.sampler(images, opts, op)
       else
         x1, y1 = body_centre()
       end
-      -- integer centres (range keeps x1 integer too): views of the padded (augmented) image
-      x1 = math.max(1, math.min(im.W, x1))
-      y1 = math.max(1, math.min(im.H, y1))
-      local padded = T and warped_padded(im, T) or im.padded
-      p0[b] = M.crop(padded, x0, y0, P, im.H, im.W)
-      p1[b] = M.crop(padded, x1, y1, P, im.H, im.W)
+      if T then -- the centres where the augmentation put them, fractional
+        p0[b], p1[b] = geometric_patch(im, T, x0, y0), geometric_patch(im, T, x1, y1)
+      else -- integer centres: views of the padded image (range keeps x1 integer too)
+        x1 = math.max(1, math.min(im.W, x1))
+        y1 = math.max(1, math.min(im.H, y1))
+        p0[b] = M.crop(im.padded, x0, y0, P, im.H, im.W)
+        p1[b] = M.crop(im.padded, x1, y1, P, im.H, im.W)
+      end
       c0s[b], c1s[b], index[b] = {x0, y0}, {x1, y1}, ii
       off[b] = {(x0 - x1) * im.pixel_mm, (y0 - y1) * im.pixel_mm}
     end
