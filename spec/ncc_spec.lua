@@ -124,6 +124,34 @@ describe("fs.match.best", function()
     assert.is_true(math.abs(x0 - 30) <= 0.5 and math.abs(y0 - 30) <= 0.5)
   end)
 
+  it("with a prior, weighs each position's score by its distance from the centre", function()
+    -- two equal copies of a blob 12 px apart: a flat search takes the first in row-major order,
+    -- a prior centred nearer the second takes the second
+    local img = image(64, 64, function(x, y)
+      return math.exp(-((x - 20) ^ 2 + (y - 30) ^ 2) / 8) + math.exp(-((x - 32) ^ 2 + (y - 30) ^ 2) / 8)
+    end)
+    local t = patch(img, 20, 30, 7)
+    local x = fs.match.best(img, t, {window = 10, centre = {25, 30}})
+    assert.near(20, x, 1e-3)
+    local xp, yp, sp = fs.match.best(img, t, {window = 10, centre = {27, 30}, prior = 8})
+    assert.near(32, xp, 0.3) -- the parabola through penalised scores leans towards the centre
+    assert.is_true(xp <= 32)
+    assert.near(30, yp, 1e-3)
+    assert.near(1 - 25 / 128, sp, 1e-5) -- NCC 1 at x = 32 minus 5^2 / (2 * 8^2)
+    -- a strong prior keeps the match near the centre even off a copy; prior 0 is no prior
+    local xs = fs.match.best(img, t, {window = 10, centre = {26, 30}, prior = 0.5})
+    assert.is_true(math.abs(xs - 26) <= 1.5, "x " .. xs)
+    local a, b, c = fs.match.best(img, t, {window = 10, centre = {25, 30}, prior = 0})
+    local a2, b2, c2 = fs.match.best(img, t, {window = 10, centre = {25, 30}})
+    assert.same({a2, b2, c2}, {a, b, c})
+    assert.has_error(function() fs.match.best(img, t, {prior = 2}) end,
+      "match.best: a prior needs a window and its centre")
+    assert.has_error(function() fs.match.best(img, t, {window = 2, centre = {25, 30}, prior = -1}) end,
+      "match.best: prior must be a finite number of pixels >= 0, got -1")
+    assert.has_error(function() fs.match.best(img, t, {window = 2, centre = {25, 30}, prior = "x"}) end,
+      "match.best: prior must be a number of pixels")
+  end)
+
   it("is deterministic", function()
     local img = fs.randn(64, 64, {generator = fs.generator(9)})
     local t = fs.randn(21, 21, {generator = fs.generator(10)})

@@ -305,6 +305,25 @@ describe("fs.prnet.train, localize and evaluate", function()
     assert.are.equal(r.methods.prnet.pooled.mean, only.methods.prnet.pooled.mean)
   end)
 
+  it("refines by NCC, with a prior that holds an estimate in place as it tightens", function()
+    -- refine alone starts from the support's coordinates, (3, -2) px from the truth: a flat
+    -- search (or a weak prior) finds the shifted copy, a tight prior stays at the start
+    local q = item(3, -2)
+    local function err(opts)
+      local r = fs.prnet.localize{support = {item(0, 0)}, query = q, refine = opts}
+      local sum = 0
+      for name, p in pairs(r.landmarks) do
+        sum = sum + math.sqrt((p.x - q.landmarks[name].x) ^ 2 + (p.y - q.landmarks[name].y) ^ 2)
+      end
+      return sum / 3
+    end
+    assert.is_true(err{window = 4, patch = 9} < 0.3)
+    assert.is_true(err{window = 4, patch = 9, prior = 50} < 0.3)
+    assert.near(math.sqrt(13), err{window = 4, patch = 9, prior = 0.2}, 0.3)
+    assert.has_error(function() fs.prnet.localize{support = {item(0, 0)}, query = q,
+      refine = {window = 4, prior = -1}} end, "prnet.localize: option 'refine.prior' must be >= 0, got -1")
+  end)
+
   it("rejects bad options", function()
     local s = {item(0, 0)}
     local bad = item(0, 0)

@@ -2,9 +2,10 @@
  *
  *   fs.match.ncc(image, template) -> (H, W) NCC map; 0 where the template (odd sizes, centred
  *     on the pixel) does not fit inside the image, and for constant windows or templates.
- *   fs.match.best(image, template, {window=, centre={x, y}}) -> x, y, score: the best match,
- *     1-based pixel coordinates with a sub-pixel parabolic peak; window (pixels, >= 0) limits
- *     the search to +/- window around centre (1-based); no window: the whole image.
+ *   fs.match.best(image, template, {window=, centre={x, y}, prior=}) -> x, y, score: the best
+ *     match, 1-based pixel coordinates with a sub-pixel parabolic peak; window (pixels, >= 0)
+ *     limits the search to +/- window around centre (1-based); no window: the whole image;
+ *     prior (pixels, with a window) subtracts d^2 / (2 prior^2), d the distance from centre.
  * image: (H, W), template: (h, w) float tensors, any strides.
  */
 #include "lbind.h"
@@ -43,7 +44,7 @@ static int l_best(lua_State *L)
     int o = 3;
     if (!lua_isnoneornil(L, o))
         luaL_checktype(L, o, LUA_TTABLE);
-    fs_lua_check_options(L, o, "match.best", FS_OPTIONS("window", "centre"));
+    fs_lua_check_options(L, o, "match.best", FS_OPTIONS("window", "centre", "prior"));
     int window = -1;
     double cx = 0, cy = 0;
     if (!lua_isnoneornil(L, o) && (lua_getfield(L, o, "window"), !lua_isnil(L, -1))) {
@@ -64,9 +65,16 @@ static int l_best(lua_State *L)
         cy = lua_tonumber(L, -1) - 1;
         lua_pop(L, 3);
     }
+    double prior = 0;
+    if (!lua_isnoneornil(L, o) && (lua_getfield(L, o, "prior"), !lua_isnil(L, -1))) {
+        if (!lua_isnumber(L, -1))
+            return luaL_error(L, "match.best: prior must be a number of pixels");
+        prior = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
     fs_match_result r;
     if (fs_match_best(fs_data(img), (int)img->size[0], (int)img->size[1], fs_data(tpl),
-                      (int)tpl->size[0], (int)tpl->size[1], window, cx, cy, &r))
+                      (int)tpl->size[0], (int)tpl->size[1], window, cx, cy, prior, &r))
         return fs_lua_error(L);
     lua_pushnumber(L, r.x + 1);
     lua_pushnumber(L, r.y + 1);

@@ -30,8 +30,11 @@ typedef struct fs_match_result {
  * first position in row-major order. Sub-pixel: a parabola through the peak and its two
  * neighbours in x, and in y, when both neighbours are valid positions (the offset is bounded
  * to +/- 0.5 pixel); otherwise that coordinate stays integer, as does a perfect match (score
- * >= 1 - 1e-6: the template is the window, so a shifted copy is found at the exact shift). */
+ * >= 1 - 1e-6: the template is the window, so a shifted copy is found at the exact shift).
+ * prior > 0 (pixels, needs a window): each position's score is its NCC minus
+ * d^2 / (2 prior^2), d its distance from (cx, cy) unrounded, a Gaussian prior on where the match
+ * lies; the peak, its sub-pixel parabola and r->score are then of that penalised score. */
 int fs_match_best(const float *image, int H, int W, const float *tpl, int h, int w,
-                  int window, double cx, double cy, fs_match_result *r);
+                  int window, double cx, double cy, double prior, fs_match_result *r);
 
 #endif

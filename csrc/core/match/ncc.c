@@ -98,11 +98,25 @@ static double parabola(double l, double c, double r)
     return d > 0.5 ? 0.5 : d < -0.5 ? -0.5 : d;
 }
 
+/* NCC at (y, x) minus the prior's penalty (none when prior <= 0). */
+static double scored(const float *image, int W, const double *tc, double tss, int h, int w,
+                     int y, int x, double cx, double cy, double prior)
+{
+    double v = ncc_at(image, W, tc, tss, h, w, y, x);
+    if (prior > 0)
+        v -= ((x - cx) * (x - cx) + (y - cy) * (y - cy)) / (2 * prior * prior);
+    return v;
+}
+
 int fs_match_best(const float *image, int H, int W, const float *tpl, int h, int w,
-                  int window, double cx, double cy, fs_match_result *r)
+                  int window, double cx, double cy, double prior, fs_match_result *r)
 {
     if (check_sizes("match.best", H, W, h, w))
         return -1;
+    if (prior > 0 && window < 0)
+        return fs_set_error("match.best: a prior needs a window and its centre");
+    if (!(prior >= 0) || !isfinite(prior))
+        return fs_set_error("match.best: prior must be a finite number of pixels >= 0, got %g", prior);
     int ylo = h / 2, yhi = H - h / 2 - 1, xlo = w / 2, xhi = W - w / 2 - 1; /* valid: [lo, hi] */
     int sy0 = ylo, sy1 = yhi, sx0 = xlo, sx1 = xhi;
     if (window >= 0) {
@@ -130,7 +144,7 @@ int fs_match_best(const float *image, int H, int W, const float *tpl, int h, int
 #pragma omp parallel for schedule(static) if((double)ny * nx * h * w > 1e5)
     for (int y = sy0; y <= sy1; y++)
         for (int x = sx0; x <= sx1; x++)
-            sc[(size_t)(y - sy0) * nx + (x - sx0)] = ncc_at(image, W, tc, tss, h, w, y, x);
+            sc[(size_t)(y - sy0) * nx + (x - sx0)] = scored(image, W, tc, tss, h, w, y, x, cx, cy, prior);
     int by = sy0, bx = sx0;
     double best = sc[0];
     for (int y = sy0; y <= sy1; y++)
@@ -146,13 +160,13 @@ int fs_match_best(const float *image, int H, int W, const float *tpl, int h, int
      * perfect match (score >= 1 - 1e-6) keeps its integer position, which the parabola would
      * bias by the asymmetry of its neighbours */
     double fx = 0, fy = 0;
-    int perfect = best >= 1 - 1e-6; /* the window is the template: the offset is 0 */
+    int perfect = prior <= 0 && best >= 1 - 1e-6; /* the window is the template: offset 0 */
     if (!perfect && bx - 1 >= xlo && bx + 1 <= xhi)
-        fx = parabola(ncc_at(image, W, tc, tss, h, w, by, bx - 1), best,
-                      ncc_at(image, W, tc, tss, h, w, by, bx + 1));
+        fx = parabola(scored(image, W, tc, tss, h, w, by, bx - 1, cx, cy, prior), best,
+                      scored(image, W, tc, tss, h, w, by, bx + 1, cx, cy, prior));
     if (!perfect && by - 1 >= ylo && by + 1 <= yhi)
-        fy = parabola(ncc_at(image, W, tc, tss, h, w, by - 1, bx), best,
-                      ncc_at(image, W, tc, tss, h, w, by + 1, bx));
+        fy = parabola(scored(image, W, tc, tss, h, w, by - 1, bx, cx, cy, prior), best,
+                      scored(image, W, tc, tss, h, w, by + 1, bx, cx, cy, prior));
     fs_free(tc);
     fs_free(sc);
     r->ix = bx;

@@ -6,8 +6,10 @@
 --
 -- Methods in the result: `prnet` (coarse + one fine step: PRNet alone), `prnet/coarse`,
 -- `prnet+ncc` (the combined method: PRNet's coarse estimate, then NCC of a 15 x 15 support
--- template within +/- 3 px of it), and the baselines identity, ncc, ncc_window (21 x 21
--- template, +/- 5 px). The settings are those the README's ablation chose.
+-- template within +/- 5 px of it, each position's score less d^2 / (2 * 6^2), d its distance
+-- in px from the estimate), and the baselines identity, ncc, ncc_window (21 x 21 template,
+-- +/- 5 px). The settings are those the README's ablation chose, the prior's on a validation
+-- cohort (seed 3) that neither training nor the reported test patients (seed 2) belong to.
 -- @module fewshot.prnet.experiment
 local core = require "fewshot.core"
 local args = require "fewshot.args"
@@ -19,7 +21,7 @@ local M = {}
 M.DEFAULT = {cohort = "realistic", train_n = 12, test_n = 40, steps = 500, fine_steps = 300,
              base = 8, batch = 32, r = 320, fine_r = 48, fine_range = 4, samples = 50, seed = 1,
              augment = {rotate = 15, zoom = 0.1, translate = 4, intensity = 0.2, boxes = 1},
-             refine = {window = 3, patch = 15}}
+             refine = {window = 5, patch = 15, prior = 6}}
 M.QUICK = {train_n = 4, test_n = 4, steps = 20, fine_steps = 10, samples = 8}
 
 local KEYS = {"quick", "cohort", "train_n", "test_n", "steps", "fine_steps", "base", "batch", "seed",

@@ -11,9 +11,12 @@
 --    once. Without a coarse model (nil or false) the start is the support's coordinates (their mean).
 -- 2. fine (when `fine` is given): the query is re-cropped at the estimate (rounded to a pixel)
 --    and moved by fine_r * tanh(z_s' - z_q') with the fine model, `fine_steps` times.
--- 3. refine (when `refine = {window=, patch=}` is given): normalised cross-correlation of the
---    support's template (patch x patch around its landmark, as fs.prnet.baselines cuts it)
---    searched within +/- window px of the estimate (fs.match.best); with several supports the
+-- 3. refine (when `refine = {window=, patch=, prior=}` is given): normalised cross-correlation
+--    of the support's template (patch x patch around its landmark, as fs.prnet.baselines cuts
+--    it) searched within +/- window px of the estimate (fs.match.best); `prior` (px) subtracts
+--    d^2 / (2 prior^2) from each position's NCC, d its distance from the estimate, so that a
+--    template that matches almost as well all along an edge (the liver dome) stays near PRNet's
+--    estimate while a distinctive one goes to its peak; with several supports the
 --    best-scoring match wins. A combined method: PRNet's estimate seeds template matching.
 -- Images are divided by their maximum first (fewshot.prnet.pairs conventions). The patch side
 -- is read from each model's weights; the latent must be 2-D (x, y).
@@ -97,9 +100,10 @@ function M.localizer(opts, op)
   local refine
   if opts.refine ~= nil then
     if type(opts.refine) ~= "table" then error(op .. ": option 'refine' must be {window=, patch=}", 3) end
-    args.options(op .. ": refine", opts.refine, {"window", "patch"})
+    args.options(op .. ": refine", opts.refine, {"window", "patch", "prior"})
     refine = {window = args.integer(op, "refine.window", opts.refine.window or 3, 0),
-              patch = args.integer(op, "refine.patch", opts.refine.patch or 21, 1)}
+              patch = args.integer(op, "refine.patch", opts.refine.patch or 21, 1),
+              prior = opts.refine.prior and args.number(op, "refine.prior", opts.refine.prior, 0)}
     if refine.patch % 2 == 0 then
       error(("%s: option 'refine.patch' must be odd, got %d"):format(op, refine.patch), 3)
     end
@@ -276,9 +280,12 @@ function M.localizer(opts, op)
       for _, name in ipairs(names) do
         local bx, by, best = nil, nil, -math.huge
         for _, t in ipairs(templates[name]) do
-          local cx = math.max(h + 1, math.min(W - h, math.floor(est[name][1] - t.dx + 0.5)))
-          local cy = math.max(h + 1, math.min(H - h, math.floor(est[name][2] - t.dy + 0.5)))
-          local x, y, score = core.match.best(img, t.t, {window = refine.window, centre = {cx, cy}})
+          -- where the template's centre goes if the estimate is right (match.best rounds it
+          -- for the window; the prior is measured from it as it is)
+          local cx = math.max(h + 1, math.min(W - h, est[name][1] - t.dx))
+          local cy = math.max(h + 1, math.min(H - h, est[name][2] - t.dy))
+          local x, y, score = core.match.best(img, t.t, {window = refine.window, centre = {cx, cy},
+                                                          prior = refine.prior})
           if score > best then bx, by, best = x + t.dx, y + t.dy, score end
         end
         est[name] = {bx, by}
@@ -299,7 +306,7 @@ end
 --   mm), `fine` (a PRNet module trained with fine_range), `fine_r` (mm), `support` (list of
 --   `{image=, landmarks=, pixel_mm=}`, landmarks in 1-based pixels), `query` (an item or an
 --   (H, W) tensor), `samples=15` (coarse query patches), `seed=0` (or `generator=`),
---   `average="predictions"`|`"latents"`, `fine_steps=1`, `refine=nil` (`{window=3, patch=21}`),
+--   `average="predictions"`|`"latents"`, `fine_steps=1`, `refine=nil` (`{window=3, patch=21, prior=nil}`),
 --   `landmarks` (names; default: all of support[1]'s), `body_threshold=0.05`, `pixel_mm`
 --   (for a tensor query; default the support's)
 -- @treturn table `{landmarks = {[name] = {x=, y=, x_mm=, y_mm=}}, stages = {coarse=, fine=,
