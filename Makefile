@@ -269,6 +269,9 @@ tsan: deps
 	  OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/examples/embed/tsan.supp" \
 	    ./build-tsan/embed-host --root build-tsan/root --states $$n examples/embed/train.lua 5 || exit 1; \
 	done
+	@echo "make tsan: 4 states, DICOM decoding (forks) beside convolutions"
+	@OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/examples/embed/tsan.supp" \
+	  ./build-tsan/embed-host --root build-tsan/root --states 4 spec/fixtures/embed_dicom.lua
 
 # ---- fuzzing: libFuzzer harnesses for the readers (fuzz/; needs clang, nothing above does) ----
 # make fuzz        builds build-fuzz/fuzz_<reader> (fuzz/fuzz_<reader>.c linked with the core
