@@ -264,7 +264,7 @@ local LOC_METHODS = {
   {"ncc_window", "NCC within a window around the support's position"},
   {"prnet/coarse", "PRNet coarse"},
   {"prnet", "PRNet coarse + fine"},
-  {"prnet+ncc", "PRNet coarse, then windowed NCC around its estimate"},
+  {"prnet+ncc", "PRNet coarse, then NCC within +/- 5 px of its estimate, with a 6 px prior"},
 }
 
 local function localisation_report(r, loc, fig)
