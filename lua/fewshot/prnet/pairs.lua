@@ -96,7 +96,6 @@ local function values(t)
   return v
 end
 
-
 --- A sampler: function(generator) -> batch, drawing `batch` pairs each call.
 -- @tparam table images items (`image`, `pixel_mm`) or (H, W) tensors
 -- @tparam table opts `patch` (even, required), `batch=32`, `fine_range=nil` (px: the second
