@@ -621,7 +621,9 @@ describe("pooling", function()
     local nan = 0 / 0
     local opts = {{kernel = 3, stride = 2, padding = 1}, {kernel = 2}, {kernel = {2, 3}},
       {kernel = 3, stride = 2, ceil_mode = true},
-      {kernel = {3, 1}, stride = {1, 2}, padding = {1, 0}}}
+      {kernel = {3, 1}, stride = {1, 2}, padding = {1, 0}},
+      {kernel = {1, 3}, stride = {2, 3}, padding = {0, 1}, ceil_mode = true}}
+    -- without gradients the row-then-column form (pool.c's max_plane_rows) runs these
     for i, o in ipairs(opts) do
       local x = randn({2, 3, 7, 9}, 70 + i)
       local t = x:totable() -- a NaN and a -inf in the first plane
