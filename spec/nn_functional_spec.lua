@@ -341,6 +341,107 @@ describe("conv2d", function()
       end
     end
   end)
+
+  -- y (N, O, OH, OW) by the definition, in double: x (N, C, H, W), w (O, C, kh, kw), b (O) or nil
+  local function naive_conv2d(x, w, b, stride, pad)
+    local N, C, H, W = x:size(1), x:size(2), x:size(3), x:size(4)
+    local O, kh, kw = w:size(1), w:size(3), w:size(4)
+    local OH, OW = (H + 2 * pad[1] - kh) // stride[1] + 1, (W + 2 * pad[2] - kw) // stride[2] + 1
+    local xv, wv = x:contiguous():view(-1):totable(), w:contiguous():view(-1):totable()
+    local bv = b and b:totable()
+    local out = {}
+    for n = 0, N - 1 do
+      for o = 0, O - 1 do
+        for oy = 0, OH - 1 do
+          for ox = 0, OW - 1 do
+            local acc = bv and bv[o + 1] or 0
+            for c = 0, C - 1 do
+              for ky = 0, kh - 1 do
+                local iy = oy * stride[1] + ky - pad[1]
+                if iy >= 0 and iy < H then
+                  for kx = 0, kw - 1 do
+                    local ix = ox * stride[2] + kx - pad[2]
+                    if ix >= 0 and ix < W then
+                      acc = acc + wv[((o * C + c) * kh + ky) * kw + kx + 1] *
+                                  xv[((n * C + c) * H + iy) * W + ix + 1]
+                    end
+                  end
+                end
+              end
+            end
+            out[#out + 1] = acc
+          end
+        end
+      end
+    end
+    return fs.tensor(out):view({N, O, OH, OW})
+  end
+
+  it("tiny output images (conv_small.c: vectors along the batch, each pixel's taps inside the image) match the definition", function()
+    -- x shape, w shape, stride, padding: 2x2 outputs (odd channel counts, a partial block of
+    -- output channels), stride 2, 1x1 outputs (only the centre tap, or 2x2 of the 3x3 taps,
+    -- see the image), a 1x1 stride-2 downsample, batch 1 (the other path), 8 images (half a
+    -- vector), a 3x2 output of a 3x3 kernel with rectangular padding over 40 images (3
+    -- vectors), 64 images (4 vectors: 2 calls of 2), and pixels that see only padding
+    local cases = {
+      {{27, 5, 2, 2}, {11, 5, 3, 3}, {1, 1}, {1, 1}},
+      {{27, 7, 4, 4}, {9, 7, 3, 3}, {2, 2}, {1, 1}},
+      {{27, 6, 1, 1}, {13, 6, 3, 3}, {1, 1}, {1, 1}},
+      {{27, 5, 2, 2}, {10, 5, 3, 3}, {2, 2}, {1, 1}},
+      {{27, 6, 4, 4}, {12, 6, 1, 1}, {2, 2}, {0, 0}},
+      {{1, 5, 2, 2}, {11, 5, 3, 3}, {1, 1}, {1, 1}},
+      {{8, 3, 3, 3}, {5, 3, 2, 2}, {1, 1}, {0, 0}},
+      {{40, 3, 3, 5}, {9, 3, 3, 3}, {1, 2}, {1, 0}},
+      {{64, 4, 2, 2}, {8, 4, 3, 3}, {1, 1}, {1, 1}},
+      {{9, 2, 1, 1}, {3, 2, 1, 1}, {1, 1}, {1, 1}},
+    }
+    for _, t in ipairs({1, 2}) do
+      with_threads(t, function()
+        for i, cs in ipairs(cases) do
+          local x = fs.randn(cs[1], {generator = fs.generator(70 + i)})
+          local w = fs.randn(cs[2], {generator = fs.generator(80 + i)}) * 0.3
+          local b = i % 2 == 1 and fs.randn({cs[2][1]}, {generator = fs.generator(90 + i)}) or nil
+          local y = F.conv2d(x, w, b, {stride = cs[3], padding = cs[4]})
+          local ref = naive_conv2d(x, w, b, cs[3], cs[4])
+          assert.same(ref:shape(), y:shape())
+          assert.tensor_near(y, ref, 1e-5)
+        end
+      end)
+    end
+    -- pixels whose every tap is padding hold the bias alone
+    local y = F.conv2d(fs.ones({9, 2, 1, 1}), fs.ones({3, 2, 1, 1}), fs.tensor({1, 2, 3}),
+                       {padding = 1})
+    assert.same({1, 2, 3}, y:select(1, 9):select(2, 1):select(2, 1):totable())
+    assert.same({3, 4, 5}, y:select(1, 9):select(2, 2):select(2, 2):totable())
+  end)
+
+  it("tiny output images over a batch larger than one buffer of gathered taps (chunks of images) equal the images one at a time", function()
+    -- 240 images x 4 pixels x 4608 taps: X holds 224 images at a time (2^22 floats)
+    local x = fs.randn({240, 512, 4, 4}, {generator = fs.generator(101)})
+    local w = fs.randn({9, 512, 3, 3}, {generator = fs.generator(102)}) * 0.05
+    local b = fs.randn({9}, {generator = fs.generator(103)})
+    for _, t in ipairs({1, 2}) do
+      with_threads(t, function()
+        local y = F.conv2d(x, w, b)
+        assert.same({240, 9, 2, 2}, y:shape())
+        for _, i in ipairs({1, 2, 224, 225, 240}) do -- one image: the direct kernel
+          assert.tensor_near(y:narrow(1, i, 1), F.conv2d(x:narrow(1, i, 1), w, b), 1e-5)
+        end
+      end)
+    end
+  end)
+
+  it("fused eval conv+BN+ReLU on tiny output images (ResNet-18 at 32x32, 27 images) equals the separate ops", function()
+    local m = fs.nn.resnet18{in_channels = 1, seed = 3}
+    local x = fs.rand({27, 1, 32, 32}, {generator = fs.generator(104)})
+    m:train()
+    fs.no_grad(function() m(x) end) -- running statistics away from (0, 1)
+    m:eval()
+    local fused = fs.no_grad(function() return m(x) end)
+    local plain = m(x)
+    assert.is_true(plain:requires_grad())
+    assert.tensor_near(fused, plain, 1e-5)
+  end)
 end)
 
 describe("conv_transpose2d", function()
@@ -520,7 +621,9 @@ describe("pooling", function()
     local nan = 0 / 0
     local opts = {{kernel = 3, stride = 2, padding = 1}, {kernel = 2}, {kernel = {2, 3}},
       {kernel = 3, stride = 2, ceil_mode = true},
-      {kernel = {3, 1}, stride = {1, 2}, padding = {1, 0}}}
+      {kernel = {3, 1}, stride = {1, 2}, padding = {1, 0}},
+      {kernel = {1, 3}, stride = {2, 3}, padding = {0, 1}, ceil_mode = true}}
+    -- without gradients the row-then-column form (pool.c's max_plane_rows) runs these
     for i, o in ipairs(opts) do
       local x = randn({2, 3, 7, 9}, 70 + i)
       local t = x:totable() -- a NaN and a -inf in the first plane

@@ -22,6 +22,9 @@
  * stride, the stride-1 data-gradient, and the weight-gradient over enough pixels, without
  * im2col. Weight-heavy shapes (more output channels than output pixels in the batch) split
  * the weights over the threads instead of the images (conv_forward_orows, krows).
+ * The forward of output images smaller than a vector over a batch (ResNet-18's layer3 and
+ * layer4 at 32x32 inputs: 2x2, 1x1) goes to conv_small.c: vectors along the images, each output
+ * pixel multiplied over only its taps inside the image, weights read in place.
  *
  * conv_transpose2d(x, w) is the data-gradient of conv2d: its forward is conv2d's backward-data
  * on the "conv" shape whose input is the transposed output, and its backward is conv2d's
@@ -38,6 +41,7 @@
 #include <string.h>
 
 #include "nn/conv_direct.h"
+#include "nn/conv_small.h"
 #include "nn/nn_internal.h"
 
 /* Threads: one pool (OpenMP) for the whole kernel; OpenBLAS runs single-threaded inside
@@ -770,6 +774,8 @@ static int conv_forward(float *y, const float *x, const float *w, const float *b
         return 0;
     if (fs_conv_direct_forward_ok(s))
         return fs_conv_direct_forward(y, x, w, b, ep, s);
+    if (fs_conv_small_forward_ok(s))
+        return fs_conv_small_forward(y, x, w, b, ep, s);
     if (!use_direct(s) && use_orows(s))
         return conv_forward_orows(y, x, w, b, ep, s);
     if (!use_direct(s) && use_thread_images(s, false))

@@ -181,6 +181,49 @@ static void max_plane_2x2(float *restrict y, int32_t *restrict at, const float *
     }
 }
 
+/* Planes with W + kw + sw at most this take max_plane_rows when no argmax is kept. */
+#define ROWS_MAX 512
+
+/* One plane without argmax (no gradient wanted): per output row, the column-wise max of its
+ * window's rows over the whole width into vm (padded with -inf on both sides so that every
+ * window is whole), then each output the max of its window's columns of vm; both loops run
+ * along the row and vectorise. Same values as the general loop's (max is order-free, a NaN in
+ * the window gives a NaN); the argmax's tie order would differ, hence only without one. */
+static void max_plane_rows(float *restrict y, const float *restrict x, const pool_shape *s)
+{
+    float vm[ROWS_MAX];
+    const int64_t H = s->h, W = s->w, pw = s->pw, OW = s->ow, sw = s->sw;
+    const int64_t len = (OW - 1) * sw + s->kw; /* vm[i] is input column i - pw */
+    for (int64_t i = 0; i < len; i++)
+        vm[i] = -INFINITY;
+    for (int64_t oh = 0; oh < s->oh; oh++) {
+        int64_t h0 = oh * s->sh - s->ph, h1 = h0 + s->kh;
+        h0 = h0 < 0 ? 0 : h0;
+        h1 = h1 > H ? H : h1;
+        float *restrict m = vm + pw;
+        const float *row = x + h0 * W;
+        for (int64_t iw = 0; iw < W; iw++)
+            m[iw] = h1 > h0 ? row[iw] : -INFINITY;
+        for (int64_t ih = h0 + 1; ih < h1; ih++) {
+            row = x + ih * W;
+            for (int64_t iw = 0; iw < W; iw++) {
+                float v = row[iw];
+                bool take = (v > m[iw]) | (v != v);
+                m[iw] = take ? v : m[iw];
+            }
+        }
+        float *restrict yr = y + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++)
+            yr[ow] = vm[ow * sw];
+        for (int64_t kj = 1; kj < s->kw; kj++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                float v = vm[ow * sw + kj];
+                bool take = (v > yr[ow]) | (v != v);
+                yr[ow] = take ? v : yr[ow];
+            }
+    }
+}
+
 /* max_row, also keeping in at[ow] where the max came from (base + ow*sw in the plane). A
  * function of its own, this loop vectorises: 27x64x32x32 at 2 threads, 1.73 -> 1.58 ms. */
 static void max_row_at(float *mx, int32_t *at, const float *src, int64_t lo, int64_t hi,
@@ -227,6 +270,10 @@ fs_tensor *fs_max_pool2d(fs_tensor *x, const fs_pool2d_args *a)
         const float *xp = xd + p * HW;
         if (two_by_two) {
             max_plane_2x2(yd + p * OP, am ? am + p * OP : NULL, xp, s.w, s.oh, s.ow);
+            continue;
+        }
+        if (!am && s.w + s.kw + s.sw <= ROWS_MAX && s.oh > 0 && s.ow > 0) {
+            max_plane_rows(yd + p * OP, xp, &s);
             continue;
         }
         for (int64_t oh = 0; oh < s.oh; oh++) {
