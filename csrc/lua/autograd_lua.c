@@ -91,11 +91,14 @@ static int l_get_num_threads(lua_State *L)
     return 1;
 }
 
-/* fs.memory() -> {live_bytes=, total_bytes=, cached_bytes=}: tensor storage now alive, ever
- * allocated, and freed blocks kept mapped for reuse (blockcache.c). */
+/* fs.memory() -> {live_bytes=, total_bytes=, cached_bytes=, mapped_bytes=}: tensor storage
+ * now alive, ever allocated, freed blocks kept mapped for reuse, and the large blocks' mapped
+ * total (those alive + those cached, blockcache.c). */
 static int l_memory(lua_State *L)
 {
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)fs_block_mapped_bytes());
+    lua_setfield(L, -2, "mapped_bytes");
     lua_pushinteger(L, (lua_Integer)fs_block_cached_bytes());
     lua_setfield(L, -2, "cached_bytes");
     lua_pushinteger(L, fs_bytes_live());

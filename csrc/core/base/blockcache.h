@@ -11,6 +11,7 @@ void *fs_block_get(size_t cap);          /* cap: a multiple of the page size; NU
 void fs_block_put(void *p, size_t cap);  /* back to the cache (or to the system when full) */
 void fs_block_cache_trim(size_t keep);   /* returns cached blocks beyond `keep` bytes */
 size_t fs_block_cached_bytes(void);
+size_t fs_block_mapped_bytes(void);  /* handed out + cached: what the cache holds mapped */
 void fs_block_cache_expect(size_t bytes); /* the cache may hold this much (when > 256 MB) */
 
 #endif
