@@ -59,7 +59,7 @@ describe("examples/demo.lua --quick", function()
       assert.truthy(text:find("Leave-one-patient-out", 1, true))
       assert.truthy(text:find("perfusion defects", 1, true))
       assert.truthy(text:find("Landmark localisation (PRNet-2D, one marked support)", 1, true))
-      assert.truthy(text:find("PRNet coarse, then windowed NCC around its estimate", 1, true))
+      assert.truthy(text:find("PRNet coarse, then NCC within +/- 5 px of its estimate, with a 6 px prior", 1, true))
     end
     -- the main table's rows carry numbers: "NN.NN ± N.NN%"
     -- the main table's rows carry numbers: "NN.NN ± N.NN%", then the pixel baseline and the
