@@ -163,6 +163,33 @@ describe("backward", function()
       "set: in-place change of a tensor that requires grad (use fs.no_grad or detach)")
   end)
 
+  it("keeps an intermediate result's data only where a backward reads it", function()
+    local x = fs.tensor({1, 2, 3}, {requires_grad = true})
+    local base = fs.memory().live_bytes
+    local big = x:view(3, 1) + fs.zeros(3, 100000) -- 1.2 MB, read by nothing below
+    local s = (big + 1):sum()                      -- add and sum need shapes only
+    big:close()
+    collectgarbage() -- the temporaries Lua held
+    assert.is_true(fs.memory().live_bytes - base < 100000,
+                   "held " .. (fs.memory().live_bytes - base))
+    s:backward()
+    assert.tensor_near(x.grad, fs.tensor({100000, 100000, 100000}), 0)
+  end)
+
+  it("mul and matmul keep the values they read after Lua drops their inputs", function()
+    local x = fs.tensor({{1, 2}, {3, 4}}, {requires_grad = true})
+    local a = x * 2
+    local p = a * a      -- d/dx sum(4 x^2) = 8 x
+    local q = a:matmul(a) -- d/dx sum((2x)(2x)) = 4 (1 1^T x^T + x^T 1 1^T)
+    a:close()
+    collectgarbage()
+    local loss = p:sum() + q:sum()
+    loss:backward()
+    local xt = fs.tensor({{1, 3}, {2, 4}})
+    local ones = fs.ones(2, 2)
+    assert.tensor_near(x.grad, x:detach() * 8 + (ones:matmul(xt) + xt:matmul(ones)) * 4, 1e-5)
+  end)
+
   it("handles a long chain without recursion limits", function()
     local x = fs.tensor({1}, {requires_grad = true})
     local y = x

@@ -48,8 +48,25 @@ fs_node *fs_node_new(const char *name, fs_backward_fn fn, int ninputs, fs_tensor
     n->name = name;
     n->backward = fn;
     n->ninputs = ninputs;
-    for (int i = 0; i < ninputs; i++)
-        n->inputs[i] = fs_tensor_retain(inputs[i]);
+    for (int i = 0; i < ninputs; i++) {
+        fs_tensor *in = inputs[i];
+        if (!in || (in->requires_grad && !in->grad_fn)) { /* a leaf, for its .grad */
+            n->inputs[i] = fs_tensor_retain(in);
+            continue;
+        }
+        /* An intermediate result (the edge to its producer) or a constant: without data. */
+        fs_tensor *edge = fs_tensor_shape_only(in);
+        if (!edge) {
+            fs_set_error("%s: out of memory recording the graph", name);
+            fs_node_release(n);
+            return NULL;
+        }
+        edge->requires_grad = in->requires_grad;
+        edge->grad_fn = in->grad_fn;
+        if (in->grad_fn)
+            in->grad_fn->refcount++;
+        n->inputs[i] = edge;
+    }
     return n;
 }
 

@@ -21,6 +21,10 @@
  *
  * Saved tensors must never hold the node's own output with its grad_fn (that would be a
  * reference cycle): save fs_tensor_alias(out), which shares storage only.
+ *
+ * A node does not keep its inputs' data: an intermediate result or a constant is kept as a
+ * header (shape and grad_fn, no storage; see fs_node.inputs), so a backward that reads an
+ * input's values must save it (fs_tensor_alias(x)); n->inputs[i] gives shapes only.
  */
 #ifndef FS_AUTOGRAD_H
 #define FS_AUTOGRAD_H
@@ -36,7 +40,12 @@ struct fs_node {
     const char *name;                       /* op name, for errors */
     fs_backward_fn backward;
     int ninputs;
-    fs_tensor **inputs;                     /* ninputs, retained; NULL where no tensor */
+    fs_tensor **inputs;                     /* ninputs; NULL where no tensor. A leaf that
+                                               requires grad is retained itself (for .grad);
+                                               anything else is a header with its shape,
+                                               requires_grad and grad_fn (the edge to its
+                                               producer) but no data, so a graph keeps alive
+                                               only what its nodes saved */
     fs_tensor *saved[FS_NODE_MAX_SAVED];    /* retained; released when the graph is freed */
     void *ctx;                              /* the op's typed context (its parameters and
                                                extra state), freed with free_ctx */

@@ -9,7 +9,11 @@
  *     dx = invstd (dyh - mean(dyh) - xhat mean(dyh xhat)),
  *     dweight[c] = sum over planes of c of sum dy xhat,  dbias[c] = sum dy.
  * fs_instance_norm_relu is relu(instance_norm(x)) as one op: one pass and one tensor less each
- * way; its backward masks dy by (y > 0) on the fly, from the saved output.
+ * way. It keeps no reference to its output: backward recomputes the ReLU's mask from the saved
+ * input with the forward's own float expression, (x - mean) scale + shift > 0 (scale and shift
+ * saved per plane; -std=c11 keeps gcc from contracting it into an fma in one place only), so
+ * where nothing else saves the output (an encoder level whose next op is a max pool) it is
+ * freed after the forward.
  * OpenMP over the planes (backward's parameter sums are reduced per channel afterwards); the
  * per-plane sums in double are vectorised (omp simd: lane-wise partial sums, then added).
  */
@@ -19,14 +23,15 @@
 
 #include "nn/nn_internal.h"
 
-/* saved: x (contiguous), mean (N*C), invstd (N*C), weight (contiguous) or NULL, and the output
- * (an alias) when a ReLU was applied */
+/* saved: x (contiguous), mean (N*C), invstd (N*C), weight (contiguous) or NULL, and when a ReLU
+ * was applied scale and shift (N*C each) of the forward's y = (x - mean) scale + shift */
 static int instance_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_tensor **dinputs)
 {
     const fs_tensor *x = n->saved[0], *wt = n->saved[3];
     const float *mean = fs_data(n->saved[1]), *invstd = fs_data(n->saved[2]);
     const float *xd = fs_data(x), *dy = fs_data(dout), *wd = wt ? fs_data(wt) : NULL;
-    const float *yd = n->saved[4] ? fs_data(n->saved[4]) : NULL;
+    const float *scale = n->saved[4] ? fs_data(n->saved[4]) : NULL;
+    const float *shift = n->saved[4] ? fs_data(n->saved[5]) : NULL;
     const int64_t N = x->size[0], C = x->size[1], P = N * C, S = P ? fs_numel(x) / P : 0;
     bool want_x = fs_node_wants(n, 0), want_w = fs_node_wants(n, 1), want_b = fs_node_wants(n, 2);
     fs_tensor *dx = NULL, *dw = NULL, *db = NULL;
@@ -42,17 +47,18 @@ static int instance_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_ten
     float *dxd = dx ? fs_data(dx) : NULL;
 #pragma omp parallel for schedule(static) if (P * S > FS_PARALLEL_MIN)
     for (int64_t p = 0; p < P; p++) {
-        const float *xp = xd + p * S, *gp = dy + p * S, *yp = yd ? yd + p * S : NULL;
+        const float *xp = xd + p * S, *gp = dy + p * S;
         const float mu = mean[p], is = invstd[p];
+        const float sc = scale ? scale[p] : 0.0f, sh = scale ? shift[p] : 0.0f;
         double sg = 0.0, sgx = 0.0;
-        if (yp) {
+        if (scale) {
 #pragma omp simd reduction(+ : sg, sgx)
             for (int64_t s = 0; s < S; s++) {
                 /* dy where y > 0, else 0, as a bit mask: gcc keeps a select here scalar */
                 float g = gp[s];
                 uint32_t bits;
                 memcpy(&bits, &g, sizeof bits);
-                bits &= 0u - (uint32_t)(yp[s] > 0.0f);
+                bits &= 0u - (uint32_t)((xp[s] - mu) * sc + sh > 0.0f);
                 memcpy(&g, &bits, sizeof g);
                 sg += (double)g;
                 sgx += (double)g * (double)(xp[s] - mu);
@@ -73,9 +79,10 @@ static int instance_norm_backward_node(fs_node *n, const fs_tensor *dout, fs_ten
         const float a = (float)(g * is), mg = (float)(sg / (double)S);
         const float k = (float)(sgx * is / (double)S);
         float *dp = dxd + p * S;
-        if (yp)
+        if (scale)
             for (int64_t s = 0; s < S; s++)
-                dp[s] = a * ((yp[s] > 0.0f ? gp[s] : 0.0f) - mg - (xp[s] - mu) * k);
+                dp[s] = a * (((xp[s] - mu) * sc + sh > 0.0f ? gp[s] : 0.0f) - mg -
+                             (xp[s] - mu) * k);
         else
             for (int64_t s = 0; s < S; s++)
                 dp[s] = a * (gp[s] - mg - (xp[s] - mu) * k);
@@ -123,10 +130,14 @@ static fs_tensor *instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias
     fs_tensor *bc = bias ? fs_nn_contig(bias) : NULL;
     fs_tensor *mean = fs_tensor_new(1, &P), *invstd = fs_tensor_new(1, &P);
     fs_tensor *y = fs_tensor_new(x->ndim, x->size);
-    if (!xc || (weight && !wc) || (bias && !bc) || !mean || !invstd || !y)
+    fs_tensor *scale = relu ? fs_tensor_new(1, &P) : NULL;
+    fs_tensor *shift = relu ? fs_tensor_new(1, &P) : NULL;
+    if (!xc || (weight && !wc) || (bias && !bc) || !mean || !invstd || !y ||
+        (relu && (!scale || !shift)))
         goto fail;
     const float *xd = fs_data(xc), *wd = wc ? fs_data(wc) : NULL, *bd = bc ? fs_data(bc) : NULL;
     float *yd = fs_data(y), *md = fs_data(mean), *id = fs_data(invstd);
+    float *scd = scale ? fs_data(scale) : NULL, *shd = shift ? fs_data(shift) : NULL;
 #pragma omp parallel for schedule(static) if (P * S > FS_PARALLEL_MIN)
     for (int64_t p = 0; p < P; p++) {
         const float *xp = xd + p * S;
@@ -152,15 +163,17 @@ static fs_tensor *instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias
         md[p] = m;
         id[p] = (float)is;
         const int64_t c = p % C;
-        const float scale = (float)(is * (wd ? wd[c] : 1.0)), shift = bd ? bd[c] : 0.0f;
-        if (relu)
+        const float sc = (float)(is * (wd ? wd[c] : 1.0)), sh = bd ? bd[c] : 0.0f;
+        if (relu) {
+            scd[p] = sc;
+            shd[p] = sh;
             for (int64_t s = 0; s < S; s++) {
-                float v = (xp[s] - m) * scale + shift;
+                float v = (xp[s] - m) * sc + sh;
                 yp[s] = v > 0.0f ? v : 0.0f;
             }
-        else
+        } else
             for (int64_t s = 0; s < S; s++)
-                yp[s] = (xp[s] - m) * scale + shift;
+                yp[s] = (xp[s] - m) * sc + sh;
     }
     fs_tensor_release(bc);
     bc = NULL;
@@ -173,18 +186,15 @@ static fs_tensor *instance_norm(fs_tensor *x, fs_tensor *weight, fs_tensor *bias
         n->saved[1] = mean;
         n->saved[2] = invstd;
         n->saved[3] = wc;
-        if (relu && !(n->saved[4] = fs_tensor_alias(y))) {
-            fs_node_release(n);
-            fs_tensor_release(y);
-            return NULL;
-        }
+        n->saved[4] = scale;
+        n->saved[5] = shift;
         fs_node_attach(n, y);
         return y;
     }
-    fs_nn_release_all(4, (fs_tensor *[]){xc, wc, mean, invstd});
+    fs_nn_release_all(6, (fs_tensor *[]){xc, wc, mean, invstd, scale, shift});
     return y;
 fail:
-    fs_nn_release_all(6, (fs_tensor *[]){xc, wc, bc, mean, invstd, y});
+    fs_nn_release_all(8, (fs_tensor *[]){xc, wc, bc, mean, invstd, y, scale, shift});
     return NULL;
 }
 

@@ -172,10 +172,15 @@ static fs_tensor *grad_to(fs_tensor *g, const fs_tensor *like)
 /* The node's context: which op. */
 typedef struct { fs_binary_op op; } binary_ctx;
 
+/* Whether op's backward reads its inputs' values (add and sub need their shapes only). */
+static bool binary_reads_inputs(fs_binary_op op) { return op != FS_ADD && op != FS_SUB; }
+
+/* saved (ops that read their inputs): a, b as given (aliases, with their strides). */
 static int binary_backward(fs_node *n, const fs_tensor *dout_c, fs_tensor **din)
 {
     fs_binary_op op = ((const binary_ctx *)n->ctx)->op;
-    fs_tensor *a = n->inputs[0], *b = n->inputs[1];
+    fs_tensor *a = n->saved[0] ? n->saved[0] : n->inputs[0];
+    fs_tensor *b = n->saved[1] ? n->saved[1] : n->inputs[1];
     fs_tensor *dout = (fs_tensor *)dout_c;
     bool wa = fs_node_wants(n, 0), wb = fs_node_wants(n, 1);
     switch (op) {
@@ -277,6 +282,11 @@ fs_tensor *fs_binary(fs_binary_op op, fs_tensor *a, fs_tensor *b)
         return out;
     binary_ctx c = {op};
     fs_node *n = fs_node_new_ctx(fs_binary_name(op), binary_backward, 2, ins, &c, sizeof c);
+    if (n && binary_reads_inputs(op) &&
+        (!(n->saved[0] = fs_tensor_alias(a)) || !(n->saved[1] = fs_tensor_alias(b)))) {
+        fs_node_release(n);
+        n = NULL;
+    }
     if (!n) {
         fs_tensor_release(out);
         return NULL;

@@ -162,9 +162,10 @@ static fs_tensor *transpose_last(fs_tensor *t)
 }
 
 /* With A=(..,n,k), B=(..,k,m), G=(..,n,m): dA = G B^T, dB = A^T G, summed to each shape. */
+/* saved: a, b (aliases). */
 static int matmul_backward(fs_node *n, const fs_tensor *dout, fs_tensor **din)
 {
-    fs_tensor *a = n->inputs[0], *b = n->inputs[1];
+    fs_tensor *a = n->saved[0], *b = n->saved[1];
     fs_tensor *pa = promote(a, 0), *pb = promote(b, 1);
     /* The output gradient with the promoted dims put back. */
     int64_t gsize[FS_MAX_DIM];
@@ -215,7 +216,16 @@ fs_tensor *fs_matmul(fs_tensor *a, fs_tensor *b)
     if (!out)
         return NULL;
     fs_node *n = fs_node_maybe_new("matmul", matmul_backward, 2, (fs_tensor *[]){a, b});
+    if (n && (!(n->saved[0] = fs_tensor_alias(a)) || !(n->saved[1] = fs_tensor_alias(b)))) {
+        fs_node_release(n);
+        fs_tensor_release(out);
+        return NULL;
+    }
     if (n)
         fs_node_attach(n, out);
+    else if (fs_any_requires_grad(2, (fs_tensor *[]){a, b})) {
+        fs_tensor_release(out);
+        return NULL;
+    }
     return out;
 }

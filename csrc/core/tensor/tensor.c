@@ -282,6 +282,18 @@ fs_tensor *fs_tensor_contiguous_copy(const fs_tensor *t)
     return c;
 }
 
+fs_tensor *fs_tensor_shape_only(const fs_tensor *t)
+{
+    fs_tensor *a = header_new();
+    if (!a)
+        return NULL;
+    a->offset = t->offset;
+    a->ndim = t->ndim;
+    memcpy(a->size, t->size, sizeof a->size);
+    memcpy(a->stride, t->stride, sizeof a->stride);
+    return a;
+}
+
 fs_tensor *fs_tensor_alias(const fs_tensor *t)
 {
     fs_tensor *a = header_new();

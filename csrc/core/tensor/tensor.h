@@ -92,6 +92,9 @@ int fs_tensor_fill_(fs_tensor *t, float value);
 int fs_tensor_add_(fs_tensor *dst, const fs_tensor *src);
 /* A new header on the same storage, no grad_fn, requires_grad false. */
 fs_tensor *fs_tensor_alias(const fs_tensor *t);
+/* A new header with t's shape, strides and offset but no storage (and no grad_fn): the tape's
+ * record of an input whose values it does not keep. Never read its data. */
+fs_tensor *fs_tensor_shape_only(const fs_tensor *t);
 
 /* ---- raw views (no autograd; the differentiable versions are in shape.h) ---- */
 fs_tensor *fs_view_raw(const fs_tensor *t, int ndim, const int64_t *size); /* -1 allowed once */
