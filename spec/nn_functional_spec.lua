@@ -734,6 +734,15 @@ describe("interpolate", function()
     end)
   end
 
+  it("doubles a 1x2 image bilinearly, its edges included, and sends the gradient back", function()
+    local x = fs.tensor({{{{1, 5}}}}, {requires_grad = true})
+    local y = F.interpolate(x, {scale = 2, mode = "bilinear"})
+    assert.same({1, 1, 2, 4}, y:shape())
+    assert.same({{{{1, 2, 4, 5}, {1, 2, 4, 5}}}}, y:totable())
+    y:sum():backward()
+    assert.same({{{{4, 4}}}}, x.grad:totable())
+  end)
+
   it("passes finite differences", function()
     gradcheck_ok(function(x) return F.interpolate(x, {scale = 2, mode = "bilinear"}) end,
       {randn({1, 2, 3, 4}, 61)})

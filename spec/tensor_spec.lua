@@ -315,6 +315,32 @@ describe("cat, stack, index_select", function()
   end)
 end)
 
+describe("copies of views made of whole blocks", function()
+  -- a narrow along dim 2 of (N, C, H, W) is N runs of C'HW floats: copied a run at a time
+  local x = fs.arange(0, 2 * 5 * 4 * 6):view({2, 5, 4, 6})
+  local function at(i, c, h, w) return ((i - 1) * 5 * 4 * 6) + (c - 1) * 24 + (h - 1) * 6 + (w - 1) end
+
+  it("contiguous() of a channel narrow reads each image's run", function()
+    local c = x:narrow(2, 2, 3):contiguous()
+    assert.same({2, 3, 4, 6}, c:shape())
+    assert.equal(at(1, 2, 1, 1), c:get(1, 1, 1, 1))
+    assert.equal(at(2, 4, 4, 6), c:get(2, 3, 4, 6))
+    assert.equal(at(2, 2, 3, 5), c:get(2, 1, 3, 5))
+  end)
+
+  it("cat along channels writes each input into its runs, and add_ into a narrow adds there", function()
+    local a, b = x:narrow(2, 1, 2), x:narrow(2, 3, 3)
+    local y = fs.cat({b, a}, 2)
+    assert.equal(at(2, 3, 2, 2), y:get(2, 1, 2, 2))
+    assert.equal(at(1, 2, 4, 6), y:get(1, 5, 4, 6))
+    local z = fs.zeros({2, 5, 4, 6})
+    fs.no_grad(function() z:narrow(2, 4, 2):copy(x:narrow(2, 1, 2)) end)
+    assert.equal(0, z:get(2, 3, 4, 6))
+    assert.equal(at(2, 2, 1, 3), z:get(2, 5, 1, 3))
+    assert.equal(x:narrow(2, 1, 2):sum():item(), z:sum():item())
+  end)
+end)
+
 describe("every kernel on non-contiguous views", function()
   -- Each op on a transposed / narrowed view must equal the op on its contiguous copy.
   local g = fs.generator(21)

@@ -223,6 +223,35 @@ static int64_t row_offset(const fs_tensor *t, int64_t r)
     return off;
 }
 
+/* Elements of t's largest trailing run of dims laid out as in a contiguous tensor (dims
+ * *first .. ndim-1): a narrow along dim 1 of (N, C, H, W) is N such blocks of C'HW floats. */
+static int64_t contiguous_block(const fs_tensor *t, int *first)
+{
+    int64_t s = 1;
+    int d = t->ndim - 1;
+    for (; d >= 0; d--) {
+        if (t->size[d] != 1 && t->stride[d] != s)
+            break;
+        s *= t->size[d];
+    }
+    *first = d + 1;
+    return s;
+}
+
+/* Offset of block r (row-major over dims 0 .. first-1) of t. */
+static int64_t block_offset(const fs_tensor *t, int first, int64_t r)
+{
+    int64_t off = t->offset;
+    for (int d = first - 1; d >= 0; d--) {
+        off += (r % t->size[d]) * t->stride[d];
+        r /= t->size[d];
+    }
+    return off;
+}
+
+/* Blocks shorter than this go through the per-element loops. */
+#define BLOCK_MIN 16
+
 /* The last two dims hold a transposed matrix (rows R with stride 1, columns C with stride sc):
  * copy it in 32 x 32 tiles so both reads and writes stay in cache. */
 #define TILE 32
@@ -256,9 +285,17 @@ void fs_tensor_read(const fs_tensor *t, float *out)
         memcpy(out, fs_data(t), (size_t)n * sizeof(float));
         return;
     }
-    int nd = t->ndim;
+    int nd = t->ndim, first;
     if (n == 0)
         return;
+    const int64_t blk = contiguous_block(t, &first);
+    if (blk >= BLOCK_MIN) { /* whole blocks (cat's backward narrows): one memcpy each */
+        const float *base = t->storage->data;
+#pragma omp parallel for if (n > FS_PARALLEL_MIN)
+        for (int64_t r = 0; r < n / blk; r++)
+            memcpy(out + r * blk, base + block_offset(t, first, r), (size_t)blk * sizeof(float));
+        return;
+    }
     if (nd >= 2 && t->stride[nd - 2] == 1 && t->stride[nd - 1] != 1 && t->size[nd - 2] > 1) {
         read_transposed(t, out);
         return;
@@ -364,6 +401,29 @@ static int copy_or_add(fs_tensor *dst, const fs_tensor *src, int add, const char
     if (dst->ndim == 0) {
         float v = fs_data(s)[0];
         fs_data(dst)[0] = add ? fs_data(dst)[0] + v : v;
+        fs_tensor_release(s);
+        return 0;
+    }
+    int fd, fsrc;
+    const int64_t bd = contiguous_block(dst, &fd), bs = contiguous_block(s, &fsrc);
+    if (bd >= BLOCK_MIN && bs >= BLOCK_MIN) { /* whole blocks both sides (cat's forward) */
+        const int first = fd > fsrc ? fd : fsrc;
+        int64_t blk = 1;
+        for (int d = first; d < dst->ndim; d++)
+            blk *= dst->size[d];
+        const int64_t nb = blk ? fs_numel(dst) / blk : 0;
+        float *dbase = dst->storage->data;
+        const float *sbase = s->storage->data;
+#pragma omp parallel for schedule(static) if (nb * blk > FS_PARALLEL_MIN)
+        for (int64_t r = 0; r < nb; r++) {
+            float *o = dbase + block_offset(dst, first, r);
+            const float *i = sbase + block_offset(s, first, r);
+            if (add)
+                for (int64_t k = 0; k < blk; k++)
+                    o[k] += i[k];
+            else
+                memmove(o, i, (size_t)blk * sizeof(float));
+        }
         fs_tensor_release(s);
         return 0;
     }
