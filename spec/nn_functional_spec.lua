@@ -101,6 +101,8 @@ describe("conv2d", function()
     conv_direct_small = {padding = 1},
     conv_direct_one = {padding = {2, 1}},
     conv_direct_rect = {padding = {0, 1}},
+    conv_padded_k5 = {padding = {1, 2}}, conv_padded_wide = {padding = {2, 1}},
+    conv_padded_pad0 = {padding = 0}, conv_padded_pad2 = {padding = 2},
   }
   for name, opts in pairs(cases) do
     it("matches PyTorch: " .. name, function()
@@ -245,6 +247,8 @@ describe("conv2d", function()
       conv_direct_dx = {padding = 1}, conv_direct_dx1 = {padding = 1},
       conv_weight_heavy = {padding = 1}, conv_tiny_batch = {padding = 1},
       conv_tiny_packed = {padding = 1},
+      conv_padded_k5 = {padding = {1, 2}}, conv_padded_wide = {padding = {2, 1}},
+      conv_padded_pad0 = {padding = 0}, conv_padded_pad2 = {padding = 2},
     }
     for _, t in ipairs({1, 2}) do
       with_threads(t, function()

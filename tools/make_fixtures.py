@@ -127,6 +127,23 @@ def conv_direct_cases():
         run(name, lambda x, w, b: F.conv2d(x, w, b, **kw), [x, w, b])
 
 
+def conv_padded_cases():
+    """conv_direct.c's padded layout (stride 1, output width a multiple of the vector: one
+    zero-padded plane per channel): a 3x5 kernel, a 5x3 kernel over 32 columns, no padding,
+    and a padding of 2 around a 3x3 kernel. Seeded on its own."""
+    torch.manual_seed(8765)
+    cases = [
+        ("conv_padded_k5", (2, 3, 5, 16), (4, 3, 3, 5), False, dict(padding=(1, 2))),
+        ("conv_padded_wide", (2, 3, 6, 32), (10, 3, 5, 3), True, dict(padding=(2, 1))),
+        ("conv_padded_pad0", (1, 4, 6, 18), (3, 4, 3, 3), True, dict(padding=0)),
+        ("conv_padded_pad2", (2, 2, 4, 14), (5, 2, 3, 3), False, dict(padding=2)),
+    ]
+    for name, xs, ws, bias, kw in cases:
+        x, w = rnd(*xs), rnd(*ws, scale=0.3)
+        b = rnd(ws[0]) if bias else None
+        run(name, lambda x, w, b: F.conv2d(x, w, b, **kw), [x, w, b])
+
+
 def conv_dw_cases():
     """The weight gradient with vectors along the output channels (conv_direct.c), own seed:
     70 output channels (a block of 64 and one of 16, 10 of them padding), 63 taps (a partial
@@ -299,6 +316,7 @@ def main():
     interp_size_cases()
     torch.manual_seed(5678)
     affine_cases()
+    conv_padded_cases()
     print("wrote", len(os.listdir(OUT)), "fixtures to", os.path.normpath(OUT))
 
 

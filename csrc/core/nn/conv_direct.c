@@ -9,7 +9,10 @@
  * floats: x[c, sh*r + ky%sh - ph, sw*ox + kx - pw], zero outside the image. These copies are
  * kw*sh / (kh*kw) of im2col's size, and tap k of a vector of LANES (16 or 8) consecutive
  * output pixels is one contiguous load at off[k] (tap_offsets). The last vector of an image is
- * masked when OH*OW is not a multiple of LANES.
+ * masked when OH*OW is not a multiple of LANES. At stride 1 with OW a multiple of LANES (every
+ * vector in one output row) xs is instead one zero-padded plane per channel (padded()): a kw-th
+ * of the copies (PRNet's 48->16 at 64x64: 2.4 MB an image, more than L2, down to 0.8 MB), the
+ * taps kx apart read by unaligned loads.
  *   - forward: MR output channels x NV <= 3 vectors of accumulators (8 x 3 in 24 zmm, 4 x 3 in
  *     12 ymm); per tap NV loads and MR broadcast FMAs' worth of weights, read in place from
  *     w (O, K) or packed.
@@ -155,8 +158,31 @@ static void kernel_nv(int nv, int64_t K, const int32_t *off, const weights *wt, 
 /* Rows of one plane of xs: output rows plus the taps below them. */
 static int64_t hp_of(const dshape *d) { return d->oh + (d->kh - 1) / d->sh; }
 
-/* Floats of the shifted copies of one image: a plane per (c, kx, row phase). */
-static int64_t xs_floats(const dshape *d) { return d->c * d->kw * d->sh * hp_of(d) * d->ow; }
+/* The padded layout: at stride 1, when every vector of output pixels lies in one output row
+ * (OW a multiple of LANES), xs is one zero-padded plane per channel, (Hp, Wp = OW + kw - 1),
+ * and tap (c, ky, kx) of output (oy, ox) is at (c, oy + ky, ox + kx): unaligned loads replace
+ * the kw shifted planes, a kw-th of the copies to make and to read through the caches. */
+static bool padded(const dshape *d)
+{
+    return d->sh == 1 && d->sw == 1 && d->kw > 1 && d->ow % LANES == 0;
+}
+
+/* Columns of a padded plane. */
+static int64_t wp_of(const dshape *d) { return d->ow + d->kw - 1; }
+
+/* Where output pixel q's taps start in an image's xs, from its tap-0 position. */
+static inline int64_t pixel_pos(const dshape *d, int64_t q)
+{
+    return padded(d) ? q / d->ow * wp_of(d) + q % d->ow : q;
+}
+
+/* Floats of the shifted copies of one image: a plane per (c, kx, row phase), or padded. */
+static int64_t xs_floats(const dshape *d)
+{
+    if (padded(d))
+        return d->c * hp_of(d) * wp_of(d);
+    return d->c * d->kw * d->sh * hp_of(d) * d->ow;
+}
 
 /* Images per group: small images go three at a time, so that their vectors fill kernel calls
  * of NVMAX = 3 (4 vectors alone would be two calls of 2). */
@@ -173,8 +199,33 @@ static int64_t group_images(const dshape *d)
  * the same for every row. Masked loads never touch the lanes outside, so a row's source may
  * start before the row (a negative column shift). Stride 2 takes the even lanes of two loads,
  * each masked to the source columns between the first and the last one read. */
+/* The padded layout's planes of channels c0..c1-1: row r, column j of plane c holds
+ * x[c, r - ph, j - pw], zero outside the image. */
+static void padded_copies(float *xs, const float *x, const dshape *d, int64_t c0, int64_t c1)
+{
+    const int64_t Hp = hp_of(d), Wp = wp_of(d), H = d->h, W = d->w, ph = d->ph, pw = d->pw;
+    /* columns j0..j1-1 of a row come from the image: input columns j0-pw .. j1-1-pw */
+    const int64_t j0 = pw, j1 = pw + W < Wp ? pw + W : Wp;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t r = 0; r < Hp; r++) {
+            float *row = xs + ((c - c0) * Hp + r) * Wp;
+            const int64_t iy = r - ph;
+            if (iy < 0 || iy >= H || j1 <= j0) {
+                memset(row, 0, (size_t)Wp * sizeof(float));
+                continue;
+            }
+            memset(row, 0, (size_t)j0 * sizeof(float));
+            memcpy(row + j0, x + (c * H + iy) * W, (size_t)(j1 - j0) * sizeof(float));
+            memset(row + j1, 0, (size_t)(Wp - j1) * sizeof(float));
+        }
+}
+
 static void shift_copies(float *xs, const float *x, const dshape *d, int64_t c0, int64_t c1)
 {
+    if (padded(d)) {
+        padded_copies(xs, x, d, c0, c1);
+        return;
+    }
     const int64_t Hp = hp_of(d), OW = d->ow, H = d->h, W = d->w, sw = d->sw;
     xs -= c0 * d->kw * d->sh * Hp * OW;
     for (int64_t c = c0; c < c1; c++)
@@ -218,6 +269,13 @@ static void shift_copies(float *xs, const float *x, const dshape *d, int64_t c0,
 static void tap_offsets(int32_t *off, const dshape *d)
 {
     const int64_t Hp = hp_of(d);
+    if (padded(d)) {
+        for (int64_t c = 0, k = 0; c < d->c; c++)
+            for (int64_t ky = 0; ky < d->kh; ky++)
+                for (int64_t kx = 0; kx < d->kw; kx++)
+                    off[k++] = (int32_t)((c * Hp + ky) * wp_of(d) + kx);
+        return;
+    }
     for (int64_t c = 0, k = 0; c < d->c; c++)
         for (int64_t ky = 0; ky < d->kh; ky++)
             for (int64_t kx = 0; kx < d->kw; kx++)
@@ -259,7 +317,7 @@ static int run(float *y, const float *x, const weights *wt, const finish *f, con
             for (int64_t g = 0; g < cur; g++) {
                 shift_copies(xs + g * per_img, x + (n0 + g) * d->c * d->h * d->w, d, 0, d->c);
                 for (int64_t q = 0; q < nvec; q++) {
-                    v[nv].in = xs + g * per_img + q * LANES;
+                    v[nv].in = xs + g * per_img + pixel_pos(d, q * LANES);
                     v[nv].out = y + (n0 + g) * d->o * P + q * LANES;
                     v[nv].m = lanes_of(P - q * LANES);
                     if (++nv == NVMAX * 8 || (g == cur - 1 && q == nvec - 1)) {
@@ -544,6 +602,7 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
     const int64_t KK = d.kh * d.kw, K = d.c * KK, P = d.oh * d.ow, O = d.o, N = d.n;
     const int64_t OP = (O + LANES - 1) / LANES * LANES, per_ch = xs_floats(&d) / d.c;
     const int64_t ntiles = (K + DW_TAPS - 1) / DW_TAPS, imgs = dw_images(&d);
+    const bool pad = padded(&d);
     const int nt = fs_get_num_threads();
     /* the most taps and input channels a thread can get (its taps may straddle 2 channels) */
     const int64_t max_taps = (ntiles + nt - 1) / nt * DW_TAPS;
@@ -584,8 +643,10 @@ int fs_conv_direct_backward_weight(float *dw, const float *dy, const float *x,
                     int nseg = 0;
                     for (int64_t p = p0; p < p1;) {
                         const int64_t g = p / P, q = p % P;
-                        const int64_t len = P - q < p1 - p ? P - q : p1 - p;
-                        sg[nseg].xs = xs + g * nch * per_ch + q;
+                        int64_t len = P - q < p1 - p ? P - q : p1 - p;
+                        if (pad && len > d.ow - q % d.ow) /* padded rows: a row at a time */
+                            len = d.ow - q % d.ow;
+                        sg[nseg].xs = xs + g * nch * per_ch + pixel_pos(&d, q);
                         sg[nseg].dyt = dyt + ((n0 + g) * P + q) * OP + ob;
                         sg[nseg++].n = len;
                         p += len;
