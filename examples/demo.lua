@@ -265,6 +265,7 @@ local LOC_METHODS = {
   {"prnet/coarse", "PRNet coarse"},
   {"prnet", "PRNet coarse + fine"},
   {"prnet+ncc", "PRNet coarse, then NCC within +/- 5 px of its estimate, with a 6 px prior"},
+  {"prnet+ncc per landmark", "the same with window, template and prior per landmark, chosen on validation patients"},
 }
 
 local function localisation_report(r, loc, fig)
@@ -527,8 +528,9 @@ local function main(argv)
       local p = m[name] and m[name].pooled
       return p and ("%s %.1f / %.1f"):format(name, p.mean, p.p95) or (name .. " n/a")
     end
-    print(("  localisation (mean / p95 mm, %s cohort): %s, %s, %s, %s"):format(loc.settings.cohort,
-      one("prnet+ncc"), one("prnet"), one("ncc_window"), one("identity")))
+    local per = m["prnet+ncc per landmark"] and (one("prnet+ncc per landmark") .. ", ") or ""
+    print(("  localisation (mean / p95 mm, %s cohort): %s, %s%s, %s, %s"):format(loc.settings.cohort,
+      one("prnet+ncc"), per, one("prnet"), one("ncc_window"), one("identity")))
   end
   print(("total %.1f s; report: %s and %s"):format(fs.clock() - T0, md, html))
 end

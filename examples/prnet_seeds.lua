@@ -62,6 +62,9 @@ end
 
 local variants = {["prnet+ncc"] = {fine = false, refine = E.refine},
                   ["flat search"] = {fine = false, refine = {window = 3, patch = 15}}}
+if cohort == "realistic" then -- chosen on its validation patients (experiment.lua)
+  variants["prnet+ncc per landmark"] = {fine = false, refine = experiment.REFINE_BY_LANDMARK}
+end
 if grid then
   for _, patch in ipairs({15, 21}) do
     for _, window in ipairs({5, 8}) do

@@ -324,6 +324,45 @@ describe("fs.prnet.train, localize and evaluate", function()
       refine = {window = 4, prior = -1}} end, "prnet.localize: option 'refine.prior' must be >= 0, got -1")
   end)
 
+  it("takes refine settings per landmark (by_landmark), the rest from refine", function()
+    -- a tight prior holds every landmark at the support's coordinates, (3, -2) px off, except
+    -- the one whose own settings search flat; a template of its own size works as well
+    local q = item(3, -2)
+    local names = {}
+    for name in pairs(q.landmarks) do names[#names + 1] = name end
+    table.sort(names)
+    local free = names[1]
+    local function errs(refine)
+      local r = fs.prnet.localize{support = {item(0, 0)}, query = q, refine = refine}
+      local e = {}
+      for name, p in pairs(r.landmarks) do
+        e[name] = math.sqrt((p.x - q.landmarks[name].x) ^ 2 + (p.y - q.landmarks[name].y) ^ 2)
+      end
+      return e
+    end
+    for _, own in ipairs({{prior = false}, {prior = false, patch = 7, window = 5}}) do
+      local e = errs{window = 4, patch = 9, prior = 0.2, by_landmark = {[free] = own}}
+      assert.is_true(e[free] < 0.3, free .. " " .. e[free])
+      for _, name in ipairs(names) do
+        if name ~= free then assert.near(math.sqrt(13), e[name], 0.3) end
+      end
+    end
+    local s = {item(0, 0)}
+    assert.has_error(function() fs.prnet.localize{support = s, query = q,
+      refine = {by_landmark = {nowhere = {prior = 2}}}} end,
+      "prnet.localize: refine.by_landmark names 'nowhere', which is not a landmark localised here")
+    assert.has_error(function() fs.prnet.localize{support = s, query = q,
+      refine = {by_landmark = {[free] = {patch = 8}}}} end,
+      "prnet.localize: option 'refine.by_landmark." .. free .. ".patch' must be odd, got 8")
+    local ok, err = pcall(fs.prnet.localize, {support = s, query = q,
+      refine = {by_landmark = {[free] = {priors = 2}}}})
+    assert.is_false(ok)
+    assert.matches("unknown option 'priors'", err)
+    assert.has_error(function() fs.prnet.localize{support = s, query = q,
+      refine = {by_landmark = {[free] = {prior = -1}}}} end,
+      "prnet.localize: option 'refine.by_landmark." .. free .. ".prior' must be >= 0, got -1")
+  end)
+
   it("rejects bad options", function()
     local s = {item(0, 0)}
     local bad = item(0, 0)
@@ -411,10 +450,19 @@ describe("fewshot.prnet.experiment", function()
     local dir = helper.tmpdir()
     local r = experiment.run{quick = true, train_n = 2, test_n = 2, steps = 2, fine_steps = 2, batch = 4,
                              samples = 3, figures = dir}
-    for _, m in ipairs({"prnet", "prnet/coarse", "prnet/fine", "prnet+ncc", "identity", "ncc", "ncc_window"}) do
+    for _, m in ipairs({"prnet", "prnet/coarse", "prnet/fine", "prnet+ncc", "prnet+ncc per landmark",
+                        "identity", "ncc", "ncc_window"}) do
       assert.is_table(r.result.methods[m], m)
       assert.are.equal(12, r.result.methods[m].pooled.n, m)
     end
+    -- the stages of the combined methods repeat other rows: left out
+    assert.is_nil(r.result.methods["prnet+ncc/coarse"])
+    assert.is_nil(r.result.methods["prnet+ncc per landmark/refine"])
+    -- its settings name the phantom's six landmarks
+    local names = {}
+    for name in pairs(experiment.REFINE_BY_LANDMARK.by_landmark) do names[#names + 1] = name end
+    table.sort(names)
+    assert.same(r.result.landmarks, names)
     assert.are.equal(2, #r.history.dis)
     assert.are.equal(2, #r.fine_history.rec)
     assert.matches("prnet%+ncc", r.text)

@@ -18,6 +18,9 @@
 --    template that matches almost as well all along an edge (the liver dome) stays near PRNet's
 --    estimate while a distinctive one goes to its peak; with several supports the
 --    best-scoring match wins. A combined method: PRNet's estimate seeds template matching.
+--    `refine.by_landmark = {[name] = {window=, patch=, prior=}}` gives a landmark settings of
+--    its own (each key it leaves out is the refine's; `prior = false` searches it flat), e.g.
+--    chosen per landmark on validation images.
 -- Images are divided by their maximum first (fewshot.prnet.pairs conventions). The patch side
 -- is read from each model's weights; the latent must be 2-D (x, y).
 -- @module fewshot.prnet.localize
@@ -97,15 +100,32 @@ function M.localizer(opts, op)
   local average = args.choice(op, "average", opts.average or "predictions", {"predictions", "latents"})
   local fine_steps = args.integer(op, "fine_steps", opts.fine_steps or 1, 0)
   local thr = args.number(op, "body_threshold", opts.body_threshold or 0.05, 0, 1)
-  local refine
+  -- refine settings: where (the option's name), t (its table), base (what t leaves out)
+  local function refine_settings(where, t, keys, base)
+    if type(t) ~= "table" then error(("%s: option '%s' must be {window=, patch=}"):format(op, where), 4) end
+    args.options(op .. ": " .. where, t, keys)
+    local out = {window = t.window ~= nil and args.integer(op, where .. ".window", t.window, 0) or base.window,
+                 patch = t.patch ~= nil and args.integer(op, where .. ".patch", t.patch, 1) or base.patch,
+                 prior = base.prior}
+    if t.prior == false then out.prior = nil
+    elseif t.prior ~= nil then out.prior = args.number(op, where .. ".prior", t.prior, 0) end
+    if out.patch % 2 == 0 then
+      error(("%s: option '%s.patch' must be odd, got %d"):format(op, where, out.patch), 4)
+    end
+    return out
+  end
+  local refine, refine_of
   if opts.refine ~= nil then
-    if type(opts.refine) ~= "table" then error(op .. ": option 'refine' must be {window=, patch=}", 3) end
-    args.options(op .. ": refine", opts.refine, {"window", "patch", "prior"})
-    refine = {window = args.integer(op, "refine.window", opts.refine.window or 3, 0),
-              patch = args.integer(op, "refine.patch", opts.refine.patch or 21, 1),
-              prior = opts.refine.prior and args.number(op, "refine.prior", opts.refine.prior, 0)}
-    if refine.patch % 2 == 0 then
-      error(("%s: option 'refine.patch' must be odd, got %d"):format(op, refine.patch), 3)
+    refine = refine_settings("refine", opts.refine, {"window", "patch", "prior", "by_landmark"},
+                             {window = 3, patch = 21})
+    local by = opts.refine.by_landmark
+    if by ~= nil and type(by) ~= "table" then
+      error(op .. ": option 'refine.by_landmark' must be a table {[name] = {window=, patch=, prior=}}", 3)
+    end
+    refine_of = {}
+    for name, t in pairs(by or {}) do
+      if type(name) ~= "string" then error(op .. ": refine.by_landmark's keys must be landmark names", 3) end
+      refine_of[name] = refine_settings("refine.by_landmark." .. name, t, {"window", "patch", "prior"}, refine)
     end
   end
   local g = opts.generator or core.generator(args.integer(op, "seed", opts.seed or 0, 0))
@@ -120,6 +140,18 @@ function M.localizer(opts, op)
     table.sort(names)
   end
   if #names == 0 then error(op .. ": the support marks no landmark", 3) end
+  if refine then -- each landmark's settings; by_landmark may name only landmarks localised
+    local known = {}
+    for _, name in ipairs(names) do
+      known[name] = true
+      refine_of[name] = refine_of[name] or refine
+    end
+    for name in pairs(refine_of) do
+      if not known[name] then
+        error(("%s: refine.by_landmark names '%s', which is not a landmark localised here"):format(op, name), 3)
+      end
+    end
+  end
   -- supports: normalised, padded per patch side; landmarks checked inside their images
   local sup = {}
   for i, s in ipairs(support) do
@@ -170,12 +202,13 @@ function M.localizer(opts, op)
     templates = {}
     for _, name in ipairs(names) do
       templates[name] = {}
+      local patch = refine_of[name].patch
       for i, e in ipairs(sup) do
-        if refine.patch > e.H or refine.patch > e.W then
+        if patch > e.H or patch > e.W then
           error(("%s: refine.patch %d is larger than support[%d]'s image (%d, %d)"):format(op,
-            refine.patch, i, e.H, e.W), 3)
+            patch, i, e.H, e.W), 3)
         end
-        local t, dx, dy = B.template(e.image, e.lm[name].x, e.lm[name].y, refine.patch)
+        local t, dx, dy = B.template(e.image, e.lm[name].x, e.lm[name].y, patch)
         templates[name][i] = {t = t, dx = dx, dy = dy}
       end
     end
@@ -273,19 +306,20 @@ function M.localizer(opts, op)
       snapshot("fine")
     end
     if refine then
-      local h = (refine.patch - 1) // 2
-      if refine.patch > H or refine.patch > W then
-        error(("%s: refine.patch %d is larger than the query (%d, %d)"):format(op, refine.patch, H, W), 2)
-      end
       for _, name in ipairs(names) do
+        local set = refine_of[name]
+        local h = (set.patch - 1) // 2
+        if set.patch > H or set.patch > W then
+          error(("%s: refine.patch %d is larger than the query (%d, %d)"):format(op, set.patch, H, W), 2)
+        end
         local bx, by, best = nil, nil, -math.huge
         for _, t in ipairs(templates[name]) do
           -- where the template's centre goes if the estimate is right (match.best rounds it
           -- for the window; the prior is measured from it as it is)
           local cx = math.max(h + 1, math.min(W - h, est[name][1] - t.dx))
           local cy = math.max(h + 1, math.min(H - h, est[name][2] - t.dy))
-          local x, y, score = core.match.best(img, t.t, {window = refine.window, centre = {cx, cy},
-                                                          prior = refine.prior})
+          local x, y, score = core.match.best(img, t.t, {window = set.window, centre = {cx, cy},
+                                                          prior = set.prior})
           if score > best then bx, by, best = x + t.dx, y + t.dy, score end
         end
         est[name] = {bx, by}
@@ -306,7 +340,8 @@ end
 --   mm), `fine` (a PRNet module trained with fine_range), `fine_r` (mm), `support` (list of
 --   `{image=, landmarks=, pixel_mm=}`, landmarks in 1-based pixels), `query` (an item or an
 --   (H, W) tensor), `samples=15` (coarse query patches), `seed=0` (or `generator=`),
---   `average="predictions"`|`"latents"`, `fine_steps=1`, `refine=nil` (`{window=3, patch=21, prior=nil}`),
+--   `average="predictions"`|`"latents"`, `fine_steps=1`, `refine=nil` (`{window=3, patch=21, prior=nil,
+--   by_landmark=nil}`),
 --   `landmarks` (names; default: all of support[1]'s), `body_threshold=0.05`, `pixel_mm`
 --   (for a tensor query; default the support's)
 -- @treturn table `{landmarks = {[name] = {x=, y=, x_mm=, y_mm=}}, stages = {coarse=, fine=,
