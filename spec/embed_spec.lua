@@ -56,6 +56,14 @@ describe("embedding in a multi-threaded host", function()
   end)
 
   it("decodes DICOM (in a forked child) while other states' threads compute", function()
+    if os.getenv("FS_SANITIZE") then
+      -- make sanitize preloads libasan into the host: GCC 12's ASan allocator takes no lock
+      -- around fork, so a child forked while another thread allocates can wait forever on the
+      -- lock that thread held (seen: GDCM's first operator new in the child). glibc's malloc
+      -- resets its locks in the child; make test and make tsan run this case.
+      pending("fork from a multi-threaded host is not tested under AddressSanitizer")
+      return
+    end
     local rc, out = sh(HOST .. " --root . --states 4 spec/fixtures/embed_dicom.lua")
     assert.equal(0, rc, out)
     local r = results(out)
