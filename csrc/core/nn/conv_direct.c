@@ -192,13 +192,6 @@ static int64_t group_images(const dshape *d)
     return nvec >= 8 || nvec % NVMAX == 0 ? 1 : NVMAX;
 }
 
-/* xs (c1-c0, kw, sh, Hp, OW) of channels c0..c1-1 of image x (c, h, w): plane (c, kx, ay) row
- * r, column ox holds x[c, sh*r + ay - ph, sw*ox + kx - pw] (zero outside the image), so that
- * tap (c, ky, kx) of output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox.
- * A plane is made LANES columns at a time, down its rows: which lanes lie inside the image is
- * the same for every row. Masked loads never touch the lanes outside, so a row's source may
- * start before the row (a negative column shift). Stride 2 takes the even lanes of two loads,
- * each masked to the source columns between the first and the last one read. */
 /* The padded layout's planes of channels c0..c1-1: row r, column j of plane c holds
  * x[c, r - ph, j - pw], zero outside the image. */
 static void padded_copies(float *xs, const float *x, const dshape *d, int64_t c0, int64_t c1)
@@ -220,6 +213,14 @@ static void padded_copies(float *xs, const float *x, const dshape *d, int64_t c0
         }
 }
 
+/* xs (c1-c0, kw, sh, Hp, OW) of channels c0..c1-1 of image x (c, h, w): plane (c, kx, ay) row
+ * r, column ox holds x[c, sh*r + ay - ph, sw*ox + kx - pw] (zero outside the image), so that
+ * tap (c, ky, kx) of output (oy, ox) is plane (c, kx, ky % sh) at row oy + ky / sh, column ox.
+ * A plane is made LANES columns at a time, down its rows: which lanes lie inside the image is
+ * the same for every row. Masked loads never touch the lanes outside, so a row's source may
+ * start before the row (a negative column shift). Stride 2 takes the even lanes of two loads,
+ * each masked to the source columns between the first and the last one read. The padded
+ * layout goes to padded_copies instead. */
 static void shift_copies(float *xs, const float *x, const dshape *d, int64_t c0, int64_t c1)
 {
     if (padded(d)) {

@@ -212,17 +212,6 @@ float *fs_at(const fs_tensor *t, const int64_t *index)
         }                                                                                         \
     } while (0)
 
-/* Offset of the start of row r (a row = the innermost dim) of t. */
-static int64_t row_offset(const fs_tensor *t, int64_t r)
-{
-    int64_t off = t->offset;
-    for (int d = t->ndim - 2; d >= 0; d--) {
-        off += (r % t->size[d]) * t->stride[d];
-        r /= t->size[d];
-    }
-    return off;
-}
-
 /* Elements of t's largest trailing run of dims laid out as in a contiguous tensor (dims
  * *first .. ndim-1): a narrow along dim 1 of (N, C, H, W) is N such blocks of C'HW floats. */
 static int64_t contiguous_block(const fs_tensor *t, int *first)
@@ -248,6 +237,9 @@ static int64_t block_offset(const fs_tensor *t, int first, int64_t r)
     }
     return off;
 }
+
+/* Offset of the start of row r (a row = the innermost dim) of t. */
+static int64_t row_offset(const fs_tensor *t, int64_t r) { return block_offset(t, t->ndim - 1, r); }
 
 /* Blocks shorter than this go through the per-element loops. */
 #define BLOCK_MIN 16
@@ -333,15 +325,11 @@ fs_tensor *fs_tensor_shape_only(const fs_tensor *t)
 
 fs_tensor *fs_tensor_alias(const fs_tensor *t)
 {
-    fs_tensor *a = header_new();
+    fs_tensor *a = fs_tensor_shape_only(t);
     if (!a)
         return NULL;
     a->storage = t->storage;
     a->storage->refcount++;
-    a->offset = t->offset;
-    a->ndim = t->ndim;
-    memcpy(a->size, t->size, sizeof a->size);
-    memcpy(a->stride, t->stride, sizeof a->stride);
     return a;
 }
 

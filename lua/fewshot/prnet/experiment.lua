@@ -110,10 +110,10 @@ function M.run(opts)
     progress = progress}
   local t_train = core.clock() - t0
   t0 = core.clock()
+  local variants = variants_of(S)
   local result = prnet.evaluate{coarse = coarse, r = S.r, fine = fine, fine_r = S.fine_r,
-    support = {train[1]}, queries = test, samples = S.samples, stages = true,
-    variants = variants_of(S)}
-  for name in pairs(variants_of(S)) do -- the same numbers as prnet/coarse, and as name itself
+    support = {train[1]}, queries = test, samples = S.samples, stages = true, variants = variants}
+  for name in pairs(variants) do -- the same numbers as prnet/coarse, and as name itself
     result.methods[name .. "/coarse"], result.methods[name .. "/refine"] = nil, nil
   end
   local t_eval = core.clock() - t0
